@@ -1,0 +1,34 @@
+# Two commands: `make demo` and `make test`.  Both set everything up first.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+ZENREC := $(VENV)/bin/zenrec
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test test-fast lint bench clean install
+
+install: $(STAMP)
+
+# torch first, pinned to the CPU build, so nothing pulls a multi-GB CUDA build
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(ZENREC) demo --out out/demo
+
+test: $(STAMP)
+	$(PY) -m pytest -q -n 2 --durations=15
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -n 2 -m "not slow"
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests benchmarks
+
+clean:
+	rm -rf $(VENV) out .pytest_cache .hypothesis

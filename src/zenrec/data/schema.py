@@ -1,0 +1,64 @@
+"""Column mapping and event-type weights: how a raw log maps onto zenrec's fields."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+__all__ = ["ColumnMap", "CleaningConfig", "DEFAULT_EVENT_WEIGHTS"]
+
+#: Default strength of each event type: a purchase says more than a view.
+DEFAULT_EVENT_WEIGHTS: dict[str, float] = {
+    "view": 1.0,
+    "click": 2.0,
+    "favorite": 3.0,
+    "cart": 4.0,
+    "purchase": 8.0,
+    "rating": 1.0,
+}
+
+
+class ColumnMap(BaseModel):
+    """Which raw columns hold the user, item, timestamp, event type and value."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    user: str = Field("user_id", description="column with the user id")
+    item: str = Field("item_id", description="column with the item id")
+    timestamp: str | None = Field(
+        None, description="column with the event time (epoch seconds or a date string)"
+    )
+    event: str | None = Field(None, description="column with the event type (view, click, …)")
+    value: str | None = Field(None, description="column with a numeric value such as a rating")
+
+    def required(self) -> list[str]:
+        """Every mapped column name, in field order."""
+        return [c for c in (self.user, self.item, self.timestamp, self.event, self.value) if c]
+
+
+class CleaningConfig(BaseModel):
+    """What counts as a usable row; every dropped row is counted by reason."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    event_weights: dict[str, float] = Field(
+        default_factory=lambda: dict(DEFAULT_EVENT_WEIGHTS),
+        description="weight of each event type; types not listed are dropped as 'unknown_event'",
+    )
+    min_value: float | None = Field(None, description="drop rows whose value is below this")
+    max_value: float | None = Field(None, description="drop rows whose value is above this")
+    rating_threshold: float | None = Field(
+        None, description="keep only rows with value >= threshold (e.g. 4 for ratings as positives)"
+    )
+    value_as_weight: bool = Field(False, description="multiply the event weight by the value")
+    min_user_interactions: int = Field(0, ge=0, description="k-core: minimum events per user")
+    min_item_interactions: int = Field(0, ge=0, description="k-core: minimum events per item")
+    drop_duplicates: bool = Field(True, description="drop exact duplicate events")
+    strict: bool = Field(False, description="raise on the first malformed row instead of dropping it")
+
+    @field_validator("event_weights")
+    @classmethod
+    def _positive(cls, v: dict[str, float]) -> dict[str, float]:
+        bad = {k: w for k, w in v.items() if not w > 0}
+        if bad:
+            raise ValueError(f"event weights must be > 0; got {bad}")
+        return v

@@ -1,0 +1,140 @@
+"""Ranking and beyond-accuracy metrics, vectorised over users.
+
+Accuracy metrics take a boolean hit matrix ``hits`` (users × K, column j is
+rank j+1) and ``n_rel`` (relevant items per user) and return one value per
+user; definitions follow RecBole's, so numbers compare with the field:
+
+* ``recall@k = hits@k / n_rel``
+* ``precision@k = hits@k / k``
+* ``hit@k = 1 if any hit in the top k``
+* ``mrr@k = 1 / rank of the first hit (0 if none in the top k)``
+* ``ndcg@k = Σ_j hit_j / log2(j+1) / Σ_{j ≤ min(n_rel, k)} 1 / log2(j+1)``
+* ``map@k = Σ_j precision@j · hit_j / min(n_rel, k)``
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import scipy.sparse as sp
+
+__all__ = [
+    "recall",
+    "precision",
+    "hit_rate",
+    "mrr",
+    "ndcg",
+    "average_precision",
+    "ACCURACY_METRICS",
+    "coverage",
+    "novelty",
+    "intra_list_diversity",
+    "average_popularity",
+]
+
+
+def _check(hits: np.ndarray, n_rel: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    if k <= 0:
+        raise ValueError(f"k must be positive; got {k}")
+    h = np.asarray(hits, dtype=bool)[:, :k]
+    n = np.asarray(n_rel, dtype=np.float64)
+    if (n <= 0).any():
+        raise ValueError("every evaluated user needs at least one relevant item")
+    return h, n
+
+
+def recall(hits: np.ndarray, n_rel: np.ndarray, k: int) -> np.ndarray:
+    """Share of the user's relevant items found in the top k."""
+    h, n = _check(hits, n_rel, k)
+    return h.sum(axis=1) / n
+
+
+def precision(hits: np.ndarray, n_rel: np.ndarray, k: int) -> np.ndarray:
+    """Share of the top k that is relevant."""
+    h, _ = _check(hits, n_rel, k)
+    return h.sum(axis=1) / k
+
+
+def hit_rate(hits: np.ndarray, n_rel: np.ndarray, k: int) -> np.ndarray:
+    """1 when at least one relevant item is in the top k."""
+    h, _ = _check(hits, n_rel, k)
+    return h.any(axis=1).astype(np.float64)
+
+
+def mrr(hits: np.ndarray, n_rel: np.ndarray, k: int) -> np.ndarray:
+    """Reciprocal rank of the first relevant item in the top k."""
+    h, _ = _check(hits, n_rel, k)
+    first = np.argmax(h, axis=1)
+    return np.where(h.any(axis=1), 1.0 / (first + 1), 0.0)
+
+
+def ndcg(hits: np.ndarray, n_rel: np.ndarray, k: int) -> np.ndarray:
+    """Normalised discounted cumulative gain with binary relevance."""
+    h, n = _check(hits, n_rel, k)
+    disc = 1.0 / np.log2(np.arange(2, h.shape[1] + 2))
+    dcg = (h * disc).sum(axis=1)
+    ideal = np.cumsum(1.0 / np.log2(np.arange(2, k + 2)))
+    return dcg / ideal[np.minimum(n, k).astype(np.int64) - 1]
+
+
+def average_precision(hits: np.ndarray, n_rel: np.ndarray, k: int) -> np.ndarray:
+    """Average precision at k, normalised by ``min(n_rel, k)``."""
+    h, n = _check(hits, n_rel, k)
+    prec_at = np.cumsum(h, axis=1) / np.arange(1, h.shape[1] + 1)
+    return (prec_at * h).sum(axis=1) / np.minimum(n, k)
+
+
+ACCURACY_METRICS: dict[str, Callable[[np.ndarray, np.ndarray, int], np.ndarray]] = {
+    "recall": recall,
+    "precision": precision,
+    "ndcg": ndcg,
+    "mrr": mrr,
+    "map": average_precision,
+    "hit": hit_rate,
+}
+
+
+def coverage(top: np.ndarray, n_items: int) -> float:
+    """Share of the catalogue that appears in at least one list."""
+    if n_items <= 0:
+        raise ValueError("n_items must be positive")
+    return len(np.unique(top[top >= 0])) / n_items
+
+
+def novelty(top: np.ndarray, item_users: np.ndarray, n_users: int) -> float:
+    """Mean self-information ``-log2(share of users who had the item)`` of recommended items.
+
+    Items no training user had count as if one user had them.
+    """
+    share = np.maximum(np.asarray(item_users, dtype=np.float64), 1.0) / max(n_users, 1)
+    return float(np.mean(-np.log2(share[top])))
+
+
+def average_popularity(top: np.ndarray, item_users: np.ndarray) -> float:
+    """Mean number of training users of the recommended items."""
+    return float(np.mean(np.asarray(item_users, dtype=np.float64)[top]))
+
+
+def intra_list_diversity(top: np.ndarray, item_vectors: sp.csr_matrix) -> float:
+    """Mean over lists of the average pairwise cosine *distance* between the list's items.
+
+    ``item_vectors`` holds one row per item (e.g. its training users).  With
+    unit rows v, the sum of pairwise similarities of a list L is
+    ``(‖Σ_{i∈L} v_i‖² − |L|) / 2``, so no pair is formed explicitly.
+    """
+    n_lists, k = top.shape
+    if k < 2:
+        return 0.0
+    v = sp.csr_matrix(item_vectors, dtype=np.float64)
+    norms = np.sqrt(np.asarray(v.multiply(v).sum(axis=1)).ravel())
+    v = sp.diags(1.0 / np.maximum(norms, 1e-12)) @ v
+    unit = (norms > 0).astype(np.float64)
+    ind = sp.csr_matrix(
+        (np.ones(top.size), top.ravel(), np.arange(0, top.size + 1, k)), shape=(n_lists, v.shape[0])
+    )
+    s = ind @ v
+    sq = np.asarray(s.multiply(s).sum(axis=1)).ravel()
+    self_sim = np.asarray(ind @ unit).ravel()
+    mean_sim = (sq - self_sim) / (k * (k - 1))
+    return float(np.mean(1.0 - mean_sim))

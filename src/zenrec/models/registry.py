@@ -1,0 +1,43 @@
+"""The explicit model registry: one line per model, imported lazily."""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+from zenrec.errors import UnknownModelError
+
+if TYPE_CHECKING:
+    from zenrec.models.base import Recommender
+
+__all__ = ["MODELS", "available_models", "get_model_class", "create_model"]
+
+#: name → (module, class).  Adding a model = one module + one line here.
+MODELS: dict[str, tuple[str, str]] = {
+    "pop": ("zenrec.models.popularity", "Popularity"),
+    "itemknn": ("zenrec.models.itemknn", "ItemKNN"),
+    "ease": ("zenrec.models.ease", "EASE"),
+    "als": ("zenrec.models.als", "ALS"),
+    "lmf": ("zenrec.models.lmf", "LogisticMF"),
+}
+
+
+def available_models() -> list[str]:
+    """Registered model names."""
+    return list(MODELS)
+
+
+def get_model_class(name: str) -> type[Recommender]:
+    """The class registered under ``name``."""
+    try:
+        module, cls = MODELS[name]
+    except KeyError:
+        raise UnknownModelError(
+            f"unknown model {name!r}; available models: {', '.join(MODELS)}"
+        ) from None
+    return getattr(import_module(module), cls)
+
+
+def create_model(name: str, **params: Any) -> Recommender:
+    """Instantiate a registered model with hyper-parameters."""
+    return get_model_class(name)(**params)
