@@ -1,0 +1,70 @@
+"""Helpers shared by the benchmark scripts (standard library only: peer venvs import it too)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+WORK = HERE / ".work"
+SPLITS = WORK / "splits"
+DEFAULT_DATASETS = REPO / ".." / "shared" / "datasets"
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process so far (VmHWM), in MB."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def split_files(splits: Path, dataset: str) -> dict[str, Path]:
+    d = Path(splits) / dataset
+    files = {p: d / f"{dataset}.{p}.inter" for p in ("train", "valid", "test")}
+    missing = [str(f) for f in files.values() if not f.exists()]
+    if missing:
+        sys.exit(f"missing split files {missing}; run `python benchmarks/prepare_splits.py` first")
+    return files
+
+
+def emit(record: dict) -> None:
+    """Print one JSON line (the scripts' machine-readable output)."""
+    print(json.dumps(record, sort_keys=True), flush=True)
+
+
+def run_json_lines(cmd: list[str], env: dict | None = None, timeout: float | None = None,
+                   log: Path | None = None) -> list[dict]:
+    """Run a command, return the JSON objects it printed one per line on stdout."""
+    full_env = dict(os.environ, **(env or {}))
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=full_env, timeout=timeout)
+    except subprocess.TimeoutExpired as exc:
+        return [{"error": f"timed out after {timeout:.0f}s", "cmd": " ".join(map(str, cmd)),
+                 "stderr_tail": (exc.stderr or b"")[-2000:].decode(errors="replace")
+                 if isinstance(exc.stderr, bytes) else (exc.stderr or "")[-2000:]}]
+    if log is not None:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "a") as fh:
+            fh.write(f"$ {' '.join(map(str, cmd))}\n{proc.stdout}\n{proc.stderr}\n")
+    out = []
+    for line in proc.stdout.splitlines():
+        line = line.strip()
+        if line.startswith("{") and line.endswith("}"):
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                pass
+    if proc.returncode != 0:
+        out.append({"error": f"exit code {proc.returncode}", "cmd": " ".join(map(str, cmd)),
+                    "stderr_tail": proc.stderr[-3000:]})
+    return out
