@@ -15,7 +15,7 @@ class ALSConfig(ModelConfig):
     """Hyper-parameters of :class:`ALS`."""
 
     factors: int = Field(64, ge=1, description="embedding size")
-    regularization: float = Field(5.0, ge=0, description="L2 penalty on the factors")
+    regularization: float = Field(20.0, ge=0, description="L2 penalty on the factors")
     alpha: float = Field(2.0, gt=0, description="confidence = 1 + alpha·weight")
     iterations: int = Field(15, ge=1, description="ALS sweeps")
     use_weights: bool = Field(False, description="use event weights as confidences (else 0/1)")

@@ -21,10 +21,15 @@ log = logging.getLogger(__name__)
 class EASEConfig(ModelConfig):
     """Hyper-parameters of :class:`EASE`."""
 
-    reg: float = Field(250.0, gt=0, description="L2 regularisation λ added to the Gram diagonal")
+    reg: float = Field(300.0, gt=0, description="L2 regularisation λ added to the Gram diagonal")
     dropout: float = Field(
-        0.0, ge=0, lt=1,
+        0.2, ge=0, lt=1,
         description="EDLAE-style emphasis: adds p/(1-p)·G_ii to item i's regularisation (0 = plain EASE)",
+    )
+    user_weighting: float = Field(
+        0.5, ge=0, le=2,
+        description="weight each user's row by (items of user)^-γ (mean 1) in the Gram matrix; "
+        "γ≈0.5 damps heavy users (0 = plain EASE)",
     )
     max_items: int = Field(
         30_000, ge=1, description="refuse catalogues larger than this (memory grows as 8·n² bytes)"
@@ -48,7 +53,10 @@ def _mirror_lower(p: np.ndarray, block: int = 1024) -> None:
 
 
 class EASE(Recommender):
-    """``B = I − P·diag(1/diag(P))``, ``P = (XᵀX + Λ)⁻¹``, diagonal of B zero.
+    """``B = I − P·diag(1/diag(P))``, ``P = (XᵀWX + Λ)⁻¹``, diagonal of B zero.
+
+    ``W`` optionally down-weights heavy users (``user_weighting``) and ``Λ``
+    adds the EDLAE dropout emphasis (``dropout``) to the plain ``λI``.
 
     The inverse of the symmetric positive-definite ``XᵀX + Λ`` is computed in
     float32 by LAPACK's Cholesky factorisation and triangular inverse
@@ -70,7 +78,11 @@ class EASE(Recommender):
             )
         x = train.binary
         self.history_ = x
-        g = (x.T @ x).toarray().astype(np.float32)
+        if c.user_weighting:
+            w = np.power(np.maximum(np.diff(x.indptr), 1).astype(np.float64), -c.user_weighting)
+            g = (x.T @ (sp.diags((w / w.mean()).astype(np.float32)) @ x)).toarray().astype(np.float32)
+        else:
+            g = (x.T @ x).toarray().astype(np.float32)
         diag = np.diag(g).astype(np.float64)
         lam = c.reg + (c.dropout / (1 - c.dropout)) * diag
         g[np.diag_indices(n)] += lam.astype(np.float32)

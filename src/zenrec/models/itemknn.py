@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 import scipy.sparse as sp
 from pydantic import Field
@@ -16,9 +18,12 @@ __all__ = ["ItemKNN", "ItemKNNConfig"]
 class ItemKNNConfig(ModelConfig):
     """Hyper-parameters of :class:`ItemKNN`."""
 
-    k: int = Field(100, ge=1, description="neighbours kept per item")
+    k: int = Field(200, ge=1, description="neighbours kept per item")
     shrink: float = Field(10.0, ge=0, description="added to the cosine denominator; damps rare co-occurrences")
     alpha: float = Field(0.5, ge=0, le=1, description="asymmetric cosine: 0.5 is plain cosine")
+    weighting: Literal["none", "idf"] = Field(
+        "idf", description="weight each user's vector by log(n_items / user's items): heavy users count less"
+    )
     block_size: int = Field(2048, ge=1, description="items per block when computing similarities")
 
 
@@ -26,8 +31,8 @@ class ItemKNN(Recommender):
     """Item-based collaborative filtering.
 
     ``sim(i, j) = x_i·x_j / (‖x_i‖^{2α} ‖x_j‖^{2(1-α)} + shrink)`` on binary
-    user vectors, keeping each item's ``k`` most similar items; a user's score
-    for j sums the similarities of j to the items in the user's history.
+    user vectors; a user's score for item j sums the similarities to j of
+    those of j's ``k`` nearest neighbours that are in the user's history.
     The similarity matrix is built block by block, so memory stays
     ``block_size × n_items`` dense plus the sparse result.
     """
@@ -37,10 +42,14 @@ class ItemKNN(Recommender):
 
     def _fit(self, train: Interactions, valid: Interactions | None, options: TrainOptions) -> None:
         c = self.config
-        x = train.binary
-        self.history_ = x
+        self.history_ = train.binary
+        x = self.history_
+        if c.weighting == "idf":
+            per_user = np.maximum(np.diff(x.indptr), 1)
+            idf = np.log(x.shape[1] / per_user).astype(np.float32)
+            x = sp.diags(np.maximum(idf, 1e-3)) @ x
         xt = x.T.tocsr()
-        sq = np.asarray(x.sum(axis=0)).ravel().astype(np.float64)  # ‖x_i‖²
+        sq = np.asarray(x.multiply(x).sum(axis=0)).ravel().astype(np.float64)  # ‖x_i‖²
         n = x.shape[1]
         k = min(c.k, n - 1) if n > 1 else 1
         rows, cols, vals = [], [], []
@@ -55,9 +64,10 @@ class ItemKNN(Recommender):
             rows.append(np.repeat(np.arange(s, e), k)[keep.ravel()])
             cols.append(idx.ravel()[keep.ravel()])
             vals.append(v.ravel()[keep.ravel()])
-        # W[i, j]: similarity of j to i, j among i's neighbours
+        # W[i, j] = sim(i, j) for i among target item j's k nearest neighbours, so that
+        # x_u · W[:, j] sums the similarities of j's neighbours in the user's history
         self.sim_ = sp.csr_matrix(
-            (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n), dtype=np.float32
+            (np.concatenate(vals), (np.concatenate(cols), np.concatenate(rows))), shape=(n, n), dtype=np.float32
         )
 
     def _score(self, users: np.ndarray) -> np.ndarray:

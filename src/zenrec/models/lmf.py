@@ -23,7 +23,7 @@ class LogisticMFConfig(ModelConfig):
     negatives: int = Field(4, ge=1, description="uniformly sampled negatives per positive")
     optimizer: Literal["adam", "sgd"] = Field("adam", description="optimiser")
     lr: float = Field(0.005, gt=0, description="learning rate")
-    weight_decay: float = Field(1e-6, ge=0, description="L2 penalty on the embeddings in each batch")
+    weight_decay: float = Field(3e-3, ge=0, description="L2 penalty on the embeddings in each batch")
     batch_size: int = Field(2048, ge=1, description="positives per step")
     epochs: int = Field(100, ge=1, description="maximum epochs")
     patience: int = Field(5, ge=1, description="epochs without validation NDCG@10 gain before stopping")
@@ -100,7 +100,7 @@ class LogisticMF(Recommender):
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-                total += float(loss) * len(b)
+                total += float(loss.detach()) * len(b)
             msg = f"epoch {epoch + 1}: loss {total / n_pos:.4f}"
             if valid is not None and len(valid):
                 self._set_state(snapshot())
