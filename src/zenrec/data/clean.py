@@ -10,6 +10,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import scipy.sparse as sp
 
 from zenrec.data.schema import CleaningConfig, ColumnMap
 from zenrec.data.vocab import Vocabulary
@@ -22,6 +25,8 @@ log = logging.getLogger(__name__)
 REASONS = (
     "missing_user_id",
     "missing_item_id",
+    "malformed_user_id",
+    "malformed_item_id",
     "missing_timestamp",
     "malformed_timestamp",
     "malformed_value",
@@ -58,7 +63,7 @@ class CleaningReport:
         }
 
     @classmethod
-    def from_dict(cls, d: dict) -> "CleaningReport":
+    def from_dict(cls, d: dict) -> CleaningReport:
         return cls(d["rows_in"], d["rows_out"], dict(d["dropped"]), dict(d.get("examples", {})))
 
 
@@ -77,71 +82,246 @@ class CleanedEvents:
     report: CleaningReport
 
 
-def _is_numeric(s: pd.Series) -> bool:
-    return pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s)
+_NUMBER_RE = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
 
 
-def _numeric(s: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    """float64 values and a mask of rows that are present but not numbers."""
-    if _is_numeric(s):
-        return s.to_numpy(dtype=np.float64, na_value=np.nan), np.zeros(len(s), dtype=bool)
-    present = s.notna().to_numpy()
-    vals = pd.to_numeric(s.astype("string").str.strip(), errors="coerce").to_numpy(
-        dtype=np.float64, na_value=np.nan
+def _to_arrow(s: pd.Series) -> pa.ChunkedArray:
+    """The column as an Arrow chunked array, zero-copy where pandas already holds Arrow data."""
+    arr = s.array
+    pa_arr = getattr(arr, "_pa_array", None)  # pandas' ArrowExtensionArray
+    if isinstance(pa_arr, pa.ChunkedArray):
+        return pa_arr
+    try:
+        out = pa.array(arr, from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, TypeError, ValueError):
+        # mixed Python objects (ints and strings...): compare them as text
+        out = pa.array(s.astype("string").array, from_pandas=True)
+    return out if isinstance(out, pa.ChunkedArray) else pa.chunked_array([out])
+
+
+def _null_mask(a: pa.ChunkedArray, nan_is_null: bool = False) -> np.ndarray:
+    if a.null_count == 0 and not (nan_is_null and pa.types.is_floating(a.type)):
+        return np.zeros(len(a), dtype=bool)
+    return pc.is_null(a, nan_is_null=nan_is_null).to_numpy(zero_copy_only=False)
+
+
+def _to_numpy(a: pa.ChunkedArray, dtype: type, fill: object) -> np.ndarray:
+    """Values as a numpy array (nulls replaced by ``fill``), one copy at most."""
+    if a.null_count:
+        a = pc.fill_null(a, pa.scalar(fill, a.type))
+    return np.asarray(a.to_numpy(), dtype=dtype)
+
+
+def _decode_dictionary(a: pa.ChunkedArray) -> pa.ChunkedArray:
+    return a.cast(a.type.value_type) if pa.types.is_dictionary(a.type) else a
+
+
+def _is_text(t: pa.DataType) -> bool:
+    return pa.types.is_string(t) or pa.types.is_large_string(t) or (
+        pa.types.is_dictionary(t) and (pa.types.is_string(t.value_type) or pa.types.is_large_string(t.value_type))
     )
-    return vals, present & np.isnan(vals)
 
 
-def _timestamps(s: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """int64 epoch seconds, a missing mask and a malformed mask."""
-    missing = s.isna().to_numpy()
-    if pd.api.types.is_datetime64_any_dtype(s) or (
-        isinstance(s.dtype, pd.ArrowDtype) and s.dtype.kind == "M"
-    ):
-        dt = pd.to_datetime(s, utc=True)
-        vals = dt.astype("int64").to_numpy() // 10**9 if not missing.any() else None
-        if vals is None:
-            secs = (dt - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy(dtype=np.float64, na_value=np.nan)
-            vals = np.nan_to_num(secs, nan=0).astype(np.int64)
-        return vals, missing, np.zeros(len(s), dtype=bool)
-    vals, bad = _numeric(s)
-    if bad.any():
-        # not numbers: try dates on the rows that are not numeric
-        strs = s[bad].astype("string").str.strip()
-        parsed = pd.to_datetime(strs, errors="coerce", utc=True, format="mixed")
-        ok = parsed.notna().to_numpy()
-        idx = np.flatnonzero(bad)
-        secs = (parsed[ok] - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy()
-        vals[idx[ok]] = secs
-        bad[idx[ok]] = False
-    finite = np.isfinite(vals)
-    vals = np.where(finite, vals, 0).astype(np.int64)
-    missing = missing | (~finite & ~bad)
-    return vals, missing, bad
+def _parse_numbers(text: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+    """float64 values of number-like strings (NaN elsewhere) and a mask of strings that are numbers."""
+    try:  # the common case: every present value is a number
+        vals = pc.cast(text, pa.float64())
+        return _to_numpy(vals, np.float64, np.nan), ~_null_mask(text)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass
+    ok = pc.fill_null(pc.match_substring_regex(text, _NUMBER_RE), False)
+    vals = pc.cast(pc.if_else(ok, text, pa.scalar(None, text.type)), pa.float64())
+    return _to_numpy(vals, np.float64, np.nan), ok.to_numpy(zero_copy_only=False)
 
 
-def _ids(s: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    """factorised codes (-1 for missing) and the unique raw ids."""
-    if pd.api.types.is_float_dtype(s) and not isinstance(s.dtype, pd.ArrowDtype):
-        vals = s.to_numpy()
-        ok = np.isfinite(vals)
-        if np.all(vals[ok] == np.round(vals[ok])):
-            s = pd.Series(np.where(ok, vals, 0).astype(np.int64)).where(ok)
-            s = s.astype("Int64")
-    if not _is_numeric(s):
-        s = s.astype("string").str.strip().replace("", pd.NA)
-    codes, uniques = pd.factorize(s, use_na_sentinel=True)
-    uniq = np.asarray(uniques.to_numpy() if hasattr(uniques, "to_numpy") else uniques)
-    if uniq.dtype.kind == "f":
-        uniq = uniq.astype(np.int64)
-    elif uniq.dtype.kind == "O":
-        uniq = uniq.astype(str)
-    return codes.astype(np.int64), uniq
+def _text_codes(a: pa.ChunkedArray, lower: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Dictionary codes of a text column (stripped, empty -> missing = -1) and the distinct values.
+
+    The normalisation runs on the dictionary, not on every row."""
+    if not pa.types.is_dictionary(a.type):
+        a = pc.dictionary_encode(a)
+    if a.num_chunks != 1:
+        a = a.unify_dictionaries()
+    dictionary = a.chunk(0).dictionary if a.num_chunks else pa.array([], pa.string())
+    indices = _to_numpy(pa.chunked_array([c.indices for c in a.chunks], a.type.index_type), np.int64, -1)
+    d = pc.utf8_trim_whitespace(dictionary.cast(pa.string()))
+    if lower:
+        d = pc.utf8_lower(d)
+    dvals = d.to_numpy(zero_copy_only=False).astype(object)
+    dvals[dvals == ""] = None
+    dcodes, uniques = pd.factorize(dvals, use_na_sentinel=True)
+    lut = np.append(dcodes, -1).astype(np.int32)  # index -1 (null) -> -1
+    return lut[indices], np.asarray(uniques, dtype=str)
+
+
+def _numeric(a: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+    """float64 values (NaN when missing or not a number) and a mask of rows present but not numbers."""
+    t = a.type
+    if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t):
+        return _to_numpy(a.cast(pa.float64()), np.float64, np.nan), np.zeros(len(a), dtype=bool)
+    present = ~_null_mask(a)
+    if _is_text(t):
+        text = pc.utf8_trim_whitespace(_decode_dictionary(a).cast(pa.string()))
+        vals, ok = _parse_numbers(text)
+        return vals, present & ~ok
+    return np.full(len(a), np.nan), present
+
+
+_UNIT_PER_SECOND = {"s": 1, "ms": 10**3, "us": 10**6, "ns": 10**9}
+
+
+def _timestamps(a: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """int64 epoch seconds, a missing mask and a malformed mask.
+
+    Integer columns take a zero-parse fast path; text is read as numbers
+    first and as dates (ISO 8601, then any format pandas recognises) only
+    on the rows that are not numbers."""
+    n = len(a)
+    t = a.type
+    no = np.zeros(n, dtype=bool)
+    if pa.types.is_dictionary(t):
+        a, t = _decode_dictionary(a), t.value_type
+    if pa.types.is_integer(t):
+        return _to_numpy(a, np.int64, 0), _null_mask(a), no
+    if pa.types.is_timestamp(t):
+        per = _UNIT_PER_SECOND[t.unit]
+        return _to_numpy(a.cast(pa.int64()), np.int64, 0) // per, _null_mask(a), no
+    if pa.types.is_date32(t):
+        return _to_numpy(a.cast(pa.int32()), np.int64, 0) * 86400, _null_mask(a), no
+    if pa.types.is_date64(t):
+        return _to_numpy(a.cast(pa.int64()), np.int64, 0) // 1000, _null_mask(a), no
+    if pa.types.is_floating(t) or pa.types.is_decimal(t):
+        vals = _to_numpy(a.cast(pa.float64()), np.float64, np.nan)
+        missing = np.isnan(vals)
+        bad = np.isinf(vals)
+        return np.where(missing | bad, 0, np.floor(vals)).astype(np.int64), missing, bad
+    if not _is_text(t):
+        return np.zeros(n, dtype=np.int64), _null_mask(a), ~_null_mask(a)
+    text = pc.utf8_trim_whitespace(a.cast(pa.string()))
+    missing = _null_mask(text) | pc.fill_null(pc.equal(text, ""), False).to_numpy(zero_copy_only=False)
+    try:  # all integers written as text
+        ints = pc.cast(pc.if_else(pa.array(missing), pa.scalar(None, pa.string()), text), pa.int64())
+        return _to_numpy(ints, np.int64, 0), missing, no
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass
+    vals, is_num = _parse_numbers(text)
+    secs = np.where(is_num, vals, np.nan)
+    # pandas reads "now"/"today" as the current time: a silent wrong answer for a log
+    relative = pc.fill_null(pc.match_substring_regex(text, r"(?i)^(now|today|tomorrow|yesterday)$"), False)
+    rest = np.flatnonzero(~is_num & ~missing & ~relative.to_numpy(zero_copy_only=False))
+    if len(rest):
+        strs = pd.Series(text.take(pa.array(rest)).to_numpy(zero_copy_only=False), dtype=object)
+        parsed = pd.to_datetime(strs, errors="coerce", utc=True, format="ISO8601")
+        again = parsed.isna().to_numpy()
+        if again.any():
+            parsed[again] = pd.to_datetime(strs[again], errors="coerce", utc=True, format="mixed")
+        epoch = pd.Timestamp(0, tz="UTC")
+        secs[rest] = (parsed - epoch).dt.total_seconds().to_numpy(dtype=np.float64, na_value=np.nan)
+    finite = np.isfinite(secs)
+    bad = ~finite & ~missing
+    return np.where(finite, np.floor(np.where(finite, secs, 0)), 0).astype(np.int64), missing, bad
+
+
+def _ids(a: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Codes (-1 for missing or malformed), the distinct raw ids, and a malformed mask.
+
+    Integers stay integers (a float column whose values are all whole numbers
+    counts as integers); everything else is compared as stripped text."""
+    t = a.type
+    n = len(a)
+    bad = np.zeros(n, dtype=bool)
+    if pa.types.is_floating(t) or pa.types.is_decimal(t):
+        vals = _to_numpy(a.cast(pa.float64()), np.float64, np.nan)
+        missing = np.isnan(vals)
+        bad = ~missing & ((vals != np.floor(np.where(np.isfinite(vals), vals, 0.5))) | (np.abs(vals) > 2**62))
+        ok = ~(missing | bad)
+        a = pa.chunked_array([pa.array(np.where(ok, vals, 0).astype(np.int64), mask=~ok)])
+        t = a.type
+    if pa.types.is_integer(t):
+        if a.null_count == n:
+            return np.full(n, -1, dtype=np.int32), np.zeros(0, dtype=np.int64), bad
+        fill = pc.min(a).as_py() if a.null_count else 0  # a real id, so the range stays tight
+        codes, uniques = _factorize_ints(_to_numpy(a, np.int64, fill))
+        if a.null_count:
+            codes[_null_mask(a)] = -1
+        codes[bad] = -1
+        return codes, uniques, bad
+    if not _is_text(t):
+        a = a.cast(pa.string())
+    codes, uniques = _text_codes(a)
+    return codes, uniques, bad
 
 
 def _recode(codes: np.ndarray, uniques: np.ndarray, name: str) -> tuple[np.ndarray, Vocabulary]:
-    used, inverse = np.unique(codes, return_inverse=True)
-    return inverse.astype(np.int32), Vocabulary(uniques[used], name=name)
+    """Drop the ids no kept row uses; codes become 0..k-1 in first-seen order."""
+    used = np.bincount(codes, minlength=len(uniques)) > 0
+    remap = (np.cumsum(used) - 1).astype(np.int32)
+    return remap[codes], Vocabulary(uniques[used], name=name)
+
+
+def _bits(n: int) -> int:
+    return max(int(n - 1).bit_length(), 1)
+
+
+def _duplicates_sorted(u: np.ndarray, t: np.ndarray, i: np.ndarray, e: np.ndarray) -> np.ndarray:
+    """Rows (already sorted by user then time, ties in input order) that repeat an
+    earlier row's (user, time, item, event); only runs of equal (user, time) are compared."""
+    n = len(u)
+    dup = np.zeros(n, dtype=bool)
+    if n < 2:
+        return dup
+    same = (u[1:] == u[:-1]) & (t[1:] == t[:-1])
+    if not same.any():
+        return dup
+    in_run = np.zeros(n, dtype=bool)
+    in_run[1:] |= same
+    in_run[:-1] |= same
+    rows = np.flatnonzero(in_run)
+    run_id = np.cumsum(np.concatenate([[True], ~same]))[rows]
+    key = pd.DataFrame({"r": run_id, "i": i[rows], "e": e[rows]})
+    dup[rows[key.duplicated().to_numpy()]] = True
+    return dup
+
+
+def _factorize_ints(vals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``pd.factorize`` for int64 ids (codes in first-seen order), with a
+    table-lookup fast path when the ids span a dense range."""
+    n = len(vals)
+    lo, hi = int(vals.min()), int(vals.max())
+    span = hi - lo + 1
+    if span > max(4 * n, 1 << 20):
+        codes, uniques = pd.factorize(vals)
+        return codes.astype(np.int32), np.asarray(uniques, dtype=np.int64)
+    off = vals - lo
+    first = np.full(span, n, dtype=np.int64)
+    np.minimum.at(first, off, np.arange(n, dtype=np.int64))
+    present = np.flatnonzero(first < n)
+    present = present[np.argsort(first[present], kind="stable")]  # first-seen order
+    lut = np.empty(span, dtype=np.int32)
+    lut[present] = np.arange(len(present), dtype=np.int32)
+    return lut[off], present + lo
+
+
+def _stable_order_by(keys: np.ndarray, n_keys: int) -> np.ndarray:
+    """Stable order of rows by small non-negative integer keys: a counting sort,
+    O(n + n_keys), done by SciPy's COO->CSR conversion (rows keep input order)."""
+    n = len(keys)
+    cols = np.arange(n, dtype=np.int32 if n < 2**31 - 1 else np.int64)
+    m = sp.csr_matrix((np.ones(n, dtype=np.int8), (keys, cols)), shape=(n_keys, max(n, 1)))
+    return m.indices
+
+
+def _sort_order(u: np.ndarray, t: np.ndarray, n_users: int) -> np.ndarray | None:
+    """Stable order by (user, time); ``None`` when the rows are already in that order."""
+    if len(u) < 2:
+        return None
+    du = np.diff(u)
+    t_sorted = bool((np.diff(t) >= 0).all())
+    if (du >= 0).all() and (t_sorted or ((du > 0) | (np.diff(t) >= 0)).all()):
+        return None
+    if t_sorted:  # a time-ordered log: one counting sort by user
+        return _stable_order_by(u, n_users)
+    return np.lexsort((t, u))
 
 
 def clean_events(
@@ -157,6 +337,8 @@ def clean_events(
     header); rows are then named by line, otherwise by DataFrame index label.
     Raises :class:`DataError` for a missing column, a column with no usable
     value, or (with ``config.strict``) the first malformed row.
+
+    The returned arrays are sorted by (user, time), ties kept in input order.
     """
     columns = columns or ColumnMap()
     config = config or CleaningConfig()
@@ -169,9 +351,13 @@ def clean_events(
                 f"missing {role} column {col!r}; the columns are {list(map(str, df.columns))} "
                 f"(map yours with --{role} NAME)",
                 source=source,
+                column=col,
             )
-    labels = (np.arange(n) + first_line) if first_line is not None else np.asarray(df.index)
     label_word = "line" if first_line is not None else "row"
+
+    def label(j: int) -> object:
+        return int(j + first_line) if first_line is not None else df.index[j]
+
     report = CleaningReport(rows_in=n)
     keep = np.ones(n, dtype=bool)
 
@@ -184,49 +370,54 @@ def clean_events(
             i = int(np.flatnonzero(mask)[0])
             value = df[column].iloc[i] if column else None
             raise DataError(
-                f"{reason.replace('_', ' ')}: expected {expected}; got {value!r} ({label_word} {labels[i]})",
+                f"{reason.replace('_', ' ')}: expected {expected}; got {value!r} ({label_word} {label(i)})",
                 source=source,
-                row=int(labels[i]) if first_line is not None else None,
+                row=int(label(i)) if first_line is not None else None,
                 column=column,
             )
         first = np.flatnonzero(mask)[:3]
-        report.add(reason, int(mask.sum()), [f"{label_word} {labels[j]}" for j in first])
+        report.add(reason, int(mask.sum()), [f"{label_word} {label(j)}" for j in first])
         keep &= ~mask
 
-    ucodes, uuniq = _ids(df[columns.user])
-    icodes, iuniq = _ids(df[columns.item])
-    drop("missing_user_id", ucodes < 0, columns.user, "a user id")
-    drop("missing_item_id", icodes < 0, columns.item, "an item id")
+    ucodes, uuniq, ubad = _ids(_to_arrow(df[columns.user]))
+    drop("missing_user_id", (ucodes < 0) & ~ubad, columns.user, "a user id")
+    drop("malformed_user_id", ubad, columns.user, "an integer or text user id")
+    icodes, iuniq, ibad = _ids(_to_arrow(df[columns.item]))
+    drop("missing_item_id", (icodes < 0) & ~ibad, columns.item, "an item id")
+    drop("malformed_item_id", ibad, columns.item, "an integer or text item id")
+    del ubad, ibad
 
     if columns.timestamp:
-        ts, ts_missing, ts_bad = _timestamps(df[columns.timestamp])
-        usable = ~(ts_missing | ts_bad)
-        if not usable.any():
+        ts, ts_missing, ts_bad = _timestamps(_to_arrow(df[columns.timestamp]))
+        if not (~(ts_missing | ts_bad)).any():
             first = int(np.flatnonzero(ts_bad | ts_missing)[0])
             raise DataError(
                 "no row has a usable timestamp: expected epoch seconds or a date such as "
-                f"2024-05-01T12:00:00; first value {df[columns.timestamp].iloc[first]!r} ({label_word} {labels[first]})",
+                f"2024-05-01T12:00:00; first value {df[columns.timestamp].iloc[first]!r} ({label_word} {label(first)})",
                 source=source,
                 column=columns.timestamp,
             )
         drop("missing_timestamp", ts_missing, columns.timestamp, "a timestamp")
         drop("malformed_timestamp", ts_bad, columns.timestamp, "epoch seconds or an ISO date")
+        del ts_missing, ts_bad
     else:
         ts = np.arange(n, dtype=np.int64)
 
-    weight = np.ones(n, dtype=np.float32)
-    event_codes = np.zeros(n, dtype=np.int8)
+    weight: np.ndarray | None = None
+    event_codes: np.ndarray | None = None
     event_names: tuple[str, ...] = ()
     if columns.event:
-        ev = df[columns.event].astype("string").str.strip().str.lower()
-        codes, uniques = pd.factorize(ev, use_na_sentinel=True)
-        uniq = [str(u) for u in uniques]
-        known = [u for u in uniq if u in config.event_weights]
+        ev = _to_arrow(df[columns.event])
+        if not _is_text(ev.type):
+            ev = ev.cast(pa.string())
+        codes, uniq = _text_codes(ev, lower=True)
+        known = [u for u in uniq.tolist() if u in config.event_weights]
         event_names = tuple(known)
-        lut_w = np.array([config.event_weights.get(u, 0.0) for u in uniq] + [0.0], dtype=np.float32)
-        lut_c = np.array([known.index(u) if u in known else -1 for u in uniq] + [-1], dtype=np.int16)
+        lut_w = np.array([config.event_weights.get(u, 0.0) for u in uniq.tolist()] + [0.0], dtype=np.float32)
+        lut_c = np.array([known.index(u) if u in known else -1 for u in uniq.tolist()] + [-1], dtype=np.int16)
         weight = lut_w[codes]
         ec = lut_c[codes]
+        del codes
         drop(
             "unknown_event",
             ec < 0,
@@ -234,9 +425,10 @@ def clean_events(
             f"one of {sorted(config.event_weights)} (set weights with --event-weight NAME=W)",
         )
         event_codes = np.where(ec < 0, 0, ec).astype(np.int8)
+        del ec
 
     if columns.value:
-        val, bad = _numeric(df[columns.value])
+        val, bad = _numeric(_to_arrow(df[columns.value]))
         drop("malformed_value", bad, columns.value, "a number")
         lo = -np.inf if config.min_value is None else config.min_value
         hi = np.inf if config.max_value is None else config.max_value
@@ -245,46 +437,73 @@ def clean_events(
         if config.rating_threshold is not None:
             drop("below_rating_threshold", ~(val >= config.rating_threshold), columns.value, "")
         if config.value_as_weight:
-            weight = weight * np.nan_to_num(val, nan=1.0).astype(np.float32)
+            vw = np.nan_to_num(val, nan=1.0).astype(np.float32)
+            weight = vw if weight is None else weight * vw
+        del val, bad
 
-    if config.drop_duplicates:
-        idx = np.flatnonzero(keep)
-        key = pd.DataFrame({"u": ucodes[idx], "i": icodes[idx], "t": ts[idx], "e": event_codes[idx]})
-        dup = np.zeros(n, dtype=bool)
-        dup[idx[key.duplicated().to_numpy()]] = True
-        drop("duplicate", dup, None, "")
+    # every row-wise check is done: gather the survivors once, sorted by (user, time)
+    idx = np.flatnonzero(keep)
+    u_s = ucodes[idx]
+    t_s = ts[idx]
+    order = _sort_order(u_s, t_s, len(uuniq))
+    if order is not None:
+        idx = idx[order]
+        u_s, t_s = u_s[order], t_s[order]
+    del order, ucodes, ts
+    i_s = icodes[idx]
+    del icodes
+    e_s = event_codes[idx] if event_codes is not None else np.zeros(len(idx), dtype=np.int8)
+    w_s = weight[idx] if weight is not None else np.ones(len(idx), dtype=np.float32)
+    del event_codes, weight
+    alive = np.ones(len(idx), dtype=bool)
+
+    if config.drop_duplicates and len(idx) > 1:
+        dup = _duplicates_sorted(u_s, t_s, i_s, e_s)
+        if dup.any():
+            full = np.zeros(n, dtype=bool)
+            full[idx[dup]] = True
+            drop("duplicate", full, None, "")
+            alive &= ~dup
+        del dup
 
     if config.min_user_interactions or config.min_item_interactions:
-        kc = np.zeros(n, dtype=bool)
+        removed = np.zeros(len(idx), dtype=bool)
         while True:
-            idx = np.flatnonzero(keep & ~kc)
-            ucount = np.bincount(ucodes[idx], minlength=len(uuniq))
-            icount = np.bincount(icodes[idx], minlength=len(iuniq))
-            bad_rows = (ucount[ucodes[idx]] < config.min_user_interactions) | (
-                icount[icodes[idx]] < config.min_item_interactions
+            ucount = np.bincount(u_s, weights=alive, minlength=len(uuniq))
+            icount = np.bincount(i_s, weights=alive, minlength=len(iuniq))
+            bad_rows = alive & (
+                (ucount[u_s] < config.min_user_interactions) | (icount[i_s] < config.min_item_interactions)
             )
             if not bad_rows.any():
                 break
-            kc[idx[bad_rows]] = True
-        drop("k_core", kc, None, "")
+            alive &= ~bad_rows
+            removed |= bad_rows
+        if removed.any():
+            full = np.zeros(n, dtype=bool)
+            full[idx[removed]] = True
+            drop("k_core", full, None, "")
 
-    idx = np.flatnonzero(keep)
+    if not alive.all():
+        idx = idx[alive]
+        u_s, t_s, i_s, e_s, w_s = u_s[alive], t_s[alive], i_s[alive], e_s[alive], w_s[alive]
     if len(idx) == 0:
         raise EmptyDataError(
             f"every row was dropped while cleaning ({report.dropped}); check the column mapping and filters",
             source=source,
         )
-    user, users = _recode(ucodes[idx], uuniq, "user")
-    item, items = _recode(icodes[idx], iuniq, "item")
+    user, users = _recode(u_s, uuniq, "user")
+    del u_s
+    item, items = _recode(i_s, iuniq, "item")
+    del i_s
     report.rows_out = len(idx)
     if report.dropped:
         log.info("%s: kept %d of %d rows; dropped %s", source, len(idx), n, report.dropped)
     return CleanedEvents(
         user=user,
         item=item,
-        timestamp=ts[idx],
-        weight=weight[idx].astype(np.float32),
-        event=event_codes[idx],
+        timestamp=t_s,
+        weight=w_s,
+        event=e_s,
         event_names=event_names,
         users=users,
         items=items,

@@ -15,7 +15,7 @@ from zenrec import __version__
 from zenrec._io import atomic_dir, read_manifest, write_json
 from zenrec.data.clean import CleaningReport, clean_events
 from zenrec.data.interactions import Interactions
-from zenrec.data.readers import Format, read_table
+from zenrec.data.readers import Format, _base_suffix, _guess_format, read_table
 from zenrec.data.schema import CleaningConfig, ColumnMap
 from zenrec.data.vocab import Vocabulary
 from zenrec.errors import ArtifactError
@@ -59,7 +59,7 @@ class Dataset:
         name: str = "dataset",
         source: str = "<DataFrame>",
         first_line: int | None = None,
-    ) -> "Dataset":
+    ) -> Dataset:
         """Clean a raw DataFrame into a dataset."""
         ev = clean_events(df, columns, cleaning, source=source, first_line=first_line)
         inter = Interactions(
@@ -75,17 +75,24 @@ class Dataset:
         cleaning: CleaningConfig | None = None,
         format: Format | None = None,
         name: str | None = None,
-    ) -> "Dataset":
+    ) -> Dataset:
         """Read and clean a log file (CSV/TSV/Parquet/JSON Lines/RecBole/MovieLens)."""
         path = Path(path)
-        df = read_table(path, format)
-        has_header = path.suffix not in (".dat", ".data")
+        fmt = format or _guess_format(path)
+        wanted = (columns or ColumnMap()).required() if fmt in ("csv", "tsv", "parquet") else None
+        df = read_table(path, fmt, columns=wanted)
+        # rows are named by their line in text files (1 = first line), by position in Parquet
+        if fmt == "parquet":
+            first_line = None
+        elif fmt == "jsonl" or (fmt == "movielens" and _base_suffix(path) in (".dat", ".data")):
+            first_line = 1
+        else:
+            first_line = 2
         return cls.from_frame(
-            df, columns, cleaning, name=name or path.name.split(".")[0], source=str(path),
-            first_line=2 if has_header else 1,
+            df, columns, cleaning, name=name or path.name.split(".")[0], source=str(path), first_line=first_line
         )
 
-    def with_item_table(self, table: pd.DataFrame, id_column: str) -> "Dataset":
+    def with_item_table(self, table: pd.DataFrame, id_column: str) -> Dataset:
         """Attach item side data (e.g. titles): rows are aligned to item indices."""
         idx = self.items.index(table[id_column].to_numpy(), missing="mask")
         aligned = pd.DataFrame(index=pd.RangeIndex(len(self.items)))
@@ -103,7 +110,16 @@ class Dataset:
         """Write to a directory (Parquet + JSON manifest), atomically."""
         inter = self.interactions
         with atomic_dir(path) as tmp:
-            pq.write_table(pa.Table.from_pandas(inter.to_frame(), preserve_index=False), tmp / "interactions.parquet")
+            events = pa.table(
+                {
+                    "user": inter.user,
+                    "item": inter.item,
+                    "timestamp": inter.timestamp,
+                    "weight": inter.weight,
+                    "event": inter.event,
+                }
+            )  # zero-copy views of the arrays, no DataFrame in between
+            pq.write_table(events, tmp / "interactions.parquet")
             pq.write_table(pa.table({"id": self.users.to_array()}), tmp / "users.parquet")
             pq.write_table(pa.table({"id": self.items.to_array()}), tmp / "items.parquet")
             if self.item_table is not None:
@@ -125,7 +141,7 @@ class Dataset:
             )
 
     @classmethod
-    def load(cls, path: str | Path) -> "Dataset":
+    def load(cls, path: str | Path) -> Dataset:
         """Load a directory written by :meth:`save`."""
         path = Path(path)
         m = read_manifest(path, "dataset", DATASET_FORMAT)

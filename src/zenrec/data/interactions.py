@@ -11,6 +11,16 @@ import scipy.sparse as sp
 __all__ = ["Interactions"]
 
 
+def _is_sorted(user: np.ndarray, ts: np.ndarray) -> bool:
+    """True when rows are already ordered by (user, time): no sort (and no copy) needed."""
+    if len(user) < 2:
+        return True
+    du = np.diff(user)
+    if (du < 0).any():
+        return False
+    return bool(((du > 0) | (np.diff(ts) >= 0)).all())
+
+
 class Interactions:
     """Events on contiguous integer ids, kept sorted by (user, time).
 
@@ -46,8 +56,10 @@ class Interactions:
         ts = np.arange(n, dtype=np.int64) if timestamp is None else np.asarray(timestamp, dtype=np.int64)
         w = np.ones(n, dtype=np.float32) if weight is None else np.asarray(weight, dtype=np.float32)
         ev = np.zeros(n, dtype=np.int8) if event is None else np.asarray(event, dtype=np.int8)
-        order = np.lexsort((ts, user))
-        if not np.array_equal(order, np.arange(n)):
+        if len(ts) != n or len(w) != n or len(ev) != n:
+            raise ValueError("timestamp, weight and event arrays must have one entry per event")
+        if not _is_sorted(user, ts):
+            order = np.lexsort((ts, user))
             user, item, ts, w, ev = user[order], item[order], ts[order], w[order], ev[order]
         self.user, self.item, self.timestamp, self.weight, self.event = user, item, ts, w, ev
         self.n_users = int(n_users)
@@ -100,7 +112,7 @@ class Interactions:
         """Number of distinct users per item."""
         return np.bincount(self.binary.indices, minlength=self.n_items).astype(np.int64)
 
-    def subset(self, mask: np.ndarray) -> "Interactions":
+    def subset(self, mask: np.ndarray) -> Interactions:
         """The rows where ``mask`` holds (a boolean array or row indices), same id spaces."""
         return Interactions(
             self.user[mask],
@@ -113,7 +125,7 @@ class Interactions:
             self.event_names,
         )
 
-    def concat(self, other: "Interactions") -> "Interactions":
+    def concat(self, other: Interactions) -> Interactions:
         """All rows of both (same id spaces)."""
         if (other.n_users, other.n_items) != (self.n_users, self.n_items):
             raise ValueError("cannot concatenate interactions over different id spaces")
@@ -141,7 +153,7 @@ class Interactions:
         )
 
     @classmethod
-    def from_csr(cls, matrix: sp.spmatrix) -> "Interactions":
+    def from_csr(cls, matrix: sp.spmatrix) -> Interactions:
         """Interactions from a users × items matrix (one event per non-zero)."""
         m = sp.csr_matrix(matrix)
         m.sum_duplicates()

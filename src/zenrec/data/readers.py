@@ -43,9 +43,9 @@ _SUFFIXES: dict[str, Format] = {
 
 
 def _guess_format(path: Path) -> Format:
-    suffixes = [s for s in path.suffixes if s not in (".gz", ".bz2", ".zst")]
-    if suffixes and suffixes[-1].lower() in _SUFFIXES:
-        return _SUFFIXES[suffixes[-1].lower()]
+    suffix = _base_suffix(path)
+    if suffix in _SUFFIXES:
+        return _SUFFIXES[suffix]
     raise DataError(
         "cannot tell the file format from its name; pass format= one of "
         "csv, tsv, parquet, jsonl, recbole, movielens",
@@ -75,29 +75,100 @@ def _check_header(names: list[str], path: Path) -> None:
         seen.add(name)
 
 
-def _read_delimited(path: Path, delimiter: str, column_names: list[str] | None = None) -> pa.Table:
-    read_opts = pacsv.ReadOptions(column_names=column_names, block_size=1 << 24)
+_COMPRESSED = (".gz", ".bz2", ".zst")
+
+
+def _base_suffix(path: Path) -> str:
+    """The suffix that names the format, ignoring a compression suffix (``ratings.dat.gz`` -> ``.dat``)."""
+    suffixes = [x.lower() for x in path.suffixes if x.lower() not in _COMPRESSED]
+    return suffixes[-1] if suffixes else ""
+
+
+def _open_text(path: Path):
+    if path.suffix.lower() == ".gz":
+        return gzip.open(path, "rt", encoding="utf-8", errors="replace")
+    if path.suffix.lower() == ".bz2":
+        import bz2
+
+        return bz2.open(path, "rt", encoding="utf-8", errors="replace")
+    return open(path, encoding="utf-8", errors="replace")
+
+
+def _first_bad_line(source, read_opts: pacsv.ReadOptions, parse_opts: pacsv.ParseOptions) -> tuple[int | None, str]:
+    """Re-read single-threaded to learn the line number of the first row that does not parse."""
+    found: list[tuple[int | None, str]] = []
+
+    def handler(row: pacsv.InvalidRow) -> str:
+        found.append((row.number, f"expected {row.expected_columns} fields, got {row.actual_columns}: {row.text!r}"))
+        return "error"
+
+    opts = pacsv.ReadOptions(
+        column_names=read_opts.column_names, block_size=read_opts.block_size, use_threads=False
+    )
+    popts = pacsv.ParseOptions(delimiter=parse_opts.delimiter, invalid_row_handler=handler)
+    try:
+        pacsv.read_csv(source() if callable(source) else source, read_options=opts, parse_options=popts)
+    except (pa.ArrowInvalid, OSError):
+        pass
+    return found[0] if found else (None, "")
+
+
+def _read_delimited(
+    path: Path,
+    delimiter: str,
+    column_names: list[str] | None = None,
+    include_columns: list[str] | None = None,
+    column_types: dict[str, pa.DataType] | None = None,
+    data: bytes | None = None,
+) -> pa.Table:
+    """Read delimited text column-wise with pyarrow (threads, dictionary-encoded strings)."""
+    read_opts = pacsv.ReadOptions(column_names=column_names, block_size=1 << 22)
     parse_opts = pacsv.ParseOptions(delimiter=delimiter)
-    convert_opts = pacsv.ConvertOptions(strings_can_be_null=True, auto_dict_encode=True)
+    convert_opts = pacsv.ConvertOptions(
+        strings_can_be_null=True,
+        auto_dict_encode=True,
+        include_columns=include_columns or [],
+        column_types=column_types or {},
+    )
     if column_names is None:
         # read the header ourselves: pyarrow silently accepts duplicate names
-        opener = gzip.open if path.suffix == ".gz" else open
-        with opener(path, "rt", encoding="utf-8", errors="replace") as fh:
-            header = fh.readline().rstrip("\r\n")
+        if data is not None:
+            header = data.split(b"\n", 1)[0].decode("utf-8", "replace").rstrip("\r")
+        else:
+            with _open_text(path) as fh:
+                header = fh.readline().rstrip("\r\n")
         if not header.strip():
-            raise EmptyDataError("the first line (header) is empty", source=str(path), row=1)
+            raise EmptyDataError(
+                "the first line is empty; expected a header line with the column names", source=str(path), row=1
+            )
         _check_header([h.strip() for h in header.split(delimiter)], path)
+
+    def source():
+        return io.BytesIO(data) if data is not None else path
+
     try:
-        return pacsv.read_csv(path, read_options=read_opts, parse_options=parse_opts, convert_options=convert_opts)
+        return pacsv.read_csv(source(), read_options=read_opts, parse_options=parse_opts, convert_options=convert_opts)
     except pa.ArrowInvalid as exc:
         msg = str(exc)
         if "Empty CSV file" in msg:
             raise EmptyDataError("the file is empty", source=str(path)) from None
+        if "Expected" in msg and "columns" in msg:
+            line, detail = _first_bad_line(source, read_opts, parse_opts)
+            if line is not None:
+                raise DataError(
+                    f"malformed line: {detail}; every line must have the header's number of fields",
+                    source=str(path),
+                    row=line,
+                ) from None
         raise DataError(f"cannot parse as delimited text: {msg}", source=str(path)) from None
 
 
-def read_table(path: str | Path, format: Format | None = None) -> pd.DataFrame:
-    """Read an interaction log into a DataFrame (format guessed from the suffix)."""
+def read_table(path: str | Path, format: Format | None = None, columns: list[str] | None = None) -> pd.DataFrame:
+    """Read an interaction log into a DataFrame (format guessed from the suffix).
+
+    ``columns`` restricts CSV/TSV/Parquet reads to those columns (names
+    missing from the file are ignored here and reported by cleaning).
+    """
     path = Path(path)
     _check_file(path)
     fmt = format or _guess_format(path)
@@ -106,13 +177,17 @@ def read_table(path: str | Path, format: Format | None = None) -> pd.DataFrame:
     if fmt == "movielens":
         return read_movielens(path)
     try:
-        if fmt == "csv":
-            table = _read_delimited(path, ",")
-        elif fmt == "tsv":
-            table = _read_delimited(path, "\t")
+        if fmt in ("csv", "tsv"):
+            table = _read_delimited(path, "," if fmt == "csv" else "\t")
+            if columns and set(columns) <= set(table.column_names):
+                table = table.select([c for c in table.column_names if c in set(columns)])
         elif fmt == "parquet":
-            table = pq.read_table(path)
-            _check_header(table.column_names, path)
+            schema = pq.read_schema(path)
+            _check_header(schema.names, path)
+            wanted = None
+            if columns and set(columns) <= set(schema.names):
+                wanted = [c for c in schema.names if c in set(columns)]
+            table = pq.read_table(path, columns=wanted)
         elif fmt == "jsonl":
             table = pajson.read_json(path)
         else:
@@ -122,51 +197,61 @@ def read_table(path: str | Path, format: Format | None = None) -> pd.DataFrame:
             raise
         raise DataError(f"cannot read as {fmt}: {exc}", source=str(path)) from None
     if table.num_rows == 0:
-        raise EmptyDataError("the file has a header but no rows", source=str(path))
+        raise EmptyDataError("the file has a header but no rows; expected at least one data row", source=str(path))
     return table.to_pandas(types_mapper=pd.ArrowDtype, self_destruct=True)
 
 
-def read_recbole(path: str | Path) -> pd.DataFrame:
+def read_recbole(path: str | Path, tokens_as_text: bool = False) -> pd.DataFrame:
     """Read a RecBole atomic file (``.inter``/``.item``/``.user``): tab-separated,
-    header fields written ``name:type``; the ``:type`` suffixes are removed."""
+    header fields written ``name:type``; the ``:type`` suffixes are removed.
+
+    With ``tokens_as_text`` the ``token`` columns are read as strings, so ids
+    such as ``007`` keep their leading zeros."""
     path = Path(path)
     _check_file(path)
-    table = _read_delimited(path, "\t")
+    types = None
+    if tokens_as_text:
+        with _open_text(path) as fh:
+            header = [h.strip() for h in fh.readline().rstrip("\r\n").split("\t")]
+        types = {h: pa.string() for h in header if h.endswith(":token")}
+    table = _read_delimited(path, "\t", column_types=types)
     names = [n.split(":", 1)[0] for n in table.column_names]
     _check_header(names, path)
     table = table.rename_columns(names)
     if table.num_rows == 0:
-        raise EmptyDataError("the file has a header but no rows", source=str(path))
+        raise EmptyDataError("the file has a header but no rows; expected at least one data row", source=str(path))
     return table.to_pandas(types_mapper=pd.ArrowDtype, self_destruct=True)
 
 
 def read_movielens(path: str | Path) -> pd.DataFrame:
     """Read MovieLens ratings in any of its layouts: ``u.data`` (tab, no header),
-    ``ratings.dat`` (``::``), ``ratings.csv`` (header) or RecBole's ``.inter``.
+    ``ratings.dat`` (``::``), ``ratings.csv`` (header) or RecBole's ``.inter``;
+    each may be gzip-compressed (``ratings.dat.gz``).
 
     Columns come out as ``user_id, item_id, rating, timestamp``.
     """
     path = Path(path)
     _check_file(path)
     names = ["user_id", "item_id", "rating", "timestamp"]
-    if path.suffix == ".inter":
+    suffix = _base_suffix(path)
+    if suffix == ".inter":
         df = read_recbole(path)
-    elif path.suffix == ".csv":
+    elif suffix == ".csv":
         df = read_table(path, "csv").rename(columns={"userId": "user_id", "movieId": "item_id"})
-    elif path.suffix == ".dat":
-        text = path.read_bytes().replace(b"::", b"\t")
-        try:
-            table = pacsv.read_csv(
-                io.BytesIO(text),
-                read_options=pacsv.ReadOptions(column_names=names),
-                parse_options=pacsv.ParseOptions(delimiter="\t"),
-            )
-        except pa.ArrowInvalid as exc:
-            raise DataError(f"not a MovieLens ratings.dat file: {exc}", source=str(path)) from None
-        df = table.to_pandas(types_mapper=pd.ArrowDtype)
+    elif suffix == ".dat":
+        opener = gzip.open if path.suffix.lower() == ".gz" else open
+        with opener(path, "rb") as fh:
+            text = fh.read().replace(b"::", b"\t")
+        if not text.strip():
+            raise EmptyDataError("the file is empty", source=str(path))
+        df = _to_frame(_read_delimited(path, "\t", column_names=names, data=text))
     else:
-        df = _read_delimited(path, "\t", column_names=names).to_pandas(types_mapper=pd.ArrowDtype)
+        df = _to_frame(_read_delimited(path, "\t", column_names=names))
     missing = [c for c in ("user_id", "item_id") if c not in df.columns]
     if missing:
         raise DataError(f"not a MovieLens ratings file: no column {missing[0]!r}", source=str(path))
     return df
+
+
+def _to_frame(table: pa.Table) -> pd.DataFrame:
+    return table.to_pandas(types_mapper=pd.ArrowDtype, self_destruct=True)

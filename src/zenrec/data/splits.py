@@ -7,6 +7,7 @@ libraries train on exactly the same rows, and loaded back.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -14,7 +15,6 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from zenrec._io import atomic_dir
 from zenrec.data.dataset import Dataset
 from zenrec.data.interactions import Interactions
 from zenrec.data.readers import read_recbole
@@ -162,41 +162,84 @@ def _frame(inter: Interactions, users: Vocabulary, items: Vocabulary) -> pd.Data
 
 
 def save_split(split: Split, dataset: Dataset, directory: str | Path, name: str | None = None) -> list[Path]:
-    """Write the split as RecBole atomic files with raw ids, atomically."""
+    """Write the split as RecBole atomic files with raw ids (``NAME.train.inter`` …).
+
+    Every file is written to a temporary name first and renamed only when all
+    parts are complete; other files in ``directory`` are left alone."""
     name = name or dataset.name
     directory = Path(directory)
-    written = []
-    with atomic_dir(directory) as tmp:
+    directory.mkdir(parents=True, exist_ok=True)
+    staged: list[tuple[Path, Path]] = []
+    try:
         for part in ("train", "valid", "test"):
             inter = getattr(split, part)
             if inter is None:
                 continue
-            _frame(inter, dataset.users, dataset.items).to_csv(tmp / f"{name}.{part}.inter", sep="\t", index=False)
-            written.append(directory / f"{name}.{part}.inter")
-    return written
+            final = directory / f"{name}.{part}.inter"
+            tmp = directory / f".{final.name}.tmp-{os.getpid()}"
+            staged.append((tmp, final))
+            _frame(inter, dataset.users, dataset.items).to_csv(tmp, sep="\t", index=False)
+        for tmp, final in staged:
+            os.replace(tmp, final)
+    except BaseException:
+        for tmp, _ in staged:
+            tmp.unlink(missing_ok=True)
+        raise
+    return [final for _, final in staged]
+
+
+_INT_RE = r"^-?(0|[1-9][0-9]*)$"
+
+
+def _raw_ids(frames: dict[str, pd.DataFrame], col: str) -> tuple[dict[str, np.ndarray], bool]:
+    """Each part's ids as text, and whether every id is a canonical integer (then they stay integers)."""
+    texts = {part: df[col].astype("string").str.strip().to_numpy(dtype=object) for part, df in frames.items()}
+    as_int = all(pd.Series(t, dtype="string").str.fullmatch(_INT_RE).fillna(False).all() for t in texts.values())
+    if as_int:
+        return {p: t.astype(np.int64) for p, t in texts.items()}, True
+    return {p: t.astype(str) for p, t in texts.items()}, False
 
 
 def load_split_files(
     train: str | Path, test: str | Path, valid: str | Path | None = None, protocol: str = "general"
 ) -> tuple[Split, Dataset]:
-    """Load a split from atomic files with raw ids; ids are coded over their union."""
+    """Load a split from atomic files with raw ids; ids are coded over their union.
+
+    Ids stay integers when every id in every part is an integer written
+    plainly (``42``); otherwise they are text (``007`` keeps its zeros)."""
     frames = {}
     for part, path in (("train", train), ("valid", valid), ("test", test)):
         if path is not None:
-            df = read_recbole(path)
+            df = read_recbole(path, tokens_as_text=True)
             for col in ("user_id", "item_id"):
                 if col not in df.columns:
-                    raise DataError(f"missing column {col!r}", source=str(path))
+                    raise DataError(
+                        f"missing column {col!r}; expected a RecBole atomic file with "
+                        f"user_id:token and item_id:token columns, got {list(df.columns)}",
+                        source=str(path),
+                        column=col,
+                    )
             frames[part] = df
-    allu = pd.concat([f["user_id"].astype("string") for f in frames.values()], ignore_index=True)
-    alli = pd.concat([f["item_id"].astype("string") for f in frames.values()], ignore_index=True)
-    users, _ = Vocabulary.from_values(allu.to_numpy(dtype=str), "user")
-    items, _ = Vocabulary.from_values(alli.to_numpy(dtype=str), "item")
+    uids, _ = _raw_ids(frames, "user_id")
+    iids, _ = _raw_ids(frames, "item_id")
+    users, _ = Vocabulary.from_values(np.concatenate(list(uids.values())), "user")
+    items, _ = Vocabulary.from_values(np.concatenate(list(iids.values())), "item")
     parts = {}
     for part, df in frames.items():
-        u = users.index(df["user_id"].astype("string").to_numpy(dtype=str))
-        i = items.index(df["item_id"].astype("string").to_numpy(dtype=str))
-        ts = df["timestamp"].to_numpy(dtype=np.int64) if "timestamp" in df.columns else None
+        u = users.index(uids[part])
+        i = items.index(iids[part])
+        ts = None
+        if "timestamp" in df.columns:
+            tsv = pd.to_numeric(df["timestamp"], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+            if np.isnan(tsv).any():
+                row = int(np.flatnonzero(np.isnan(tsv))[0])
+                raise DataError(
+                    f"expected a number of seconds; got {df['timestamp'].iloc[row]!r} (line {row + 2})",
+                    source=str({"train": train, "valid": valid, "test": test}[part]),
+                    row=row + 2,
+                    column="timestamp",
+                )
+            ts = tsv.astype(np.int64)
         parts[part] = Interactions(u, i, len(users), len(items), ts)
     split = Split(parts["train"], parts.get("valid"), parts["test"], protocol)
     whole = split.train_valid.concat(split.test)

@@ -45,7 +45,7 @@ class Vocabulary:
         self.name = name
 
     @classmethod
-    def from_values(cls, values: np.ndarray | pd.Series, name: str = "id") -> tuple["Vocabulary", np.ndarray]:
+    def from_values(cls, values: np.ndarray | pd.Series, name: str = "id") -> tuple[Vocabulary, np.ndarray]:
         """Build a vocabulary from raw values (first-seen order) and encode them."""
         codes, uniques = pd.factorize(np.asarray(values), sort=False)
         return cls(np.asarray(uniques), name=name), codes.astype(np.int32)
