@@ -9,6 +9,7 @@ nothing loops over users in Python.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -24,6 +25,8 @@ from zenrec.evaluate import metrics as M
 from zenrec.evaluate.ranking import hits_matrix, mask_rows, topk
 
 __all__ = ["EvalResult", "evaluate", "evaluate_split", "DEFAULT_METRICS", "BEYOND_METRICS"]
+
+log = logging.getLogger(__name__)
 
 DEFAULT_METRICS: tuple[str, ...] = ("recall", "precision", "ndcg", "mrr", "map", "hit")
 BEYOND_METRICS: tuple[str, ...] = ("coverage", "novelty", "diversity", "avg_pop")
@@ -59,6 +62,29 @@ def _scorer(model: Any) -> Scorer:
     return model.score
 
 
+def _binary(m: Interactions | sp.spmatrix) -> sp.csr_matrix:
+    """0/1 CSR matrix of the stored non-zero pairs (duplicates merged, explicit zeros dropped)."""
+    if isinstance(m, Interactions):
+        return m.binary
+    if not (sp.issparse(m) or isinstance(m, np.ndarray)):
+        raise ConfigError(f"expected Interactions or a users × items matrix; got {type(m).__name__}")
+    c = sp.csr_matrix(m, dtype=np.float32, copy=True)
+    c.sum_duplicates()
+    c.data = (c.data != 0).astype(np.float32)
+    c.eliminate_zeros()
+    return c
+
+
+def _union(mats: list[sp.csr_matrix], n_users: int, n_items: int) -> sp.csr_matrix:
+    """Rows ``0..n_users-1`` of the union of ``mats`` (short matrices padded with empty rows)."""
+    out = sp.csr_matrix((n_users, n_items), dtype=np.float32)
+    for m in mats:
+        if m.shape[0] < n_users:
+            m = sp.vstack([m, sp.csr_matrix((n_users - m.shape[0], n_items), dtype=np.float32)], format="csr")
+        out = out + m[:n_users]
+    return out.tocsr()
+
+
 def _sample_candidates(
     rng: np.random.Generator, forbidden: np.ndarray, n_neg: int
 ) -> np.ndarray:
@@ -92,25 +118,45 @@ def evaluate(
     ``exclude`` lists matrices whose items are masked (training, validation).
     ``train`` enables the beyond-accuracy metrics (popularity, item vectors).
     ``sampled=N`` ranks each user's held-out items among N random unseen
-    items instead (reported with mode ``"sampled-N"``).
+    items instead (reported with mode ``"sampled-N"``; no beyond-accuracy
+    metrics), the candidates drawn from ``seed``.
+
+    Masked items are never recommended: when a user has fewer than k
+    unmasked items, the remaining slots stay empty (they count as misses and
+    are left out of coverage, novelty, diversity and popularity).  NaN scores
+    rank below every real score, with a logged warning.  Raw matrices given
+    as ``truth``/``exclude`` are binarised (duplicates merged, stored zeros
+    dropped).
     """
     t0 = time.perf_counter()
-    ks = sorted({int(k) for k in ks})
-    if not ks or ks[0] <= 0:
-        raise ConfigError(f"the 'ks' parameter must hold positive integers; got {list(ks)}")
+    ks_in = [ks] if isinstance(ks, (int, np.integer)) else list(ks)
+    try:
+        ks = sorted({int(k) for k in ks_in})
+    except (TypeError, ValueError):
+        ks = []
+    if not ks or ks[0] <= 0 or any(int(k) != k for k in ks_in):
+        raise ConfigError(f"the 'ks' parameter must hold positive integers; got {ks_in}")
+    if isinstance(metrics, str):
+        metrics = (metrics,)
     unknown = [m for m in metrics if m not in M.ACCURACY_METRICS]
     if unknown:
         raise ConfigError(f"unknown metric {unknown[0]!r}; available: {', '.join(M.ACCURACY_METRICS)}")
-    if sampled is not None and sampled <= 0:
-        raise ConfigError(f"the 'sampled' parameter must be a positive number of negatives; got {sampled}")
-    t = truth.binary if isinstance(truth, Interactions) else sp.csr_matrix(truth)
+    if sampled is not None and (not isinstance(sampled, (int, np.integer)) or sampled <= 0):
+        raise ConfigError(f"the 'sampled' parameter must be a positive number of negatives; got {sampled!r}")
+    t = _binary(truth)
     n_users, n_items = t.shape
-    ex = [e.binary if isinstance(e, Interactions) else sp.csr_matrix(e) for e in exclude]
-    excl = sum(ex[1:], ex[0]).tocsr() if ex else sp.csr_matrix((n_users, n_items), dtype=np.float32)
+    ex = [_binary(e) for e in exclude]
+    for e in ex:
+        if e.shape[1] != n_items:
+            raise ConfigError(f"an 'exclude' matrix has {e.shape[1]} items; the truth has {n_items}")
+    excl = _union(ex, n_users, n_items)
     n_rel_all = np.diff(t.indptr)
     if users is None:
         users = np.flatnonzero(n_rel_all > 0)
-    users = np.asarray(users, dtype=np.int64)
+    users = np.asarray(users, dtype=np.int64).reshape(-1)
+    if len(users) and (users.min() < 0 or users.max() >= n_users):
+        raise ConfigError(f"the 'users' parameter must hold user indices in [0, {n_users}); "
+                          f"got {users.min()}..{users.max()}")
     users = users[n_rel_all[users] > 0]
     if len(users) == 0:
         raise ConfigError("no user has held-out items to evaluate")
@@ -119,20 +165,31 @@ def evaluate(
     rng = np.random.default_rng(seed)
     score = _scorer(model)
     tops, hits = [], []
+    n_nan = 0
     for s in range(0, len(users), bs):
         u = users[s : s + bs]
         block = np.array(score(u), dtype=np.float32, copy=True)
         if block.shape != (len(u), n_items):
             raise ConfigError(f"scorer returned shape {block.shape}; expected {(len(u), n_items)}")
+        nan = np.isnan(block)
+        if nan.any():
+            n_nan += int(nan.any(axis=1).sum())
+            block[nan] = -np.inf
         mask_rows(block, excl, u)
         if sampled is not None:
             tb = t[u].toarray().astype(bool)
             forbidden = tb | (excl[u].toarray() > 0)
             allowed = _sample_candidates(rng, forbidden, sampled) | tb
             block[~allowed] = -np.inf
-        top, _ = topk(block, kmax)
+        top, vals = topk(block, kmax)
+        # a slot whose best remaining score is -inf holds a masked (or
+        # non-candidate) item: it is left empty rather than recommended
+        top[np.isneginf(vals)] = -1
         tops.append(top)
         hits.append(hits_matrix(top, t[u]))
+    if n_nan:
+        log.warning("the scorer returned NaN scores for %d of %d users; NaN items were ranked last",
+                    n_nan, len(users))
     top = np.concatenate(tops)
     hit = np.concatenate(hits)
     n_rel = n_rel_all[users]

@@ -37,8 +37,13 @@ __all__ = [
 def _check(hits: np.ndarray, n_rel: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     if k <= 0:
         raise ValueError(f"k must be positive; got {k}")
-    h = np.asarray(hits, dtype=bool)[:, :k]
-    n = np.asarray(n_rel, dtype=np.float64)
+    h = np.asarray(hits, dtype=bool)
+    if h.ndim != 2:
+        raise ValueError(f"hits must be a 2-d users × ranks array; got shape {h.shape}")
+    h = h[:, :k]
+    n = np.asarray(n_rel, dtype=np.float64).reshape(-1)
+    if len(n) != h.shape[0]:
+        raise ValueError(f"n_rel has {len(n)} values for {h.shape[0]} users")
     if (n <= 0).any():
         raise ValueError("every evaluated user needs at least one relevant item")
     return h, n
@@ -65,6 +70,8 @@ def hit_rate(hits: np.ndarray, n_rel: np.ndarray, k: int) -> np.ndarray:
 def mrr(hits: np.ndarray, n_rel: np.ndarray, k: int) -> np.ndarray:
     """Reciprocal rank of the first relevant item in the top k."""
     h, _ = _check(hits, n_rel, k)
+    if h.shape[1] == 0:
+        return np.zeros(h.shape[0])
     first = np.argmax(h, axis=1)
     return np.where(h.any(axis=1), 1.0 / (first + 1), 0.0)
 
@@ -95,46 +102,72 @@ ACCURACY_METRICS: dict[str, Callable[[np.ndarray, np.ndarray, int], np.ndarray]]
 }
 
 
+def _valid(top: np.ndarray, n_items: int | None = None) -> np.ndarray:
+    """Boolean mask of the filled slots of a top-k table (``-1`` marks an empty slot)."""
+    top = np.asarray(top)
+    ok = top >= 0
+    if n_items is not None:
+        ok &= top < n_items
+    return ok
+
+
 def coverage(top: np.ndarray, n_items: int) -> float:
-    """Share of the catalogue that appears in at least one list."""
+    """Share of the catalogue that appears in at least one list (empty ``-1`` slots ignored)."""
     if n_items <= 0:
         raise ValueError("n_items must be positive")
-    return len(np.unique(top[top >= 0])) / n_items
+    top = np.asarray(top)
+    return len(np.unique(top[_valid(top, n_items)])) / n_items
 
 
 def novelty(top: np.ndarray, item_users: np.ndarray, n_users: int) -> float:
     """Mean self-information ``-log2(share of users who had the item)`` of recommended items.
 
-    Items no training user had count as if one user had them.
+    Items no training user had count as if one user had them; empty ``-1``
+    slots are ignored (0.0 when every slot is empty).
     """
+    top = np.asarray(top)
     share = np.maximum(np.asarray(item_users, dtype=np.float64), 1.0) / max(n_users, 1)
-    return float(np.mean(-np.log2(share[top])))
+    rec = top[_valid(top, len(share))]
+    return float(np.mean(-np.log2(share[rec]))) if rec.size else 0.0
 
 
 def average_popularity(top: np.ndarray, item_users: np.ndarray) -> float:
-    """Mean number of training users of the recommended items."""
-    return float(np.mean(np.asarray(item_users, dtype=np.float64)[top]))
+    """Mean number of training users of the recommended items (empty ``-1`` slots ignored)."""
+    top = np.asarray(top)
+    pop = np.asarray(item_users, dtype=np.float64)
+    rec = top[_valid(top, len(pop))]
+    return float(np.mean(pop[rec])) if rec.size else 0.0
 
 
-def intra_list_diversity(top: np.ndarray, item_vectors: sp.csr_matrix) -> float:
+def intra_list_diversity(top: np.ndarray, item_vectors: sp.spmatrix) -> float:
     """Mean over lists of the average pairwise cosine *distance* between the list's items.
 
-    ``item_vectors`` holds one row per item (e.g. its training users).  With
+    ``item_vectors`` holds one row per item (e.g. its training users); an
+    item with an all-zero vector is at distance 1 from every other.  With
     unit rows v, the sum of pairwise similarities of a list L is
-    ``(‖Σ_{i∈L} v_i‖² − |L|) / 2``, so no pair is formed explicitly.
+    ``(‖Σ_{i∈L} v_i‖² − |L|) / 2``, so no pair is formed explicitly.  Empty
+    ``-1`` slots are ignored; lists with fewer than two items are left out
+    (0.0 when no list has two).
     """
-    n_lists, k = top.shape
-    if k < 2:
-        return 0.0
+    top = np.asarray(top)
+    if top.ndim != 2:
+        raise ValueError(f"top must be a 2-d lists × k array; got shape {top.shape}")
     v = sp.csr_matrix(item_vectors, dtype=np.float64)
+    ok = _valid(top, v.shape[0])
+    sizes = ok.sum(axis=1)
+    lists = sizes >= 2
+    if not lists.any():
+        return 0.0
     norms = np.sqrt(np.asarray(v.multiply(v).sum(axis=1)).ravel())
     v = sp.diags(1.0 / np.maximum(norms, 1e-12)) @ v
     unit = (norms > 0).astype(np.float64)
     ind = sp.csr_matrix(
-        (np.ones(top.size), top.ravel(), np.arange(0, top.size + 1, k)), shape=(n_lists, v.shape[0])
+        (np.ones(int(ok.sum())), top[ok], np.concatenate([[0], np.cumsum(sizes)])),
+        shape=(top.shape[0], v.shape[0]),
     )
     s = ind @ v
     sq = np.asarray(s.multiply(s).sum(axis=1)).ravel()
     self_sim = np.asarray(ind @ unit).ravel()
-    mean_sim = (sq - self_sim) / (k * (k - 1))
+    m = sizes[lists].astype(np.float64)
+    mean_sim = (sq[lists] - self_sim[lists]) / (m * (m - 1))
     return float(np.mean(1.0 - mean_sim))

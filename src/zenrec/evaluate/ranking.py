@@ -8,54 +8,99 @@ import scipy.sparse as sp
 __all__ = ["topk", "mask_rows", "hits_matrix"]
 
 
+def _selection_key(scores: np.ndarray) -> np.ndarray:
+    """Scores as a float array in which NaN ranks like ``-inf`` (never above a real score)."""
+    if not np.issubdtype(scores.dtype, np.floating):
+        return scores.astype(np.float64)
+    nan = np.isnan(scores)
+    if nan.any():
+        return np.where(nan, -np.inf, scores)
+    return scores
+
+
 def topk(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Indices and values of the ``k`` largest scores per row, best first.
 
     ``argpartition`` selects the candidates, then only those k are sorted;
-    ``-inf`` entries come last and ties go to the lower item index.
+    ``-inf`` (and NaN) entries come last and ties go to the lower item index —
+    also across the k-th place: when equal scores straddle the cut, the lower
+    indices are the ones kept (``argpartition`` alone picks arbitrarily).
     """
-    n = scores.shape[1]
+    scores = np.asarray(scores)
+    if scores.ndim != 2:
+        raise ValueError(f"topk expects a 2-d score block; got shape {scores.shape}")
+    n_rows, n = scores.shape
     k = min(int(k), n)
     if k <= 0:
-        return np.empty((scores.shape[0], 0), np.int64), np.empty((scores.shape[0], 0), scores.dtype)
+        return np.empty((n_rows, 0), np.int64), np.empty((n_rows, 0), scores.dtype)
+    key = _selection_key(scores)
     if k < n:
-        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        part = np.argpartition(key, n - k, axis=1)[:, n - k :]  # the k largest, unordered
+        pv = np.take_along_axis(key, part, axis=1)
+        kth = pv.min(axis=1)  # the k-th largest value per row
+        # rows where some item tied with the k-th value was left out of the partition
+        tied_in = (pv == kth[:, None]).sum(axis=1)
+        tied_all = (key == kth[:, None]).sum(axis=1)
+        fix = np.flatnonzero(tied_all > tied_in)
+        if len(fix):
+            sub, t = key[fix], kth[fix, None]
+            above = sub > t
+            tie = sub == t
+            need = k - above.sum(axis=1)
+            keep = above | (tie & (np.cumsum(tie, axis=1, dtype=np.int32) <= need[:, None]))
+            part[fix] = np.nonzero(keep)[1].reshape(len(fix), k)
     else:
         part = np.broadcast_to(np.arange(n), scores.shape).copy()
-    vals = np.take_along_axis(scores, part, axis=1)
+    kv = np.take_along_axis(key, part, axis=1)
     # sort by value descending, then by item index ascending
-    order = np.lexsort((part, -vals), axis=1)
+    order = np.lexsort((part, -kv), axis=1)
     idx = np.take_along_axis(part, order, axis=1)
-    return idx.astype(np.int64), np.take_along_axis(vals, order, axis=1)
+    return idx.astype(np.int64), np.take_along_axis(scores, idx, axis=1)
 
 
-def mask_rows(block: np.ndarray, exclude: sp.csr_matrix, users: np.ndarray) -> None:
+def mask_rows(block: np.ndarray, exclude: sp.spmatrix, users: np.ndarray) -> None:
     """Set ``block[r, j] = -inf`` for every item j in row ``users[r]`` of ``exclude`` (in place).
 
-    Users outside ``exclude``'s rows (unknown users) are left unmasked.
+    Users outside ``exclude``'s rows (unknown users) are left unmasked; stored
+    zeros of ``exclude`` do not mask.
     """
-    users = np.asarray(users, dtype=np.int64)
+    users = np.asarray(users, dtype=np.int64).reshape(-1)
+    if len(users) != block.shape[0]:
+        raise ValueError(f"mask_rows: {len(users)} users for a block of {block.shape[0]} rows")
+    if not sp.isspmatrix_csr(exclude):
+        exclude = sp.csr_matrix(exclude)
     valid = (users >= 0) & (users < exclude.shape[0])
     rows = np.flatnonzero(valid)
     if len(rows) == 0:
         return
     sub = exclude[users[rows]]
-    r = np.repeat(rows, np.diff(sub.indptr))
-    block[r, sub.indices] = -np.inf
+    nz = sub.data != 0
+    r = np.repeat(rows, np.diff(sub.indptr))[nz]
+    cols = sub.indices[nz]
+    inside = cols < block.shape[1]
+    block[r[inside], cols[inside]] = -np.inf
 
 
-def hits_matrix(top: np.ndarray, truth: sp.csr_matrix) -> np.ndarray:
+def hits_matrix(top: np.ndarray, truth: sp.spmatrix) -> np.ndarray:
     """``hits[r, j]`` is True when item ``top[r, j]`` is in row r of ``truth``.
 
+    Entries of ``top`` outside ``[0, n_items)`` (e.g. ``-1`` for an empty slot)
+    are never hits; stored zeros of ``truth`` are not relevant.
     Vectorised: each (row, item) pair becomes one int64 key, looked up in the
-    sorted keys of ``truth`` (whose rows align with ``top``'s).
+    sorted keys of ``truth`` (whose rows align with ``top``'s).  ``truth`` is
+    not modified.
     """
-    truth = truth.tocsr()
-    truth.sort_indices()
-    n_items = truth.shape[1]
-    rows = np.repeat(np.arange(truth.shape[0], dtype=np.int64), np.diff(truth.indptr))
-    keys = rows * n_items + truth.indices
+    top = np.asarray(top, dtype=np.int64)
+    t = sp.csr_matrix(truth)  # a copy-free view when already CSR; never sorted in place
+    if top.ndim != 2 or top.shape[0] != t.shape[0]:
+        raise ValueError(f"hits_matrix: top of shape {top.shape} does not align with truth of shape {t.shape}")
+    n_items = t.shape[1]
+    rows = np.repeat(np.arange(t.shape[0], dtype=np.int64), np.diff(t.indptr))
+    nz = t.data != 0
+    keys = np.unique(rows[nz] * n_items + t.indices[nz])  # sorted, whatever the index order
+    valid = (top >= 0) & (top < n_items)
+    if len(keys) == 0:
+        return np.zeros(top.shape, dtype=bool)
     q = np.arange(top.shape[0], dtype=np.int64)[:, None] * n_items + top
-    pos = np.searchsorted(keys, q)
-    pos = np.minimum(pos, len(keys) - 1) if len(keys) else pos
-    return (keys[pos] == q) if len(keys) else np.zeros(top.shape, dtype=bool)
+    pos = np.minimum(np.searchsorted(keys, q), len(keys) - 1)
+    return (keys[pos] == q) & valid
