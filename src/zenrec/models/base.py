@@ -165,7 +165,9 @@ class Recommender(ABC):
         """Top-``k`` item indices and scores per user, best first.
 
         ``exclude`` is a users × items matrix of items never to return (usually
-        the training matrix); its rows are indexed by the same user ids.
+        the training matrix); its rows are indexed by the same user ids.  When
+        fewer than ``k`` items remain for a user, the list is padded with item
+        ``-1`` and score ``-inf``.
         """
         if not isinstance(k, (int, np.integer)) or k <= 0:
             raise ConfigError(f"the 'k' parameter must be a positive integer; got {k!r}")
@@ -178,6 +180,7 @@ class Recommender(ABC):
             if exclude is not None:
                 mask_rows(block, exclude, u)
             items[s : s + len(u)], scores[s : s + len(u)] = topk(block, k)
+        items[np.isneginf(scores)] = -1  # fewer than k items were allowed
         return items, scores
 
     # ------------------------------------------------------------ persistence

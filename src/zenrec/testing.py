@@ -1,0 +1,123 @@
+"""Fixtures and checks every registered model must pass (the conformance suite).
+
+Shipped in the package so that a model written outside zenrec can run the
+same checks: ``zenrec.testing.check_model("mymodel")``.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from zenrec.data.interactions import Interactions
+from zenrec.errors import NotFittedError, UnknownIdError
+from zenrec.models.base import Recommender, TrainOptions, load_model
+from zenrec.models.registry import get_model_class
+
+__all__ = [
+    "checkerboard",
+    "check_known_answer",
+    "check_save_load",
+    "check_batch_equals_single",
+    "check_unknown_user",
+    "check_finite",
+    "check_config_round_trip",
+    "check_model",
+]
+
+
+def checkerboard(n: int = 60) -> Interactions:
+    """Users and items split by parity; user u saw every item of its parity but item u.
+
+    Items of the user's parity are all it likes, so the only right first
+    recommendation for user u (seen items excluded) is item u.
+    """
+    u, i = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
+    keep = (u % 2 == i % 2) & (u != i)
+    return Interactions(u[keep], i[keep], n, n)
+
+
+def check_known_answer(model: Recommender, n: int = 60, min_hit_rate: float = 1.0) -> float:
+    """Fit on the checkerboard; the share of users u whose top-1 is item u must reach ``min_hit_rate``."""
+    data = checkerboard(n)
+    model.fit(data, options=TrainOptions(seed=1))
+    top, _ = model.recommend(np.arange(n), k=1, exclude=data.binary)
+    rate = float(np.mean(top[:, 0] == np.arange(n)))
+    assert rate >= min_hit_rate, f"{model!r}: only {rate:.0%} of users got their known answer first"
+    return rate
+
+
+def check_save_load(model: Recommender, users: np.ndarray) -> None:
+    """A saved and reloaded model gives bit-identical scores and the same config."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "m"
+        model.save(path)
+        loaded, manifest, _ = load_model(path)
+    assert type(loaded) is type(model)
+    assert loaded.config == model.config
+    assert manifest["model"] == model.name
+    np.testing.assert_array_equal(loaded.score(users), model.score(users))
+
+
+def check_batch_equals_single(model: Recommender, users: np.ndarray) -> None:
+    """Scoring users together equals scoring them one at a time."""
+    batch = model.score(users)
+    for r, u in enumerate(users):
+        np.testing.assert_allclose(batch[r], model.score([u])[0], rtol=1e-5, atol=1e-6)
+
+
+def check_unknown_user(model: Recommender) -> None:
+    """Unknown users get popularity scores under 'popular' and raise under 'raise'."""
+    out = model.score([-1, model.n_users_])
+    np.testing.assert_array_equal(out[0], model.popularity_)
+    np.testing.assert_array_equal(out[1], model.popularity_)
+    strict = type(model)(model.config.model_copy(update={"on_unknown_user": "raise"}))
+    strict.__dict__.update({k: v for k, v in model.__dict__.items() if k != "config"})
+    try:
+        strict.score([-1])
+    except UnknownIdError:
+        return
+    raise AssertionError(f"{model!r} with on_unknown_user='raise' did not raise for an unknown user")
+
+
+def check_finite(model: Recommender, users: np.ndarray) -> None:
+    """Every score of a known user is finite, float32, of shape users × items."""
+    s = model.score(users)
+    assert s.dtype == np.float32 and s.shape == (len(users), model.n_items_)
+    assert np.isfinite(s).all(), f"{model!r} produced non-finite scores"
+
+
+def check_config_round_trip(cls: type[Recommender]) -> None:
+    """The default config survives a JSON round trip and unknown keys are refused."""
+    cfg = cls.Config()
+    assert cls.Config.model_validate_json(cfg.model_dump_json()) == cfg
+    try:
+        cls(no_such_parameter=1)
+    except ValueError:
+        pass
+    else:
+        raise AssertionError(f"{cls.__name__} accepted an unknown parameter")
+    try:
+        cls().score([0])
+    except NotFittedError:
+        pass
+    else:
+        raise AssertionError(f"{cls.__name__} scored before fit")
+
+
+def check_model(name: str, known_answer_rate: float = 1.0, **params) -> None:
+    """Run every check on the model registered as ``name``."""
+    cls = get_model_class(name)
+    check_config_round_trip(cls)
+    model = cls(**params)
+    if name != "pop":
+        check_known_answer(model, min_hit_rate=known_answer_rate)
+    else:
+        model.fit(checkerboard())
+    users = np.arange(0, model.n_users_, 7)
+    check_finite(model, users)
+    check_batch_equals_single(model, users)
+    check_save_load(model, users)
+    check_unknown_user(model)

@@ -1,0 +1,122 @@
+"""The conformance suite, run over every registered model."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from zenrec import testing
+from zenrec.errors import ArtifactError, ConfigError, UnknownModelError, VersionError
+from zenrec.models import available_models, create_model, load_model
+from zenrec.models.registry import MODELS
+
+ALL = available_models()
+
+
+def test_registry_lists_the_foundation_models():
+    assert {"pop", "itemknn", "ease", "als", "lmf"} <= set(MODELS)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_conformance(name):
+    testing.check_model(name)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_recommend_never_returns_excluded_items(name):
+    data = testing.checkerboard(40)
+    model = create_model(name).fit(data)
+    top, scores = model.recommend(np.arange(40), k=25, exclude=data.binary)
+    seen = data.binary.toarray().astype(bool)
+    # each user saw 19 items, so 21 remain: the last 4 places are padding
+    assert (top[:, 21:] == -1).all() and np.isneginf(scores[:, 21:]).all()
+    real = top[:, :21]
+    assert (real >= 0).all()
+    assert not seen[np.arange(40)[:, None], real].any()
+    assert (np.diff(scores, axis=1)[:, :20] <= 0).all(), "lists must be sorted best first"
+
+
+def test_unknown_model_name_is_a_clear_error():
+    with pytest.raises(UnknownModelError, match="unknown model 'easy'.*available models: pop"):
+        create_model("easy")
+
+
+@pytest.mark.parametrize("k", [0, -3, 2.5])
+def test_bad_k_is_refused(k):
+    data = testing.checkerboard(10)
+    model = create_model("pop").fit(data)
+    with pytest.raises(ConfigError, match="'k' parameter must be a positive integer"):
+        model.recommend([0], k=k)
+
+
+def test_bad_parameter_names_field_and_value():
+    with pytest.raises(ConfigError, match=r"the 'reg' parameter of EASE .*greater than 0.*got -1"):
+        create_model("ease", reg=-1)
+    with pytest.raises(ConfigError, match="EASE has no parameter 'lambda_'"):
+        create_model("ease", lambda_=3)
+
+
+def test_ease_refuses_catalogues_past_max_items():
+    data = testing.checkerboard(30)
+    with pytest.raises(ConfigError, match=r"EASE on 30 items needs about .* GiB.*'max_items'"):
+        create_model("ease", max_items=20).fit(data)
+
+
+@pytest.fixture()
+def saved(tmp_path):
+    model = create_model("ease").fit(testing.checkerboard(20))
+    return model.save(tmp_path / "m")
+
+
+def test_truncated_arrays_are_refused(saved):
+    blob = (saved / "arrays.npz").read_bytes()
+    (saved / "arrays.npz").write_bytes(blob[: len(blob) // 2])
+    with pytest.raises(ArtifactError, match="arrays.npz: corrupted or truncated"):
+        load_model(saved)
+
+
+def test_corrupted_manifest_is_refused(saved):
+    (saved / "manifest.json").write_text("{not json")
+    with pytest.raises(ArtifactError, match="corrupted manifest"):
+        load_model(saved)
+
+
+def test_missing_arrays_are_refused(saved):
+    (saved / "arrays.npz").unlink()
+    with pytest.raises(ArtifactError, match="missing"):
+        load_model(saved)
+
+
+def test_future_format_is_refused_with_upgrade_hint(saved):
+    m = json.loads((saved / "manifest.json").read_text())
+    m["format_version"] = 99
+    m["zenrec_version"] = "9.0.0"
+    (saved / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(VersionError, match="written by zenrec 9.0.0 .* format 99.*Upgrade zenrec"):
+        load_model(saved)
+
+
+def test_pickled_arrays_are_never_loaded(saved, tmp_path):
+    """An npz holding an object array (which needs pickle) is refused, not executed."""
+    arrays = dict(np.load(saved / "arrays.npz", allow_pickle=False))
+    arrays["model.weights"] = np.array([{"evil": 1}], dtype=object)
+    with open(saved / "arrays.npz", "wb") as fh:
+        np.savez(fh, **arrays)
+    with pytest.raises(ArtifactError):
+        load_model(saved)
+
+
+def test_failed_save_leaves_nothing_behind(tmp_path, monkeypatch):
+    model = create_model("pop").fit(testing.checkerboard(10))
+    target = tmp_path / "m"
+
+    def boom(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr("zenrec.models.base.write_json", boom)
+    with pytest.raises(OSError, match="disk full"):
+        model.save(target)
+    assert not target.exists()
+    assert list(tmp_path.iterdir()) == []
