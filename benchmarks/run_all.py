@@ -187,6 +187,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--only", choices=DATASETS, action="append")
     ap.add_argument("--ml1m-max-epochs", type=int, default=30, help="RecBole neural models on ml-1m")
     ap.add_argument("--ml1m-wall-cap", type=float, default=300, help="seconds per RecBole neural model on ml-1m")
+    ap.add_argument("--zenrec-timeout", type=float, default=900, help="seconds per zenrec model run")
     args = ap.parse_args(argv)
     py = sys.executable
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -195,11 +196,13 @@ def main(argv: list[str] | None = None) -> None:
     if not (args.reuse and all((SPLITS / d / f"{d}.test.inter").exists() for d in DATASETS)):
         subprocess.run([py, str(HERE / "prepare_splits.py"), "--datasets", str(args.datasets)], check=True)
     all_recs: dict[str, list[dict]] = {}
+    failed: dict[str, list[dict]] = {}
     rep = ["--repeats", str(args.repeats)]
     for ds in args.only or DATASETS:
         recs = []
         fit_on = "train,train+valid" if ds == "ml-1m-ultragcn" else "train"
-        recs += _run([py, str(HERE / "run_zenrec.py"), "--dataset", ds, "--fit-on", fit_on, *rep],
+        recs += _run([py, str(HERE / "run_zenrec.py"), "--dataset", ds, "--fit-on", fit_on, *rep,
+                      "--timeout", str(args.zenrec_timeout)],
                      RESULTS / f"zenrec-{ds}.jsonl", args.reuse)
         recs += _run([py, str(HERE / "run_implicit.py"), "--dataset", ds, "--fit-on", fit_on, *rep],
                      RESULTS / f"implicit-{ds}.jsonl", args.reuse)
@@ -208,6 +211,7 @@ def main(argv: list[str] | None = None) -> None:
             rb += ["--max-epochs", str(args.ml1m_max_epochs), "--wall-cap", str(args.ml1m_wall_cap)]
         recs += _run(rb, RESULTS / f"recbole-{ds}.jsonl", args.reuse)
         all_recs[ds] = [r for r in recs if "error" not in r]
+        failed[ds] = [r for r in recs if "error" in r]
     speed = []
     if not args.skip_speed:
         speed = _run([py, str(HERE / "bench_speed.py")], RESULTS / "speed.jsonl", args.reuse)
@@ -240,9 +244,13 @@ def main(argv: list[str] | None = None) -> None:
         q += [f"### {names[ds]}", ""]
         q += _quality_table(ds, recs)
         q += [""]
+        for r in failed.get(ds, []):
+            q += [f"- {r.get('library')} {r.get('model', '')} ({r.get('params', '')}): **{r['error']}**"]
+        if failed.get(ds):
+            q += [""]
         if ds == "ml-1m-ultragcn":
             q += ["`fit on train+valid`: refitted on training + validation rows with the same hyper-parameters "
-                  "(LMF: the epochs its early stopping chose) — the setting of the published numbers on this "
+                  "(LMF is not refitted) — the setting of the published numbers on this "
                   "split, which train on the whole train file. RecBole is not refitted.", ""]
         if ds == "ml-100k":
             q += ["RecBole's Pop scores differ from true training counts (shared/PEERS.md); zenrec's pop counts the "
