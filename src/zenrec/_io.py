@@ -15,7 +15,7 @@ import numpy as np
 
 from zenrec.errors import ArtifactError, VersionError
 
-__all__ = ["atomic_dir", "write_json", "read_manifest", "save_arrays", "load_arrays"]
+__all__ = ["atomic_dir", "atomic_file", "write_json", "read_manifest", "save_arrays", "load_arrays"]
 
 
 @contextmanager
@@ -105,3 +105,19 @@ def load_arrays(path: Path) -> dict[str, np.ndarray]:
             return {k: z[k] for k in z.files}
     except (ValueError, OSError, zipfile.BadZipFile, EOFError, KeyError) as exc:
         raise ArtifactError(f"{path}: corrupted or truncated ({exc})") from None
+
+
+@contextmanager
+def atomic_file(target: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``target``; rename it into place on success."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

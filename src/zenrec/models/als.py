@@ -37,15 +37,15 @@ class ALS(Recommender):
 
         c = self.config
         x = train.csr if c.use_weights else train.binary
-        model = AlternatingLeastSquares(
-            factors=c.factors,
-            regularization=c.regularization,
-            alpha=c.alpha,
-            iterations=c.iterations,
-            random_state=options.seed,
-            num_threads=options.threads or 0,
-        )
         with threadpool_limits(1, "blas"):  # implicit runs its own threads
+            model = AlternatingLeastSquares(
+                factors=c.factors,
+                regularization=c.regularization,
+                alpha=c.alpha,
+                iterations=c.iterations,
+                random_state=options.seed,
+                num_threads=options.threads or 0,
+            )
             model.fit(x, show_progress=options.progress)
         self.user_factors_ = np.ascontiguousarray(model.user_factors, dtype=np.float32)
         self.item_factors_ = np.ascontiguousarray(model.item_factors, dtype=np.float32)

@@ -50,7 +50,7 @@ class LogisticMF(Recommender):
 
         c = self.config
         seed_everything(options.seed)
-        device = pick_device(options.device)
+        device = pick_device(options.device, threads=options.threads or 1)
         x = train.binary.tocoo()
         pos_u = torch.as_tensor(x.row, dtype=torch.long, device=device)
         pos_i = torch.as_tensor(x.col, dtype=torch.long, device=device)

@@ -1,0 +1,442 @@
+"""``zenrec`` command line: thin commands over the library.
+
+Every command maps zenrec's own errors to a one-line message and exit code 2
+(no traceback); only this module configures logging and draws progress.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Callable, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from zenrec import __version__
+from zenrec.errors import ConfigError, DataError, ZenrecError
+
+app = typer.Typer(
+    name="zenrec",
+    help=(
+        "zenrec: behaviour logs → cleaned data → models → honest full-ranking evaluation → Top-N.\n\n"
+        "Typical flow:\n\n"
+        "  zenrec ingest events.csv --user user_id --item product_id --time ts --event type -o data/\n\n"
+        "  zenrec compare data/ --protocol general --models pop,itemknn,ease,als,lmf\n\n"
+        "  zenrec train data/ --model ease -o models/ease\n\n"
+        "  zenrec recommend models/ease --user 42 -k 10"
+    ),
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    rich_markup_mode="rich",
+)
+out = Console()
+if not out.is_terminal:  # piped or in CI: tables keep their columns
+    out = Console(width=140)
+err = Console(stderr=True)
+log = logging.getLogger("zenrec")
+
+EXIT_USAGE = 2
+
+
+def _fail(message: str) -> typer.Exit:
+    err.print(f"[bold red]error:[/bold red] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(EXIT_USAGE)
+
+
+def command(fn: Callable) -> Callable:
+    """Register a command whose zenrec errors become one line and exit code 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except ZenrecError as exc:
+            raise _fail(str(exc)) from None
+        except KeyboardInterrupt:
+            err.print("interrupted")
+            raise typer.Exit(130) from None
+
+    return app.command()(wrapper)
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"zenrec {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_callback(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="log progress details")] = False,
+    version: Annotated[
+        Optional[bool], typer.Option("--version", callback=_version, is_eager=True, help="show the version")
+    ] = None,
+) -> None:
+    """Configure logging for the whole run."""
+    from rich.logging import RichHandler
+
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(message)s",
+        handlers=[RichHandler(console=err, show_path=False, show_time=False)],
+    )
+
+
+# ------------------------------------------------------------------ helpers
+def _parse_params(items: list[str] | None) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ConfigError(f"--param expects NAME=VALUE; got {item!r}")
+        k, v = item.split("=", 1)
+        try:
+            params[k.strip()] = json.loads(v)
+        except json.JSONDecodeError:
+            params[k.strip()] = v
+    return params
+
+
+def _parse_list(value: str, what: str) -> list[str]:
+    items = [x.strip() for x in value.split(",") if x.strip()]
+    if not items:
+        raise ConfigError(f"{what} must be a comma-separated list; got {value!r}")
+    return items
+
+
+def _parse_ks(value: str) -> list[int]:
+    try:
+        ks = [int(x) for x in _parse_list(value, "-k/--ks")]
+    except ValueError:
+        raise ConfigError(f"-k/--ks must be positive integers like 10,20; got {value!r}") from None
+    if any(k <= 0 for k in ks):
+        raise ConfigError(f"-k/--ks must be positive integers; got {value!r}")
+    return ks
+
+
+def _load_dataset(path: Path):
+    from zenrec.data.dataset import Dataset
+
+    if not path.exists():
+        raise DataError("not found (expected a directory written by `zenrec ingest`)", source=str(path))
+    if path.is_file():
+        raise DataError(
+            "is a file; run `zenrec ingest` on it first to get a dataset directory", source=str(path)
+        )
+    return Dataset.load(path)
+
+
+def _load_split(data: Path, protocol: str, seed: int, split_dir: Path | None):
+    from zenrec.data.splits import load_split, split_dataset
+
+    if split_dir is not None:
+        split, _ = load_split(split_dir)
+        return split
+    return split_dataset(_load_dataset(data), protocol, seed)  # type: ignore[arg-type]
+
+
+def _report_table(report: dict) -> Table:
+    t = Table(title="cleaning report", show_edge=False)
+    t.add_column("reason")
+    t.add_column("rows", justify="right")
+    t.add_column("first rows")
+    for reason, n in sorted(report["dropped"].items(), key=lambda kv: -kv[1]):
+        t.add_row(reason, f"{n:,}", ", ".join(report["examples"].get(reason, [])))
+    t.add_row("[bold]kept[/bold]", f"[bold]{report['rows_out']:,}[/bold]", f"of {report['rows_in']:,} read")
+    return t
+
+
+def _progress_callback(progress, task):
+    def cb(label: str, stage: str, i: int, total: int) -> None:
+        progress.update(task, description=f"{stage} {label}", completed=i + (stage == "done"), total=total)
+
+    return cb
+
+
+# ------------------------------------------------------------------ commands
+@command
+def ingest(
+    file: Annotated[Path, typer.Argument(help="interaction log: .csv .tsv .parquet .jsonl, MovieLens or RecBole .inter")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="dataset directory to write")],
+    user: Annotated[str, typer.Option(help="column holding the user id")] = "user_id",
+    item: Annotated[str, typer.Option(help="column holding the item id")] = "item_id",
+    time: Annotated[Optional[str], typer.Option("--time", help="column holding the timestamp")] = None,
+    event: Annotated[Optional[str], typer.Option(help="column holding the event type")] = None,
+    value: Annotated[Optional[str], typer.Option(help="column holding a numeric value (rating)")] = None,
+    format: Annotated[Optional[str], typer.Option(help="csv, tsv, parquet, jsonl, recbole, movielens")] = None,
+    event_weight: Annotated[
+        Optional[list[str]], typer.Option(help="NAME=WEIGHT for an event type (repeatable)")
+    ] = None,
+    rating_threshold: Annotated[Optional[float], typer.Option(help="keep rows with value ≥ this")] = None,
+    min_value: Annotated[Optional[float], typer.Option(help="drop rows with value below this")] = None,
+    max_value: Annotated[Optional[float], typer.Option(help="drop rows with value above this")] = None,
+    min_user: Annotated[int, typer.Option(help="k-core: minimum events per user")] = 0,
+    min_item: Annotated[int, typer.Option(help="k-core: minimum events per item")] = 0,
+    strict: Annotated[bool, typer.Option(help="fail on the first malformed row instead of dropping it")] = False,
+    items: Annotated[Optional[Path], typer.Option(help="item side table (e.g. titles) to attach")] = None,
+    item_key: Annotated[str, typer.Option(help="id column of the --items table")] = "item_id",
+) -> None:
+    """Read, clean and code an interaction log into a dataset directory.
+
+    Every dropped row is counted by reason and reported.  Example:
+
+      zenrec ingest events.csv --user user_id --item product_id --time ts --event type -o data/
+    """
+    from zenrec.data.dataset import Dataset
+    from zenrec.data.readers import read_table
+    from zenrec.data.schema import DEFAULT_EVENT_WEIGHTS, CleaningConfig, ColumnMap
+
+    weights = dict(DEFAULT_EVENT_WEIGHTS)
+    for k, v in _parse_params(event_weight).items():
+        try:
+            weights[k.lower()] = float(v)
+        except (TypeError, ValueError):
+            raise ConfigError(f"--event-weight {k}= expects a number; got {v!r}") from None
+    try:
+        cleaning = CleaningConfig(
+            event_weights=weights, rating_threshold=rating_threshold, min_value=min_value,
+            max_value=max_value, min_user_interactions=min_user, min_item_interactions=min_item, strict=strict,
+        )
+    except ValueError as exc:
+        raise ConfigError(str(exc).splitlines()[-1]) from None
+    columns = ColumnMap(user=user, item=item, timestamp=time, event=event, value=value)
+    with err.status(f"reading and cleaning {file}"):
+        ds = Dataset.from_file(file, columns, cleaning, format=format)  # type: ignore[arg-type]
+        if items is not None:
+            ds.with_item_table(read_table(items), item_key)
+        ds.save(output)
+    out.print(_report_table(ds.report.to_dict()))
+    inter = ds.interactions
+    out.print(
+        f"wrote [bold]{output}[/bold]: {len(inter):,} events, {inter.n_users:,} users, {inter.n_items:,} items"
+        + (f", events {', '.join(inter.event_names)}" if inter.event_names else "")
+    )
+
+
+@command
+def split(
+    data: Annotated[Path, typer.Argument(help="dataset directory from `zenrec ingest`")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="directory for NAME.{train,valid,test}.inter")],
+    protocol: Annotated[str, typer.Option(help="general (random 80/10/10 per user), temporal, sequential")] = "general",
+    seed: Annotated[int, typer.Option(help="random seed")] = 2020,
+) -> None:
+    """Export a protocol's split as RecBole atomic files, so peers train on the same rows."""
+    from zenrec.data.splits import save_split, split_dataset
+
+    ds = _load_dataset(data)
+    s = split_dataset(ds, protocol, seed)  # type: ignore[arg-type]
+    for p in save_split(s, ds, output):
+        out.print(f"wrote {p}")
+
+
+@command
+def compare(
+    data: Annotated[Path, typer.Argument(help="dataset directory from `zenrec ingest`")],
+    models: Annotated[str, typer.Option(help="comma-separated registered models")] = "pop,itemknn,ease,als,lmf",
+    protocol: Annotated[str, typer.Option(help="general, temporal or sequential")] = "general",
+    ks: Annotated[str, typer.Option("--ks", "-k", help="cut-offs, e.g. 10,20")] = "10,20",
+    sampled: Annotated[
+        Optional[int], typer.Option(help="rank among N sampled negatives instead of all items (labelled)")
+    ] = None,
+    split_dir: Annotated[Optional[Path], typer.Option("--split", help="use split files from `zenrec split`")] = None,
+    seed: Annotated[int, typer.Option(help="seed for the split and training")] = 2020,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="also write the leaderboard as JSON")] = None,
+    part: Annotated[str, typer.Option(help="show test or valid metrics")] = "test",
+    metrics: Annotated[
+        Optional[str], typer.Option(help="columns to show, e.g. ndcg@10,recall@10,coverage@10 (all go to --json)")
+    ] = None,
+) -> None:
+    """Fit several models on one split and print a full-ranking leaderboard.
+
+    Training items (and validation items, on test) are masked; every item is ranked.
+    """
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from zenrec.evaluate.leaderboard import compare as run_compare
+    from zenrec.models.base import TrainOptions
+
+    names = _parse_list(models, "--models")
+    s = _load_split(data, protocol, seed, split_dir)
+    with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=err,
+                  transient=True) as progress:
+        task = progress.add_task("starting", total=len(names))
+        board = run_compare(s, names, ks=_parse_ks(ks), options=TrainOptions(seed=seed), sampled=sampled,
+                            progress=_progress_callback(progress, task))
+    if part not in ("test", "valid"):
+        raise ConfigError(f"--part must be test or valid; got {part!r}")
+    keys = _parse_list(metrics, "--metrics") if metrics else None
+    if keys:
+        unknown = [x for x in keys if x not in board.metric_keys(part)]  # type: ignore[arg-type]
+        if unknown:
+            raise ConfigError(f"--metrics: no column {unknown[0]!r}; available: {', '.join(board.metric_keys(part))}")  # type: ignore[arg-type]
+    out.print(board.to_rich_table(keys, part=part))  # type: ignore[arg-type]
+    if json_out is not None:
+        board.to_json(json_out)
+        out.print(f"wrote {json_out}")
+
+
+@command
+def tune(
+    data: Annotated[Path, typer.Argument(help="dataset directory from `zenrec ingest`")],
+    models: Annotated[str, typer.Option(help="comma-separated registered models")] = "itemknn,ease,als",
+    trials: Annotated[int, typer.Option(help="trials per model (the same budget for every model)")] = 20,
+    metric: Annotated[str, typer.Option(help="validation metric to maximise, NAME@K")] = "ndcg@10",
+    protocol: Annotated[str, typer.Option(help="general, temporal or sequential")] = "general",
+    split_dir: Annotated[Optional[Path], typer.Option("--split", help="use split files from `zenrec split`")] = None,
+    seed: Annotated[int, typer.Option(help="seed for the split, sampler and training")] = 2020,
+    timeout: Annotated[Optional[float], typer.Option(help="seconds per model at most")] = None,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="write best parameters and the test leaderboard")] = None,
+) -> None:
+    """Tune each model with optuna on the validation split, then refit and test the best."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from zenrec._io import write_json
+    from zenrec.evaluate.tune import tune as run_tune
+    from zenrec.evaluate.tune import tuned_leaderboard
+    from zenrec.models.base import TrainOptions
+
+    names = _parse_list(models, "--models")
+    if trials <= 0:
+        raise ConfigError(f"--trials must be a positive integer; got {trials}")
+    s = _load_split(data, protocol, seed, split_dir)
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=err, transient=True) as progress:
+        task = progress.add_task("tuning", total=trials)
+
+        def cb(label: str, stage: str, i: int, total: int) -> None:
+            progress.update(task, description=f"tuning {label}", completed=i + 1, total=total)
+
+        results = run_tune(s, names, n_trials=trials, metric=metric, seed=seed, timeout=timeout,
+                           options=TrainOptions(seed=seed), progress=cb)
+    t = Table(title=f"best parameters on validation ({metric}, {trials} trials each)")
+    for col in ("model", "defaults", "tuned", "parameters"):
+        t.add_column(col)
+    for label, r in results.items():
+        t.add_row(label, f"{r.default_value:.4f}", f"{r.best_value:.4f}",
+                  ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                            for k, v in r.best_params.items() if k != "on_unknown_user"))
+    out.print(t)
+    board = tuned_leaderboard(s, results, options=TrainOptions(seed=seed))
+    out.print(board.to_rich_table())
+    if json_out is not None:
+        write_json(json_out, {"tuning": {k: r.to_dict() for k, r in results.items()}, "leaderboard": board.to_dict()})
+        out.print(f"wrote {json_out}")
+
+
+@command
+def train(
+    data: Annotated[Path, typer.Argument(help="dataset directory from `zenrec ingest`")],
+    model: Annotated[str, typer.Option("--model", "-m", help="registered model name")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="model directory to write")],
+    param: Annotated[Optional[list[str]], typer.Option("--param", "-p", help="NAME=VALUE hyper-parameter (repeatable)")] = None,
+    seed: Annotated[int, typer.Option(help="random seed")] = 2020,
+) -> None:
+    """Fit a model on every interaction of a dataset and save it with its vocabularies.
+
+      zenrec train data/ --model ease --param reg=500 -o models/ease
+    """
+    from zenrec.models.base import TrainOptions
+    from zenrec.models.registry import get_model_class
+    from zenrec.pipeline import train_bundle
+
+    get_model_class(model)  # unknown names fail before loading data
+    params = _parse_params(param)
+    ds = _load_dataset(data)
+    with err.status(f"fitting {model} on {len(ds.interactions):,} events"):
+        bundle = train_bundle(ds, model, params, TrainOptions(seed=seed, progress=True))
+        bundle.save(output, metadata={"dataset": ds.name, "dataset_fingerprint": ds.fingerprint})
+    out.print(f"wrote [bold]{output}[/bold]: {bundle.model!r}, fitted in {bundle.model.fit_seconds_:.2f}s")
+
+
+@command
+def recommend(
+    model_dir: Annotated[Path, typer.Argument(help="model directory from `zenrec train`")],
+    user: Annotated[Optional[str], typer.Option(help="one raw user id")] = None,
+    users: Annotated[Optional[Path], typer.Option(help="CSV of user ids (column user_id, or the first column)")] = None,
+    k: Annotated[int, typer.Option("-k", help="list length")] = 10,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="write recommendations as CSV")] = None,
+    include_seen: Annotated[bool, typer.Option(help="allow items the user already interacted with")] = False,
+) -> None:
+    """Top-k items for one user (a table) or many users (a CSV)."""
+    from zenrec._io import atomic_file
+    from zenrec.data.readers import read_table
+    from zenrec.pipeline import ModelBundle
+
+    if (user is None) == (users is None):
+        raise ConfigError("give exactly one of --user ID or --users FILE")
+    if k <= 0:
+        raise ConfigError(f"-k must be a positive integer; got {k}")
+    bundle = ModelBundle.load(model_dir)
+    if user is not None:
+        raw = [_coerce_id(user, bundle)]
+    else:
+        df = read_table(users)  # type: ignore[arg-type]
+        col = "user_id" if "user_id" in df.columns else df.columns[0]
+        raw = df[col].to_numpy()
+    recs = bundle.recommend(raw, k=k, exclude_seen=not include_seen)
+    if output is not None:
+        with atomic_file(output) as tmp:
+            recs.to_csv(tmp, index=False)
+        out.print(f"wrote {len(recs):,} rows for {len(raw):,} users to {output}")
+        return
+    fallback = bool(len(recs)) and recs["fallback"].iloc[0] != ""
+    t = Table(title=f"top-{k} for user {user}" + (" (unknown user: popular items)" if fallback else ""))
+    for col in ("rank", "item", "title", "score"):
+        t.add_column(col, justify="right" if col in ("rank", "score") else "left")
+    for r in recs.itertuples():
+        t.add_row(str(r.rank), str(r.item_id), str(getattr(r, "title", "")), f"{r.score:.4f}")
+    out.print(t)
+
+
+def _coerce_id(raw: str, bundle) -> Any:
+    if bundle.users.is_integer:
+        try:
+            return int(raw)
+        except ValueError:
+            return raw
+    return raw
+
+
+@command
+def demo(
+    output: Annotated[Path, typer.Option("--out", help="where to write the dataset, leaderboard and model")] = Path("out/demo"),
+    models: Annotated[str, typer.Option(help="models to compare")] = "pop,itemknn,ease,als,lmf",
+    user: Annotated[str, typer.Option(help="sample user to recommend for")] = "196",
+) -> None:
+    """The whole loop on bundled MovieLens-100K: ingest, compare, train, recommend."""
+    from zenrec.datasets import load_ml100k
+
+    out.rule("[bold]zenrec demo[/bold] · MovieLens-100K (GroupLens terms, see datasets/ml-100k/LICENSE.md)")
+    with err.status("ingesting bundled ml-100k"):
+        ds = load_ml100k()
+        ds.save(output / "data")
+    out.print(f"1. ingested {len(ds.interactions):,} ratings by {len(ds.users):,} users on {len(ds.items):,} "
+              f"movies → {output / 'data'}")
+    out.print("2. leaderboard, general protocol (per-user random 80/10/10, full ranking, train+valid masked):")
+    compare(output / "data", models=models, protocol="general", ks="10,20", sampled=None, split_dir=None,
+            seed=2020, json_out=output / "leaderboard.json", part="test", metrics=None)
+    out.print("3. training EASE on all ratings:")
+    train(output / "data", model="ease", output=output / "model-ease", param=None, seed=2020)
+    from zenrec.pipeline import ModelBundle
+
+    bundle = ModelBundle.load(output / "model-ease")
+    hist = bundle.history(_coerce_id(user, bundle))
+    out.print(f"4. user {user} rated {len(hist)} movies, e.g. " + "; ".join(hist["title"].head(5)))
+    recommend(output / "model-ease", user=user, users=None, k=10, output=None, include_seen=False)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except BrokenPipeError:  # e.g. `zenrec … | head`
+        sys.stderr.close()
+
+
+if __name__ == "__main__":
+    main()

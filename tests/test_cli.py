@@ -1,0 +1,152 @@
+"""The command line: the documented flow works, and bad input exits 2 with one line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from zenrec.cli import app
+
+runner = CliRunner()
+
+
+def run(*args: str):
+    return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
+
+
+@pytest.fixture()
+def events_csv(tmp_path):
+    """A small shop log: 30 users, 12 products, four event types, one junk row."""
+    rows = []
+    for u in range(30):
+        for j in range(6):
+            item = (u + j * (1 + u % 3)) % 12
+            rows.append((f"u{u}", f"p{item}", 1_700_000_000 + u * 100 + j, ["view", "click", "cart", "purchase"][j % 4]))
+    df = pd.DataFrame(rows, columns=["user_id", "product_id", "ts", "type"])
+    df["ts"] = df["ts"].astype(str)
+    df.loc[len(df)] = ["u1", "p1", "not-a-time", "view"]
+    path = tmp_path / "events.csv"
+    df.to_csv(path, index=False)
+    return path
+
+
+def test_ingest_train_recommend_flow(events_csv, tmp_path):
+    data, model, recs = tmp_path / "data", tmp_path / "m", tmp_path / "recs.csv"
+    r = run("ingest", events_csv, "--user", "user_id", "--item", "product_id", "--time", "ts", "--event", "type", "-o", data)
+    assert r.exit_code == 0, r.output
+    assert "malformed_timestamp" in r.output and "180" in r.output  # 181 read, the junk row dropped
+    r = run("train", data, "--model", "ease", "--param", "reg=10", "-o", model)
+    assert r.exit_code == 0, r.output
+    manifest = json.loads((model / "manifest.json").read_text())
+    assert manifest["model"] == "ease" and manifest["params"]["reg"] == 10
+    r = run("recommend", model, "--user", "u3", "-k", "5")
+    assert r.exit_code == 0, r.output
+    assert "top-5 for user u3" in r.output
+    users = tmp_path / "users.csv"
+    users.write_text("user_id\nu1\nu2\nnobody\n")
+    r = run("recommend", model, "--users", users, "-k", "3", "-o", recs)
+    assert r.exit_code == 0, r.output
+    out = pd.read_csv(recs)
+    assert list(out.columns[:4]) == ["user_id", "rank", "item_id", "score"]
+    assert set(out["user_id"]) == {"u1", "u2", "nobody"}
+    assert (out.loc[out.user_id == "nobody", "fallback"] == "popular").all()
+    # a user's seen products are never recommended back
+    seen = pd.read_csv(events_csv).query("user_id == 'u1'")["product_id"]
+    assert not set(out.loc[out.user_id == "u1", "item_id"]) & set(seen)
+
+
+def test_compare_writes_json_leaderboard(tmp_path, ml100k):
+    ml100k.save(tmp_path / "data")
+    r = run("compare", tmp_path / "data", "--models", "pop,ease", "-k", "10", "--json", tmp_path / "lb.json")
+    assert r.exit_code == 0, r.output
+    lb = json.loads((tmp_path / "lb.json").read_text())
+    ndcg = {row["label"]: row["test"]["ndcg@10"] for row in lb["rows"]}
+    assert ndcg["ease"] > 2 * ndcg["pop"] > 0.2
+
+
+def test_split_exports_files_peers_can_read(tmp_path, ml100k):
+    ml100k.save(tmp_path / "data")
+    r = run("split", tmp_path / "data", "-o", tmp_path / "split")
+    assert r.exit_code == 0, r.output
+    sizes = {p: len(pd.read_csv(tmp_path / "split" / f"ml-100k.{p}.inter", sep="\t")) for p in ("train", "valid", "test")}
+    assert sum(sizes.values()) == 100_000 and sizes["train"] > 75_000
+
+
+def _bad(result, *needles):
+    assert result.exit_code == 2, result.output
+    text = result.output
+    assert "Traceback" not in text
+    assert "error:" in text
+    for n in needles:
+        assert n in text, text
+
+
+def test_missing_column_names_it(events_csv, tmp_path):
+    _bad(run("ingest", events_csv, "--user", "customer", "--item", "product_id", "-o", tmp_path / "d"),
+         "missing user column 'customer'", "events.csv")
+    assert not (tmp_path / "d").exists()
+
+
+def test_empty_file(tmp_path):
+    p = tmp_path / "empty.csv"
+    p.write_text("")
+    _bad(run("ingest", p, "-o", tmp_path / "d"), "empty.csv", "empty")
+
+
+def test_duplicate_header(tmp_path):
+    p = tmp_path / "dup.csv"
+    p.write_text("user_id,item_id,user_id\n1,2,3\n")
+    _bad(run("ingest", p, "-o", tmp_path / "d"), "duplicate column name 'user_id'")
+
+
+def test_strict_timestamp_names_line(events_csv, tmp_path):
+    _bad(run("ingest", events_csv, "--item", "product_id", "--time", "ts", "--strict", "-o", tmp_path / "d"),
+         "line 182", "'ts'", "not-a-time")
+
+
+def test_unknown_model_name(tmp_path, ml100k):
+    _bad(run("train", tmp_path, "--model", "easy", "-o", tmp_path / "m"), "unknown model 'easy'", "ease")
+
+
+def test_negative_k(tmp_path):
+    _bad(run("recommend", tmp_path, "--user", "1", "-k", "-3"), "-k must be a positive integer")
+
+
+def test_bad_param(tmp_path, ml100k):
+    ml100k.save(tmp_path / "data")
+    _bad(run("train", tmp_path / "data", "--model", "ease", "--param", "reg=-5", "-o", tmp_path / "m"),
+         "'reg' parameter of EASE")
+    assert not (tmp_path / "m").exists()
+
+
+def test_truncated_model(tmp_path, events_csv):
+    run("ingest", events_csv, "--item", "product_id", "-o", tmp_path / "d")
+    run("train", tmp_path / "d", "--model", "pop", "-o", tmp_path / "m")
+    npz = tmp_path / "m" / "arrays.npz"
+    npz.write_bytes(npz.read_bytes()[:100])
+    _bad(run("recommend", tmp_path / "m", "--user", "u1"), "arrays.npz: corrupted or truncated")
+
+
+def test_future_model_version(tmp_path, events_csv):
+    run("ingest", events_csv, "--item", "product_id", "-o", tmp_path / "d")
+    run("train", tmp_path / "d", "--model", "pop", "-o", tmp_path / "m")
+    mf = tmp_path / "m" / "manifest.json"
+    m = json.loads(mf.read_text())
+    m["format_version"] = 7
+    mf.write_text(json.dumps(m))
+    _bad(run("recommend", tmp_path / "m", "--user", "u1"), "format 7", "Upgrade zenrec")
+
+
+def test_real_process_exit_code_and_no_traceback(tmp_path):
+    """The installed entry point, not only the in-process runner."""
+    p = tmp_path / "empty.csv"
+    p.write_text("")
+    proc = subprocess.run([sys.executable, "-m", "zenrec.cli", "ingest", str(p), "-o", str(tmp_path / "d")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr and "empty" in proc.stderr
