@@ -268,3 +268,19 @@ def test_ndcg_below_one_when_a_relevant_slot_is_missed(table):
     v = M.ndcg(hits, n_rel, k)
     # 1 exactly when the hits fill the first min(n_rel, k) slots
     np.testing.assert_array_equal(np.isclose(v, 1.0), perfect & prefix & (np.minimum(n_rel, k) <= kk))
+
+
+def test_diversity_dense_and_sparse_paths_agree():
+    """The gathered-similarity path (few distinct items) equals the norm identity path."""
+    import scipy.sparse as sp
+
+    from zenrec.evaluate.metrics import intra_list_diversity
+
+    rng = np.random.default_rng(3)
+    vectors = sp.random(300, 500, density=0.05, random_state=3, format="csr")
+    top = rng.integers(0, 300, (200, 10))
+    top[:7, 6:] = -1
+    dense = intra_list_diversity(top, vectors)
+    sparse = intra_list_diversity(top, vectors, max_dense_items=0)
+    assert dense == pytest.approx(sparse, abs=1e-12)
+    assert 0.5 < dense < 1.0

@@ -139,13 +139,16 @@ def average_popularity(top: np.ndarray, item_users: np.ndarray) -> float:
     return float(np.mean(pop[rec])) if rec.size else 0.0
 
 
-def intra_list_diversity(top: np.ndarray, item_vectors: sp.spmatrix) -> float:
+def intra_list_diversity(top: np.ndarray, item_vectors: sp.spmatrix, max_dense_items: int = 4000) -> float:
     """Mean over lists of the average pairwise cosine *distance* between the list's items.
 
     ``item_vectors`` holds one row per item (e.g. its training users); an
     item with an all-zero vector is at distance 1 from every other.  With
     unit rows v, the sum of pairwise similarities of a list L is
-    ``(‖Σ_{i∈L} v_i‖² − |L|) / 2``, so no pair is formed explicitly.  Empty
+    ``(‖Σ_{i∈L} v_i‖² − |L|) / 2``.  When at most ``max_dense_items``
+    distinct items are recommended, their similarity matrix is formed once
+    and each list's pairs are gathered from it (much faster); otherwise no
+    pair is formed explicitly.  Empty
     ``-1`` slots are ignored; lists with fewer than two items are left out
     (0.0 when no list has two).
     """
@@ -160,6 +163,23 @@ def intra_list_diversity(top: np.ndarray, item_vectors: sp.spmatrix) -> float:
         return 0.0
     norms = np.sqrt(np.asarray(v.multiply(v).sum(axis=1)).ravel())
     v = sp.diags(1.0 / np.maximum(norms, 1e-12)) @ v
+    m = sizes[lists].astype(np.float64)
+    used, local = np.unique(np.where(ok, top, 0), return_inverse=True)
+    local = local.reshape(top.shape)
+    if len(used) <= max_dense_items:
+        # cosine similarities among the recommended items only, then a gather per list
+        vu = v[used]
+        sim = (vu @ vu.T).toarray()
+        k = top.shape[1]
+        pair = np.zeros(top.shape[0], dtype=np.float64)
+        off = ~np.eye(k, dtype=bool)  # pairs of different positions
+        for s0 in range(0, top.shape[0], 4096):  # lists × k × k gathered in blocks
+            loc, okb = local[s0 : s0 + 4096], ok[s0 : s0 + 4096]
+            g = sim[loc[:, :, None], loc[:, None, :]]
+            g *= okb[:, :, None] & okb[:, None, :] & off
+            pair[s0 : s0 + 4096] = g.sum(axis=(1, 2))
+        mean_sim = pair[lists] / (m * (m - 1))
+        return float(np.mean(1.0 - mean_sim))
     unit = (norms > 0).astype(np.float64)
     ind = sp.csr_matrix(
         (np.ones(int(ok.sum())), top[ok], np.concatenate([[0], np.cumsum(sizes)])),
@@ -168,6 +188,5 @@ def intra_list_diversity(top: np.ndarray, item_vectors: sp.spmatrix) -> float:
     s = ind @ v
     sq = np.asarray(s.multiply(s).sum(axis=1)).ravel()
     self_sim = np.asarray(ind @ unit).ravel()
-    m = sizes[lists].astype(np.float64)
     mean_sim = (sq[lists] - self_sim[lists]) / (m * (m - 1))
     return float(np.mean(1.0 - mean_sim))
