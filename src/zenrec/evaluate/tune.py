@@ -81,6 +81,7 @@ def _ease_space(trial: optuna.Trial) -> dict[str, Any]:
     return {
         "reg": trial.suggest_float("reg", 10.0, 5000.0, log=True),
         "dropout": trial.suggest_float("dropout", 0.0, 0.5),
+        "user_weighting": trial.suggest_float("user_weighting", 0.0, 1.0),
     }
 
 
