@@ -10,8 +10,9 @@ import functools
 import json
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Callable, Optional
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -75,7 +76,7 @@ def _version(value: bool) -> None:
 def main_callback(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="log progress details")] = False,
     version: Annotated[
-        Optional[bool], typer.Option("--version", callback=_version, is_eager=True, help="show the version")
+        bool | None, typer.Option("--version", callback=_version, is_eager=True, help="show the version")
     ] = None,
 ) -> None:
     """Configure logging for the whole run."""
@@ -165,20 +166,20 @@ def ingest(
     output: Annotated[Path, typer.Option("--output", "-o", help="dataset directory to write")],
     user: Annotated[str, typer.Option(help="column holding the user id")] = "user_id",
     item: Annotated[str, typer.Option(help="column holding the item id")] = "item_id",
-    time: Annotated[Optional[str], typer.Option("--time", help="column holding the timestamp")] = None,
-    event: Annotated[Optional[str], typer.Option(help="column holding the event type")] = None,
-    value: Annotated[Optional[str], typer.Option(help="column holding a numeric value (rating)")] = None,
-    format: Annotated[Optional[str], typer.Option(help="csv, tsv, parquet, jsonl, recbole, movielens")] = None,
+    time: Annotated[str | None, typer.Option("--time", help="column holding the timestamp")] = None,
+    event: Annotated[str | None, typer.Option(help="column holding the event type")] = None,
+    value: Annotated[str | None, typer.Option(help="column holding a numeric value (rating)")] = None,
+    format: Annotated[str | None, typer.Option(help="csv, tsv, parquet, jsonl, recbole, movielens")] = None,
     event_weight: Annotated[
-        Optional[list[str]], typer.Option(help="NAME=WEIGHT for an event type (repeatable)")
+        list[str] | None, typer.Option(help="NAME=WEIGHT for an event type (repeatable)")
     ] = None,
-    rating_threshold: Annotated[Optional[float], typer.Option(help="keep rows with value ≥ this")] = None,
-    min_value: Annotated[Optional[float], typer.Option(help="drop rows with value below this")] = None,
-    max_value: Annotated[Optional[float], typer.Option(help="drop rows with value above this")] = None,
+    rating_threshold: Annotated[float | None, typer.Option(help="keep rows with value ≥ this")] = None,
+    min_value: Annotated[float | None, typer.Option(help="drop rows with value below this")] = None,
+    max_value: Annotated[float | None, typer.Option(help="drop rows with value above this")] = None,
     min_user: Annotated[int, typer.Option(help="k-core: minimum events per user")] = 0,
     min_item: Annotated[int, typer.Option(help="k-core: minimum events per item")] = 0,
     strict: Annotated[bool, typer.Option(help="fail on the first malformed row instead of dropping it")] = False,
-    items: Annotated[Optional[Path], typer.Option(help="item side table (e.g. titles) to attach")] = None,
+    items: Annotated[Path | None, typer.Option(help="item side table (e.g. titles) to attach")] = None,
     item_key: Annotated[str, typer.Option(help="id column of the --items table")] = "item_id",
 ) -> None:
     """Read, clean and code an interaction log into a dataset directory.
@@ -241,14 +242,14 @@ def compare(
     protocol: Annotated[str, typer.Option(help="general, temporal or sequential")] = "general",
     ks: Annotated[str, typer.Option("--ks", "-k", help="cut-offs, e.g. 10,20")] = "10,20",
     sampled: Annotated[
-        Optional[int], typer.Option(help="rank among N sampled negatives instead of all items (labelled)")
+        int | None, typer.Option(help="rank among N sampled negatives instead of all items (labelled)")
     ] = None,
-    split_dir: Annotated[Optional[Path], typer.Option("--split", help="use split files from `zenrec split`")] = None,
+    split_dir: Annotated[Path | None, typer.Option("--split", help="use split files from `zenrec split`")] = None,
     seed: Annotated[int, typer.Option(help="seed for the split and training")] = 2020,
-    json_out: Annotated[Optional[Path], typer.Option("--json", help="also write the leaderboard as JSON")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="also write the leaderboard as JSON")] = None,
     part: Annotated[str, typer.Option(help="show test or valid metrics")] = "test",
     metrics: Annotated[
-        Optional[str], typer.Option(help="columns to show, e.g. ndcg@10,recall@10,coverage@10 (all go to --json)")
+        str | None, typer.Option(help="columns to show, e.g. ndcg@10,recall@10,coverage@10 (all go to --json)")
     ] = None,
 ) -> None:
     """Fit several models on one split and print a full-ranking leaderboard.
@@ -287,10 +288,10 @@ def tune(
     trials: Annotated[int, typer.Option(help="trials per model (the same budget for every model)")] = 20,
     metric: Annotated[str, typer.Option(help="validation metric to maximise, NAME@K")] = "ndcg@10",
     protocol: Annotated[str, typer.Option(help="general, temporal or sequential")] = "general",
-    split_dir: Annotated[Optional[Path], typer.Option("--split", help="use split files from `zenrec split`")] = None,
+    split_dir: Annotated[Path | None, typer.Option("--split", help="use split files from `zenrec split`")] = None,
     seed: Annotated[int, typer.Option(help="seed for the split, sampler and training")] = 2020,
-    timeout: Annotated[Optional[float], typer.Option(help="seconds per model at most")] = None,
-    json_out: Annotated[Optional[Path], typer.Option("--json", help="write best parameters and the test leaderboard")] = None,
+    timeout: Annotated[float | None, typer.Option(help="seconds per model at most")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="write best parameters and the test leaderboard")] = None,
 ) -> None:
     """Tune each model with optuna on the validation split, then refit and test the best."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -333,7 +334,7 @@ def train(
     data: Annotated[Path, typer.Argument(help="dataset directory from `zenrec ingest`")],
     model: Annotated[str, typer.Option("--model", "-m", help="registered model name")],
     output: Annotated[Path, typer.Option("--output", "-o", help="model directory to write")],
-    param: Annotated[Optional[list[str]], typer.Option("--param", "-p", help="NAME=VALUE hyper-parameter (repeatable)")] = None,
+    param: Annotated[list[str] | None, typer.Option("--param", "-p", help="NAME=VALUE hyper-parameter (repeatable)")] = None,
     seed: Annotated[int, typer.Option(help="random seed")] = 2020,
 ) -> None:
     """Fit a model on every interaction of a dataset and save it with its vocabularies.
@@ -356,10 +357,10 @@ def train(
 @command
 def recommend(
     model_dir: Annotated[Path, typer.Argument(help="model directory from `zenrec train`")],
-    user: Annotated[Optional[str], typer.Option(help="one raw user id")] = None,
-    users: Annotated[Optional[Path], typer.Option(help="CSV of user ids (column user_id, or the first column)")] = None,
+    user: Annotated[str | None, typer.Option(help="one raw user id")] = None,
+    users: Annotated[Path | None, typer.Option(help="CSV of user ids (column user_id, or the first column)")] = None,
     k: Annotated[int, typer.Option("-k", help="list length")] = 10,
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="write recommendations as CSV")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="write recommendations as CSV")] = None,
     include_seen: Annotated[bool, typer.Option(help="allow items the user already interacted with")] = False,
 ) -> None:
     """Top-k items for one user (a table) or many users (a CSV)."""

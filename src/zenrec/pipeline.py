@@ -49,7 +49,7 @@ class ModelBundle:
         return self.model.save(path, metadata=metadata, extra=extra)
 
     @classmethod
-    def load(cls, path: str | Path) -> "ModelBundle":
+    def load(cls, path: str | Path) -> ModelBundle:
         """Load a directory written by :meth:`save` (``zenrec train``)."""
         model, manifest, extra = load_model(path)
         try:

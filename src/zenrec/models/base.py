@@ -103,7 +103,7 @@ class Recommender(ABC):
     # ----------------------------------------------------------------- fitting
     def fit(
         self, train: Interactions, valid: Interactions | None = None, options: TrainOptions | None = None
-    ) -> "Recommender":
+    ) -> Recommender:
         """Learn from ``train`` (``valid`` for early stopping where the model uses it)."""
         if not isinstance(train, Interactions):
             raise DataError(f"{type(self).__name__}.fit expects Interactions; got {type(train).__name__}")
@@ -225,7 +225,7 @@ class Recommender(ABC):
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> "Recommender":
+    def load(cls, path: str | Path) -> Recommender:
         """Load a model saved by :meth:`save` (any registered model when called on the base)."""
         model, _, _ = load_model(path)
         if cls is not Recommender and not isinstance(model, cls):
