@@ -133,7 +133,7 @@ def test_the_requested_spaces():
     expected = {
         "pop": set(),
         "itemknn": {"k", "shrink", "alpha"},
-        "ease": {"reg", "dropout"},
+        "ease": {"reg", "dropout", "user_weighting"},
         "als": {"factors", "regularization", "alpha", "iterations"},
         "lmf": {"factors", "lr", "negatives", "weight_decay"},
     }

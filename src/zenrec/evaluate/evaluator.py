@@ -56,9 +56,11 @@ def _batch_size(n_items: int) -> int:
     return int(np.clip((1 << 24) // max(n_items, 1), 64, 8192))
 
 
-def _scorer(model: Any) -> Scorer:
+def _scorer(model: Any, history: Interactions | None = None) -> Scorer:
     if callable(model) and not hasattr(model, "score"):
         return model
+    if history is not None and getattr(model, "supports_history", False):
+        return lambda users: model.score(users, history=history)
     return model.score
 
 
@@ -111,6 +113,7 @@ def evaluate(
     users: np.ndarray | None = None,
     batch_size: int | None = None,
     keep_per_user: bool = False,
+    history: Interactions | None = None,
 ) -> EvalResult:
     """Evaluate a model (or any ``users → score block`` callable) by full ranking.
 
@@ -163,7 +166,7 @@ def evaluate(
     kmax = ks[-1]
     bs = batch_size or _batch_size(n_items)
     rng = np.random.default_rng(seed)
-    score = _scorer(model)
+    score = _scorer(model, history)
     tops, hits = [], []
     n_nan = 0
     for s in range(0, len(users), bs):
@@ -223,6 +226,8 @@ def evaluate_split(
     """Evaluate on a split's validation or test part with the protocol's masking.
 
     Validation masks training items; test masks training and validation items.
+    In the sequential protocol, models that read histories score the test
+    item from training *and* validation events (the item just before it).
     """
     if part == "valid":
         if split.valid is None:
@@ -231,4 +236,7 @@ def evaluate_split(
     if part != "test":
         raise ConfigError(f"the 'part' parameter must be 'valid' or 'test'; got {part!r}")
     exclude = [split.train] if split.valid is None else [split.train, split.valid]
+    if split.protocol == "sequential" and split.valid is not None:
+        # the next-item task: the test item follows the validation item
+        kwargs.setdefault("history", split.train_valid)
     return evaluate(model, split.test, exclude, train=split.train, **kwargs)

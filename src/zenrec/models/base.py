@@ -135,23 +135,44 @@ class Recommender(ABC):
     def _score(self, users: np.ndarray) -> np.ndarray:
         """Scores of known users (0 ≤ u < n_users) over all items."""
 
-    def score(self, users: np.ndarray | list[int]) -> np.ndarray:
+    def _score_history(self, users: np.ndarray, history: Interactions) -> np.ndarray:
+        """Scores of ``users`` from the rows of ``history`` instead of the training data.
+
+        Models that read a user's items at scoring time (EASE, ItemKNN,
+        sequence models) override this and set ``supports_history``.
+        """
+        raise ConfigError(f"{type(self).__name__} cannot score from a new history")
+
+    def score(self, users: np.ndarray | list[int], history: Interactions | None = None) -> np.ndarray:
         """``len(users) × n_items`` float32 scores; higher is better.
 
         Users outside ``[0, n_users)`` (e.g. ``-1`` from a vocabulary lookup with
-        ``missing='mask'``) follow ``config.on_unknown_user``.
+        ``missing='mask'``) follow ``config.on_unknown_user``.  With ``history``
+        (same item ids; user rows may be new), models that
+        ``supports_history`` score each user from those events instead of the
+        training ones — e.g. training plus validation events at test time in
+        the sequential protocol, or events that arrived after training.
         """
         self._check_fitted()
         users = np.asarray(users, dtype=np.int64).reshape(-1)
-        known = (users >= 0) & (users < self.n_users_)
+        if history is not None:
+            if not self.supports_history:
+                raise ConfigError(f"{type(self).__name__} cannot score from a new history")
+            if history.n_items != self.n_items_:
+                raise ConfigError(f"history has {history.n_items} items; the model knows {self.n_items_}")
+            known = (users >= 0) & (users < history.n_users)
+            score_known = lambda u: self._score_history(u, history)  # noqa: E731
+        else:
+            known = (users >= 0) & (users < self.n_users_)
+            score_known = self._score
         if known.all():
-            return np.asarray(self._score(users), dtype=np.float32)
+            return np.asarray(score_known(users), dtype=np.float32)
         if self.config.on_unknown_user == "raise":
             bad = users[~known][0]
             raise UnknownIdError(f"user index {bad} was not seen in training (on_unknown_user='raise')")
         out = np.empty((len(users), self.n_items_), dtype=np.float32)
         if known.any():
-            out[known] = self._score(users[known])
+            out[known] = score_known(users[known])
         out[~known] = self.popularity_
         return out
 

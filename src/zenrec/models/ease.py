@@ -66,6 +66,7 @@ class EASE(Recommender):
 
     name = "ease"
     Config = EASEConfig
+    supports_history = True
 
     def _fit(self, train: Interactions, valid: Interactions | None, options: TrainOptions) -> None:
         c = self.config
@@ -100,6 +101,9 @@ class EASE(Recommender):
 
     def _score(self, users: np.ndarray) -> np.ndarray:
         return np.asarray(self.history_[users] @ self.weights_, dtype=np.float32)
+
+    def _score_history(self, users: np.ndarray, history: Interactions) -> np.ndarray:
+        return np.asarray(history.binary[users] @ self.weights_, dtype=np.float32)
 
     def _state(self) -> dict[str, np.ndarray]:
         h = self.history_

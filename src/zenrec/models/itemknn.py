@@ -39,6 +39,7 @@ class ItemKNN(Recommender):
 
     name = "itemknn"
     Config = ItemKNNConfig
+    supports_history = True
 
     def _fit(self, train: Interactions, valid: Interactions | None, options: TrainOptions) -> None:
         c = self.config
@@ -72,6 +73,9 @@ class ItemKNN(Recommender):
 
     def _score(self, users: np.ndarray) -> np.ndarray:
         return (self.history_[users] @ self.sim_).toarray()
+
+    def _score_history(self, users: np.ndarray, history: Interactions) -> np.ndarray:
+        return (history.binary[users] @ self.sim_).toarray()
 
     def _state(self) -> dict[str, np.ndarray]:
         w, h = self.sim_, self.history_
