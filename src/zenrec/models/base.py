@@ -81,6 +81,8 @@ class Recommender(ABC):
     Config: ClassVar[type[ModelConfig]] = ModelConfig
     #: True when ``_score_history`` can score users from a raw item history
     supports_history: ClassVar[bool] = False
+    #: True for next-item models that read the order of a history
+    sequential: ClassVar[bool] = False
 
     def __init__(self, config: ModelConfig | None = None, **params: Any) -> None:
         if config is not None and params:

@@ -19,6 +19,9 @@ MODELS: dict[str, tuple[str, str]] = {
     "ease": ("zenrec.models.ease", "EASE"),
     "als": ("zenrec.models.als", "ALS"),
     "lmf": ("zenrec.models.lmf", "LogisticMF"),
+    "transition": ("zenrec.models.transition", "Transition"),
+    "gru4rec": ("zenrec.models.gru4rec", "GRU4Rec"),
+    "sasrec": ("zenrec.models.sasrec", "SASRec"),
 }
 
 

@@ -1,0 +1,165 @@
+"""Base of the neural next-item models (SASRec, GRU4Rec): one loop, one scoring path.
+
+A subclass only builds its network: ``net(seq)`` maps a left-padded batch of
+item sequences (ids shifted by one, 0 = padding) to hidden states
+``batch × length × d``; the state at the last column scores every item by
+a dot product with the (tied) item embeddings.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field
+
+from zenrec.data.interactions import Interactions
+from zenrec.models.base import ModelConfig, Recommender, TrainOptions
+
+__all__ = ["SequentialConfig", "SequentialRecommender"]
+
+log = logging.getLogger(__name__)
+
+
+class SequentialConfig(ModelConfig):
+    """Hyper-parameters shared by the sequence models."""
+
+    max_len: int = Field(50, ge=1, description="most recent items a user is represented by")
+    factors: int = Field(64, ge=1, description="embedding size")
+    dropout: float = Field(0.2, ge=0, lt=1, description="dropout on embeddings and hidden states")
+    loss: Literal["ce", "sampled", "bce"] = Field(
+        "ce",
+        description="ce: softmax over all items; sampled: softmax over in-batch and uniform negatives "
+        "with logQ correction (large catalogues); bce: one uniform negative per position",
+    )
+    negatives: int = Field(256, ge=1, description="uniform negatives per batch for loss='sampled'")
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    lr: float = Field(1e-3, gt=0, description="learning rate")
+    weight_decay: float = Field(0.0, ge=0, description="L2 penalty in the optimiser")
+    batch_size: int = Field(128, ge=1, description="sequences per step")
+    epochs: int = Field(200, ge=1, description="maximum epochs")
+    patience: int = Field(10, ge=1, description="epochs without validation NDCG@10 gain before stopping")
+    all_windows: bool = Field(True, description="train on every max_len window of long histories, not only the last")
+
+
+class SequentialRecommender(Recommender):
+    """Template for sequence models; subclasses implement :meth:`_build_net`."""
+
+    Config = SequentialConfig
+    supports_history = True
+    sequential = True
+
+    def _build_net(self, n_items: int) -> Any:
+        raise NotImplementedError  # abstract: every subclass builds its own network
+
+    # ------------------------------------------------------------------ fit
+    def _fit(self, train: Interactions, valid: Interactions | None, options: TrainOptions) -> None:
+        import torch
+
+        from zenrec.evaluate.evaluator import evaluate
+        from zenrec.train import pick_device, seed_everything
+        from zenrec.train.loop import batch_indices, fit_loop, make_optimizer
+        from zenrec.train.sequences import training_windows
+
+        c = self.config
+        seed_everything(options.seed)
+        device = pick_device(options.device, options.threads)
+        self.device_ = device
+        self._keep_sequences(train)
+        net = self._build_net(train.n_items).to(device)
+        self.net_ = net
+        windows = torch.as_tensor(training_windows(train, c.max_len, c.all_windows), device=device)
+        rng = np.random.default_rng(options.seed)
+        log_q = torch.log(torch.as_tensor(self.popularity_ + 1e-6, device=device))
+        opt = make_optimizer(net.parameters(), c.optimizer, c.lr, c.weight_decay)
+
+        def batches(epoch: int):
+            for idx in batch_indices(len(windows), c.batch_size, rng):
+                yield windows[torch.as_tensor(idx, device=device)]
+
+        def loss_fn(win: torch.Tensor) -> torch.Tensor:
+            inp, tgt = win[:, :-1], win[:, 1:]
+            h = net(inp)
+            keep = (inp > 0) & (tgt > 0)
+            h, tgt = h[keep], tgt[keep] - 1
+            emb = net.item.weight[1:]
+            if c.loss == "ce":
+                return torch.nn.functional.cross_entropy(h @ emb.T, tgt)
+            if c.loss == "bce":
+                neg = torch.randint(0, train.n_items, tgt.shape, device=device)
+                pos_s = (h * emb[tgt]).sum(-1)
+                neg_s = (h * emb[neg]).sum(-1)
+                bce = torch.nn.functional.binary_cross_entropy_with_logits
+                return bce(pos_s, torch.ones_like(pos_s)) + bce(neg_s, torch.zeros_like(neg_s))
+            # sampled softmax: the batch's targets plus uniform negatives, logQ-corrected
+            cand = torch.cat([tgt.unique(), torch.randint(0, train.n_items, (c.negatives,), device=device)])
+            logits = h @ emb[cand].T - log_q[cand]
+            labels = (cand[None, :] == tgt[:, None]).float()
+            labels = labels / labels.sum(1, keepdim=True)
+            return torch.nn.functional.cross_entropy(logits, labels)
+
+        validate = None
+        if valid is not None and len(valid):
+            def validate() -> float:
+                res = evaluate(self._score, valid, [train], ks=(10,), metrics=("ndcg",), beyond=False)
+                return res.metrics["ndcg@10"]
+
+        result = fit_loop(net, opt, batches, loss_fn, c.epochs, validate, c.patience, options.progress,
+                          name=self.name)
+        self.epochs_trained_ = result.epochs
+        self.train_history_ = result.history
+        net.eval()
+
+    def _keep_sequences(self, train: Interactions) -> None:
+        from zenrec.train.sequences import last_items
+
+        seqs = last_items(train, np.arange(train.n_users), self.config.max_len)
+        self.sequences_ = seqs.astype(np.int32)
+
+    # --------------------------------------------------------------- scoring
+    def score_sequences(self, seqs: np.ndarray) -> np.ndarray:
+        """Scores over all items for left-padded sequences of item ids + 1 (0 = padding)."""
+        import torch
+
+        seqs = np.asarray(seqs, dtype=np.int64)
+        if seqs.shape[1] > self.config.max_len:
+            seqs = seqs[:, -self.config.max_len :]
+        elif seqs.shape[1] < self.config.max_len:
+            seqs = np.pad(seqs, ((0, 0), (self.config.max_len - seqs.shape[1], 0)))
+        net = self.net_
+        device = next(net.parameters()).device
+        out = np.empty((len(seqs), self.n_items_), dtype=np.float32)
+        with torch.no_grad():
+            emb = net.item.weight[1:]
+            for s in range(0, len(seqs), 1024):
+                h = net(torch.as_tensor(seqs[s : s + 1024], device=device))[:, -1, :]
+                out[s : s + 1024] = (h @ emb.T).float().cpu().numpy()
+        empty = ~(seqs > 0).any(axis=1)
+        out[empty] = self.popularity_  # no history at all: popular items
+        return out
+
+    def _score(self, users: np.ndarray) -> np.ndarray:
+        return self.score_sequences(self.sequences_[users])
+
+    def _score_history(self, users: np.ndarray, history: Interactions) -> np.ndarray:
+        from zenrec.train.sequences import last_items
+
+        return self.score_sequences(last_items(history, users, self.config.max_len))
+
+    # ----------------------------------------------------------- persistence
+    def _state(self) -> dict[str, np.ndarray]:
+        state = {f"net.{k}": v.detach().cpu().numpy() for k, v in self.net_.state_dict().items()}
+        state["sequences"] = self.sequences_
+        return state
+
+    def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
+        import torch
+
+        from zenrec.train import pick_device
+
+        self.sequences_ = arrays["sequences"]
+        net = self._build_net(self.n_items_)
+        net.load_state_dict({k[4:]: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()
+                             if k.startswith("net.")})
+        self.net_ = net.to(pick_device(None, 1)).eval()

@@ -1,0 +1,75 @@
+"""First-order transitions: what followed the user's last item, counted (no training loop)."""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+from pydantic import Field
+
+from zenrec.data.interactions import Interactions
+from zenrec.models.base import ModelConfig, Recommender, TrainOptions
+
+__all__ = ["Transition", "TransitionConfig"]
+
+
+class TransitionConfig(ModelConfig):
+    """Hyper-parameters of :class:`Transition`."""
+
+    window: int = Field(1, ge=1, description="count items up to this many steps after an item")
+    decay: float = Field(0.5, gt=0, le=1, description="weight of a step d after the item: decay^(d-1)")
+
+
+class Transition(Recommender):
+    """``score(j) = Σ_d decay^(d-1) · #(last item → j at distance d)``, ties by popularity.
+
+    Cheap and, on some data, stronger than published Transformer numbers.
+    Reads a raw history, so anonymous sessions are scored too.
+    """
+
+    name = "transition"
+    Config = TransitionConfig
+    supports_history = True
+    sequential = True
+
+    def _fit(self, train: Interactions, valid: Interactions | None, options: TrainOptions) -> None:
+        c = self.config
+        n = train.n_items
+        same_user = train.user
+        rows, cols, vals = [], [], []
+        for d in range(1, c.window + 1):
+            ok = same_user[:-d] == same_user[d:]
+            rows.append(train.item[:-d][ok])
+            cols.append(train.item[d:][ok])
+            vals.append(np.full(int(ok.sum()), c.decay ** (d - 1), np.float32))
+        t = sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n))
+        t.sum_duplicates()
+        self.transitions_ = t.astype(np.float32)
+        self.last_ = self._last(train, np.arange(train.n_users))
+
+    @staticmethod
+    def _last(inter: Interactions, users: np.ndarray) -> np.ndarray:
+        p = inter.seq_indptr
+        has = p[users + 1] > p[users]
+        return np.where(has, inter.item[np.maximum(p[users + 1] - 1, 0)], -1)
+
+    def _from_last(self, last: np.ndarray) -> np.ndarray:
+        out = np.empty((len(last), self.n_items_), dtype=np.float32)
+        ok = last >= 0
+        out[ok] = self.transitions_[last[ok]].toarray()
+        out[~ok] = 0
+        return out + 1e-3 * self.popularity_[None, :]  # popularity breaks ties and fills gaps
+
+    def _score(self, users: np.ndarray) -> np.ndarray:
+        return self._from_last(self.last_[users])
+
+    def _score_history(self, users: np.ndarray, history: Interactions) -> np.ndarray:
+        return self._from_last(self._last(history, users))
+
+    def _state(self) -> dict[str, np.ndarray]:
+        t = self.transitions_
+        return {"data": t.data, "indices": t.indices, "indptr": t.indptr, "last": self.last_}
+
+    def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
+        n = self.n_items_
+        self.transitions_ = sp.csr_matrix((arrays["data"], arrays["indices"], arrays["indptr"]), shape=(n, n))
+        self.last_ = arrays["last"]

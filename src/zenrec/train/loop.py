@@ -1,0 +1,152 @@
+"""One training loop for every PyTorch model: epochs, early stopping, progress, checkpoints."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from zenrec.train.early_stopping import EarlyStopping
+
+__all__ = ["fit_loop", "LoopResult", "make_optimizer"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LoopResult:
+    """What happened: epochs run, the best validation value and per-epoch history."""
+
+    epochs: int
+    best_value: float | None
+    best_epoch: int | None
+    seconds: float
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def make_optimizer(params: Iterable, name: str, lr: float, weight_decay: float = 0.0):
+    """Adam, AdamW or SGD (with momentum 0.9)."""
+    import torch
+
+    params = list(params)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=weight_decay)
+    raise ValueError(f"unknown optimizer {name!r}; expected adam, adamw or sgd")
+
+
+def fit_loop(
+    net: Any,
+    optimizer: Any,
+    batches: Callable[[int], Iterable[Any]],
+    loss_fn: Callable[[Any], Any],
+    epochs: int,
+    validate: Callable[[], float] | None = None,
+    patience: int = 5,
+    progress: bool = False,
+    name: str = "model",
+    checkpoint: str | Path | None = None,
+) -> LoopResult:
+    """Train ``net`` for up to ``epochs`` epochs, keeping the best validated weights.
+
+    ``batches(epoch)`` yields batches, ``loss_fn(batch)`` returns a scalar loss
+    tensor, ``validate()`` returns the validation metric (higher is better)
+    with the net in eval mode.  Training stops after ``patience`` epochs
+    without a gain and the best epoch's weights are restored.  With
+    ``checkpoint``, the net and optimiser state are written there after every
+    epoch (tensors only; ``torch.load(weights_only=True)`` reads them) and a
+    run resumes from it.
+    """
+    import torch
+
+    stopper = EarlyStopping(patience)
+    start_epoch = 0
+    hist: list[dict[str, float]] = []
+    if checkpoint is not None and Path(checkpoint).exists():
+        state = torch.load(checkpoint, weights_only=True)
+        net.load_state_dict(state["net"])
+        optimizer.load_state_dict(state["optimizer"])
+        start_epoch = int(state["epoch"])
+        log.info("%s: resumed from %s at epoch %d", name, checkpoint, start_epoch)
+    t0 = time.perf_counter()
+    bar = _Progress(name, epochs) if progress else None
+    epoch = start_epoch
+    try:
+        for epoch in range(start_epoch, epochs):
+            net.train()
+            total, count = 0.0, 0
+            for batch in batches(epoch):
+                loss = loss_fn(batch)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                total += float(loss.detach())
+                count += 1
+            row = {"epoch": epoch + 1, "loss": total / max(count, 1), "seconds": time.perf_counter() - t0}
+            stop = False
+            if validate is not None:
+                net.eval()
+                with torch.no_grad():
+                    value = float(validate())
+                row["valid"] = value
+                state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+                stop = stopper.step(value, state)
+            hist.append(row)
+            log.info("%s epoch %d: loss %.4f%s", name, epoch + 1, row["loss"],
+                     f", valid {row['valid']:.4f}" if "valid" in row else "")
+            if bar:
+                bar.update(row)
+            if checkpoint is not None:
+                tmp = Path(str(checkpoint) + ".tmp")
+                torch.save({"net": net.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch + 1}, tmp)
+                tmp.replace(checkpoint)
+            if stop:
+                break
+    finally:
+        if bar:
+            bar.close()
+    if stopper.best_state is not None:
+        net.load_state_dict(stopper.best_state)
+    net.eval()
+    return LoopResult(
+        epochs=epoch + 1,
+        best_value=None if validate is None else stopper.best,
+        best_epoch=None if validate is None else stopper.best_epoch + 1 + start_epoch,
+        seconds=time.perf_counter() - t0,
+        history=hist,
+    )
+
+
+class _Progress:
+    """A rich progress bar with the loss and validation metric of the last epoch."""
+
+    def __init__(self, name: str, total: int) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.p = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                          TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=Console(stderr=True),
+                          transient=True)
+        self.task = self.p.add_task(name, total=total, info="")
+        self.p.start()
+
+    def update(self, row: dict[str, float]) -> None:
+        info = f"loss {row['loss']:.4f}" + (f" · valid {row['valid']:.4f}" if "valid" in row else "")
+        self.p.update(self.task, completed=row["epoch"], info=info)
+
+    def close(self) -> None:
+        self.p.stop()
+
+
+def batch_indices(n: int, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """A shuffled partition of ``range(n)`` into batches."""
+    perm = rng.permutation(n)
+    return [perm[s : s + batch_size] for s in range(0, n, batch_size)]
