@@ -44,9 +44,11 @@ class LogisticMF(Recommender):
 
     def _fit(self, train: Interactions, valid: Interactions | None, options: TrainOptions) -> None:
         import torch
+        from torch import nn
 
         from zenrec.evaluate.evaluator import evaluate
-        from zenrec.train import EarlyStopping, pick_device, seed_everything
+        from zenrec.train import pick_device, seed_everything
+        from zenrec.train.loop import fit_loop, make_optimizer
 
         c = self.config
         seed_everything(options.seed)
@@ -54,67 +56,53 @@ class LogisticMF(Recommender):
         x = train.binary.tocoo()
         pos_u = torch.as_tensor(x.row, dtype=torch.long, device=device)
         pos_i = torch.as_tensor(x.col, dtype=torch.long, device=device)
-        n_pos = len(pos_u)
         gen = torch.Generator(device=device).manual_seed(options.seed)
-        user = torch.nn.Embedding(train.n_users, c.factors).to(device)
-        item = torch.nn.Embedding(train.n_items, c.factors).to(device)
-        ibias = torch.nn.Embedding(train.n_items, 1).to(device)
-        gbias = torch.nn.Parameter(torch.zeros(1, device=device))
-        for emb in (user, item):
-            torch.nn.init.normal_(emb.weight, std=c.init_std, generator=gen)
-        torch.nn.init.zeros_(ibias.weight)
-        params = [*user.parameters(), *item.parameters(), *ibias.parameters(), gbias]
-        opt = (
-            torch.optim.Adam(params, lr=c.lr)
-            if c.optimizer == "adam"
-            else torch.optim.SGD(params, lr=c.lr, momentum=0.9)
-        )
-        stopper = EarlyStopping(c.patience)
-        bce = torch.nn.functional.binary_cross_entropy_with_logits
-        labels = torch.cat(
-            [torch.ones(1, device=device), torch.zeros(c.negatives, device=device)]
-        )
 
-        def snapshot() -> dict[str, np.ndarray]:
-            return {
-                "user_factors": user.weight.detach().cpu().numpy().copy(),
-                "item_factors": item.weight.detach().cpu().numpy().copy(),
-                "item_bias": ibias.weight.detach().cpu().numpy().ravel().copy(),
-            }
+        class LMFNet(nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.user = nn.Embedding(train.n_users, c.factors)
+                self.item = nn.Embedding(train.n_items, c.factors)
+                self.ibias = nn.Embedding(train.n_items, 1)
+                self.bias = nn.Parameter(torch.zeros(1))
+                nn.init.normal_(self.user.weight, std=c.init_std, generator=gen)
+                nn.init.normal_(self.item.weight, std=c.init_std, generator=gen)
+                nn.init.zeros_(self.ibias.weight)
 
-        progress = _progress(options, c.epochs)
-        for epoch in range(c.epochs):
-            perm = torch.randperm(n_pos, device=device, generator=gen)
-            total = 0.0
-            for s in range(0, n_pos, c.batch_size):
+        net = LMFNet().to(device)
+        opt = make_optimizer(net.parameters(), c.optimizer, c.lr)
+        labels = torch.cat([torch.ones(1, device=device), torch.zeros(c.negatives, device=device)])
+
+        def batches(epoch: int):
+            perm = torch.randperm(len(pos_u), device=device, generator=gen)
+            for s in range(0, len(perm), c.batch_size):
                 b = perm[s : s + c.batch_size]
-                u, i = pos_u[b], pos_i[b]
                 neg = torch.randint(0, train.n_items, (len(b), c.negatives), device=device, generator=gen)
-                items = torch.cat([i[:, None], neg], dim=1)
-                ue = user(u)  # B × d
-                ie = item(items)  # B × (1+n) × d
-                logits = (ue[:, None, :] * ie).sum(-1) + ibias(items).squeeze(-1) + gbias
-                loss = bce(logits, labels.expand_as(logits))
-                if c.weight_decay:
-                    loss = loss + c.weight_decay * (ue.pow(2).sum() + ie.pow(2).sum()) / len(b)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                total += float(loss.detach()) * len(b)
-            msg = f"epoch {epoch + 1}: loss {total / n_pos:.4f}"
-            if valid is not None and len(valid):
-                self._set_state(snapshot())
-                ndcg = evaluate(self._score, valid, [train], ks=(10,), metrics=("ndcg",)).metrics["ndcg@10"]
-                msg += f", valid ndcg@10 {ndcg:.4f}"
-                stop = stopper.step(ndcg, snapshot())
-            else:
-                stop = False
-            log.info(msg)
-            progress(msg)
-            if stop:
-                break
-        self.epochs_trained_ = epoch + 1
-        self._set_state(stopper.best_state if stopper.best_state is not None else snapshot())
+                yield pos_u[b], torch.cat([pos_i[b][:, None], neg], dim=1)
+
+        def loss_fn(batch) -> torch.Tensor:
+            u, items = batch
+            ue, ie = net.user(u), net.item(items)  # B × d, B × (1+n) × d
+            logits = (ue[:, None, :] * ie).sum(-1) + net.ibias(items).squeeze(-1) + net.bias
+            loss = nn.functional.binary_cross_entropy_with_logits(logits, labels.expand_as(logits))
+            return loss + c.weight_decay * (ue.pow(2).sum() + ie.pow(2).sum()) / len(u)
+
+        def publish() -> None:
+            self.user_factors_ = net.user.weight.detach().cpu().numpy().copy()
+            self.item_factors_ = net.item.weight.detach().cpu().numpy().copy()
+            self.item_bias_ = net.ibias.weight.detach().cpu().numpy().ravel().copy()
+
+        validate = None
+        if valid is not None and len(valid):
+            def validate() -> float:
+                publish()
+                res = evaluate(self._score, valid, [train], ks=(10,), metrics=("ndcg",), beyond=False)
+                return res.metrics["ndcg@10"]
+
+        result = fit_loop(net, opt, batches, loss_fn, c.epochs, validate, c.patience, options.progress, name="lmf")
+        publish()  # the best epoch's weights, restored by the loop
+        self.epochs_trained_ = result.epochs
+        self.train_history_ = result.history
 
     def _score(self, users: np.ndarray) -> np.ndarray:
         return self.user_factors_[users] @ self.item_factors_.T + self.item_bias_[None, :]
@@ -126,13 +114,3 @@ class LogisticMF(Recommender):
         self.user_factors_ = arrays["user_factors"]
         self.item_factors_ = arrays["item_factors"]
         self.item_bias_ = arrays["item_bias"]
-
-
-def _progress(options: TrainOptions, total: int):
-    """A per-epoch reporter: a rich progress line when asked, else a no-op."""
-    if not options.progress:
-        return lambda msg: None
-    from rich.console import Console
-
-    console = Console(stderr=True)
-    return lambda msg: console.print(f"[dim]lmf[/dim] {msg}", highlight=False)
