@@ -83,6 +83,8 @@ class Recommender(ABC):
     supports_history: ClassVar[bool] = False
     #: True for next-item models that read the order of a history
     sequential: ClassVar[bool] = False
+    #: True for models that read side information passed to ``fit(side=...)``
+    uses_side: ClassVar[bool] = False
 
     def __init__(self, config: ModelConfig | None = None, **params: Any) -> None:
         if config is not None and params:
@@ -104,9 +106,20 @@ class Recommender(ABC):
 
     # ----------------------------------------------------------------- fitting
     def fit(
-        self, train: Interactions, valid: Interactions | None = None, options: TrainOptions | None = None
+        self,
+        train: Interactions,
+        valid: Interactions | None = None,
+        options: TrainOptions | None = None,
+        side: Any = None,
     ) -> Recommender:
-        """Learn from ``train`` (``valid`` for early stopping where the model uses it)."""
+        """Learn from ``train`` (``valid`` for early stopping where the model uses it).
+
+        ``side`` carries side information (item/user features, text) for the
+        models that declare ``uses_side``; it is kept as ``self.side_``.
+        """
+        if side is not None and not self.uses_side:
+            raise ConfigError(f"{type(self).__name__} uses no side information; drop side=")
+        self.side_ = side
         if not isinstance(train, Interactions):
             raise DataError(f"{type(self).__name__}.fit expects Interactions; got {type(train).__name__}")
         if len(train) == 0:
