@@ -15,8 +15,8 @@ __all__ = ["Transition", "TransitionConfig"]
 class TransitionConfig(ModelConfig):
     """Hyper-parameters of :class:`Transition`."""
 
-    window: int = Field(1, ge=1, description="count items up to this many steps after an item")
-    decay: float = Field(0.5, gt=0, le=1, description="weight of a step d after the item: decay^(d-1)")
+    window: int = Field(3, ge=1, description="count items up to this many steps after an item")
+    decay: float = Field(0.8, gt=0, le=1, description="weight of a step d after the item: decay^(d-1)")
 
 
 class Transition(Recommender):
