@@ -38,8 +38,12 @@ DATASETS = ("ml-100k", "ml-1m-ultragcn")
 METRICS = ("ndcg@10", "recall@10", "ndcg@20", "recall@20")
 
 
-def _run(cmd: list[str], out: Path, reuse: bool) -> list[dict]:
-    if reuse and out.exists() and out.stat().st_size > 0:
+def _run(cmd: list[str], out: Path, reuse: bool, render_only: bool = False) -> list[dict]:
+    if render_only:
+        if not out.exists():
+            print(f"[run_all] no {out.relative_to(REPO)}: left out", flush=True)
+            return []
+    elif reuse and out.exists() and out.stat().st_size > 0:
         print(f"[run_all] reusing {out.relative_to(REPO)}", flush=True)
     else:
         print(f"[run_all] $ {shlex.join(cmd)}", flush=True)
@@ -184,6 +188,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--repeats", type=int, default=1, help="runs per model (timings: median)")
     ap.add_argument("--reuse", action="store_true", help="keep existing result files")
     ap.add_argument("--skip-speed", action="store_true")
+    ap.add_argument("--render-only", action="store_true", help="run nothing; tabulate the result files there are")
+    ap.add_argument("--note", default="", help="a line added under the header of both sections")
     ap.add_argument("--only", choices=DATASETS, action="append")
     ap.add_argument("--ml1m-max-epochs", type=int, default=30, help="RecBole neural models on ml-1m")
     ap.add_argument("--ml1m-wall-cap", type=float, default=300, help="seconds per RecBole neural model on ml-1m")
@@ -193,7 +199,7 @@ def main(argv: list[str] | None = None) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     started = datetime.now(timezone.utc)
     load0 = os.getloadavg()
-    if not (args.reuse and all((SPLITS / d / f"{d}.test.inter").exists() for d in DATASETS)):
+    if not args.render_only and not (args.reuse and all((SPLITS / d / f"{d}.test.inter").exists() for d in DATASETS)):
         subprocess.run([py, str(HERE / "prepare_splits.py"), "--datasets", str(args.datasets)], check=True)
     all_recs: dict[str, list[dict]] = {}
     failed: dict[str, list[dict]] = {}
@@ -203,27 +209,34 @@ def main(argv: list[str] | None = None) -> None:
         fit_on = "train,train+valid" if ds == "ml-1m-ultragcn" else "train"
         recs += _run([py, str(HERE / "run_zenrec.py"), "--dataset", ds, "--fit-on", fit_on, *rep,
                       "--timeout", str(args.zenrec_timeout)],
-                     RESULTS / f"zenrec-{ds}.jsonl", args.reuse)
+                     RESULTS / f"zenrec-{ds}.jsonl", args.reuse, args.render_only)
         recs += _run([py, str(HERE / "run_implicit.py"), "--dataset", ds, "--fit-on", fit_on, *rep],
-                     RESULTS / f"implicit-{ds}.jsonl", args.reuse)
+                     RESULTS / f"implicit-{ds}.jsonl", args.reuse, args.render_only)
         rb = [py, str(HERE / "run_recbole.py"), "--dataset", ds, *rep]
         if ds == "ml-1m-ultragcn":
             rb += ["--max-epochs", str(args.ml1m_max_epochs), "--wall-cap", str(args.ml1m_wall_cap)]
-        recs += _run(rb, RESULTS / f"recbole-{ds}.jsonl", args.reuse)
+        recs += _run(rb, RESULTS / f"recbole-{ds}.jsonl", args.reuse, args.render_only)
         all_recs[ds] = [r for r in recs if "error" not in r]
         failed[ds] = [r for r in recs if "error" in r]
     speed = []
     if not args.skip_speed:
-        speed = _run([py, str(HERE / "bench_speed.py")], RESULTS / "speed.jsonl", args.reuse)
+        speed = _run([py, str(HERE / "bench_speed.py")], RESULTS / "speed.jsonl", args.reuse, args.render_only)
     load1 = os.getloadavg()
     finished = datetime.now(timezone.utc)
+    if args.render_only:
+        stamps = [f.stat().st_mtime for f in RESULTS.glob("*.jsonl")]
+        if stamps:
+            started = datetime.fromtimestamp(min(stamps), timezone.utc)
+            finished = datetime.fromtimestamp(max(stamps), timezone.utc)
 
     cmd = "python benchmarks/run_all.py" + (f" --repeats {args.repeats}" if args.repeats != 1 else "")
     head = [
         f"Made by `make install && bash benchmarks/setup_peers.sh && .venv/bin/{cmd}` on {started:%Y-%m-%d} "
         f"({started:%H:%M}–{finished:%H:%M} UTC); machine: {_machine()}; CPU only.",
-        f"Load average (1 min) at start {load0[0]:.1f}, at end {load1[0]:.1f}: other work shared these cores, "
-        "so absolute times are noisy; compare ratios within a row set.",
+        (f"Load average (1 min) at start {load0[0]:.1f}, at end {load1[0]:.1f}: other work shared these cores, "
+         "so absolute times are noisy; compare ratios within a row set." if not args.render_only else
+         "Tabulated with `--render-only` from the result files (times above: first and last file written)."),
+        *([args.note] if args.note else []),
         "",
     ]
     q = list(head) + [
