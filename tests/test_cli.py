@@ -150,3 +150,20 @@ def test_real_process_exit_code_and_no_traceback(tmp_path):
                           capture_output=True, text=True)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and "empty" in proc.stderr
+
+
+def test_tune_gives_each_model_the_same_budget(tmp_path, events_csv):
+    run("ingest", events_csv, "--item", "product_id", "--time", "ts", "-o", tmp_path / "d")
+    r = run("tune", tmp_path / "d", "--models", "pop,ease", "--trials", "3", "--json", tmp_path / "t.json")
+    assert r.exit_code == 0, r.output
+    result = json.loads((tmp_path / "t.json").read_text())
+    assert {k: v["n_trials"] for k, v in result["tuning"].items()} == {"pop": 3, "ease": 3}
+    ease = result["tuning"]["ease"]
+    assert ease["best_value"] >= ease["default_value"]
+
+
+def test_sampled_mode_is_labelled(tmp_path, ml100k):
+    ml100k.save(tmp_path / "data")
+    r = run("compare", tmp_path / "data", "--models", "pop", "-k", "10", "--sampled", "100")
+    assert r.exit_code == 0, r.output
+    assert "SAMPLED" in r.output
