@@ -224,7 +224,8 @@ def main(argv: list[str] | None = None) -> None:
     load1 = os.getloadavg()
     finished = datetime.now(timezone.utc)
     if args.render_only:
-        stamps = [f.stat().st_mtime for f in RESULTS.glob("*.jsonl")]
+        ours = [RESULTS / f"{lib}-{d}.jsonl" for lib in ("zenrec", "implicit", "recbole") for d in DATASETS]
+        stamps = [f.stat().st_mtime for f in [*ours, RESULTS / "speed.jsonl"] if f.exists()]
         if stamps:
             started = datetime.fromtimestamp(min(stamps), timezone.utc)
             finished = datetime.fromtimestamp(max(stamps), timezone.utc)
