@@ -68,6 +68,19 @@ def test_bad_parameters_are_named():
         MultiTask(architecture="moe")
     with pytest.raises(ConfigError, match="MultiTask has no parameter 'towers'"):
         MultiTask(towers=2)
+    with pytest.raises(ConfigError, match="users would have no input"):
+        MultiTask(history=False, user_embedding=False)
+
+
+def test_history_only_users_score_from_their_items(small_funnel):
+    """Without user ids a user is its history: two users with the same items get the same scores."""
+    data = small_funnel.concat(Interactions([0], [5], 200, 100, event=[1], event_names=small_funnel.event_names))
+    same = data.subset(data.user == 0)
+    twin = Interactions(np.full(len(same), 1), same.item, 200, 100, event=same.event,
+                        event_names=same.event_names, timestamp=same.timestamp)
+    data = data.subset(data.user != 1).concat(twin)
+    model = MultiTask(**{**TINY, "user_embedding": False}).fit(data, options=FAST)
+    np.testing.assert_allclose(model.score([0])[0], model.score([1])[0], rtol=1e-5, atol=1e-6)
 
 
 def test_no_purchase_event_is_a_clear_error():

@@ -37,7 +37,7 @@ from typing import Any, Literal
 
 import numpy as np
 import scipy.sparse as sp
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from zenrec.data.interactions import Interactions
 from zenrec.errors import ConfigError, DataError
@@ -62,6 +62,9 @@ class MultiTaskConfig(ModelConfig):
     experts: int = Field(4, ge=1, description="experts per side (mmoe)")
     expert_size: int = Field(64, ge=1, description="hidden width of each expert / of the shared bottom")
     history: bool = Field(True, description="add the mean embedding of the user's training items to the user input")
+    user_embedding: bool = Field(
+        True, description="learn an id embedding per user (False: a user is the mean of its history, as in FISM)"
+    )
     objective: Literal["esmm", "independent"] = Field(
         "esmm", description="esmm: purchase = p(click)·p(purchase|click) on every sample; independent: p(purchase) "
         "from its own head"
@@ -88,6 +91,12 @@ class MultiTaskConfig(ModelConfig):
     valid_users: int = Field(
         0, ge=0, description="early-stop on at most this many random validation users (0 = all; speeds up large data)"
     )
+
+    @model_validator(mode="after")
+    def _some_user_input(self) -> MultiTaskConfig:
+        if not (self.history or self.user_embedding):
+            raise ValueError("history and user_embedding cannot both be False: users would have no input")
+        return self
 
 
 # ----------------------------------------------------------------------- labels
@@ -326,9 +335,10 @@ class MultiTask(Recommender):
         """Per-task user vectors and the raw inputs (for the L2 penalty)."""
         import torch
 
-        x = net.user(u)
+        c = self.config
+        x = net.user(u) if c.user_embedding else torch.zeros(len(u), c.factors, device=u.device)
         raw = x
-        if self.config.history:
+        if c.history:
             start, end = h_ptr[u], h_ptr[u + 1]
             lens = end - start
             flat = torch.repeat_interleave(start - torch.cumsum(lens, 0) + lens, lens) + torch.arange(
