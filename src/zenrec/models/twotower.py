@@ -60,16 +60,16 @@ class TwoTowerConfig(ModelConfig):
     history_len: int = Field(100, ge=1, description="recent items the user tower averages")
     history_dropout: float = Field(0.2, ge=0, lt=1, description="share of history items dropped per step")
     id_dropout: float = Field(
-        0.5, ge=0, lt=1, description="probability of dropping an item's id embedding in a training step "
+        0.25, ge=0, lt=1, description="probability of dropping an item's id embedding in a training step "
         "(teaches the content path to stand alone for cold-start items)"
     )
     dropout: float = Field(0.1, ge=0, lt=1, description="dropout inside the content MLP")
     loss: Literal["softmax", "sampled"] = Field(
-        "softmax", description="softmax: over all items; sampled: in-batch + uniform negatives with logQ correction"
+        "sampled", description="softmax: over all items; sampled: in-batch + uniform negatives with logQ correction"
     )
     negatives: int = Field(1024, ge=1, description="uniform negatives per step for loss='sampled'")
     optimizer: Literal["adam", "adamw", "sgd"] = "adam"
-    lr: float = Field(1e-3, gt=0, description="learning rate")
+    lr: float = Field(3e-3, gt=0, description="learning rate")
     weight_decay: float = Field(0.0, ge=0, description="L2 penalty in the optimiser")
     batch_size: int = Field(1024, ge=1, description="(user, item) pairs per step")
     epochs: int = Field(100, ge=1, description="maximum epochs")
