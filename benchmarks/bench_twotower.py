@@ -191,7 +191,8 @@ validation items masked ({any_r['warm_users']} users). Popularity has no trainin
 cold items, so they all tie: "popularity" breaks the ties at random; "ties by item id"
 keeps index order, which here is movieId order (older films first), a popularity signal
 the data leaks by accident; "oracle popularity" counts the cold test interactions
-themselves, a leaky reference only.
+themselves, a leaky reference only. EASE and ALS score every cold item alike, so
+their cold rows are the same index-order artifact.
 Targets: cold Recall@20 ≥ 3× popularity; warm NDCG@10 within 10 % of the best ID-only model ({best}).
 
 | model | cold Recall@20 | cold NDCG@10 | cold R@20 / pop | warm NDCG@10 | warm Recall@20 | warm NDCG vs {best} | fit |
