@@ -23,6 +23,7 @@ MODELS: dict[str, tuple[str, str]] = {
     "gru4rec": ("zenrec.models.gru4rec", "GRU4Rec"),
     "sasrec": ("zenrec.models.sasrec", "SASRec"),
     "multitask": ("zenrec.models.multitask", "MultiTask"),
+    "twotower": ("zenrec.models.twotower", "TwoTower"),
 }
 
 
