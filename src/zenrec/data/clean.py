@@ -93,7 +93,7 @@ def _to_arrow(s: pd.Series) -> pa.ChunkedArray:
         return pa_arr
     try:
         out = pa.array(arr, from_pandas=True)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, TypeError, ValueError):
+    except (pa.ArrowException, TypeError, ValueError):  # invalid, type or unsupported conversion
         # mixed Python objects (ints and strings...): compare them as text
         out = pa.array(s.astype("string").array, from_pandas=True)
     return out if isinstance(out, pa.ChunkedArray) else pa.chunked_array([out])
@@ -127,7 +127,7 @@ def _parse_numbers(text: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
     try:  # the common case: every present value is a number
         vals = pc.cast(text, pa.float64())
         return _to_numpy(vals, np.float64, np.nan), ~_null_mask(text)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+    except pa.ArrowException:  # not parsable, or a cast Arrow does not support
         pass
     ok = pc.fill_null(pc.match_substring_regex(text, _NUMBER_RE), False)
     vals = pc.cast(pc.if_else(ok, text, pa.scalar(None, text.type)), pa.float64())
@@ -202,7 +202,7 @@ def _timestamps(a: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     try:  # all integers written as text
         ints = pc.cast(pc.if_else(pa.array(missing), pa.scalar(None, pa.string()), text), pa.int64())
         return _to_numpy(ints, np.int64, 0), missing, no
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+    except pa.ArrowException:  # not parsable, or a cast Arrow does not support
         pass
     vals, is_num = _parse_numbers(text)
     secs = np.where(is_num, vals, np.nan)

@@ -9,6 +9,7 @@ a dot product with the (tied) item embeddings.
 from __future__ import annotations
 
 import logging
+from abc import abstractmethod
 from typing import Any, Literal
 
 import numpy as np
@@ -50,8 +51,9 @@ class SequentialRecommender(Recommender):
     supports_history = True
     sequential = True
 
+    @abstractmethod
     def _build_net(self, n_items: int) -> Any:
-        raise NotImplementedError  # abstract: every subclass builds its own network
+        """The network for ``n_items`` items: left-padded sequences → hidden states."""
 
     # ------------------------------------------------------------------ fit
     def _fit(self, train: Interactions, valid: Interactions | None, options: TrainOptions) -> None:
