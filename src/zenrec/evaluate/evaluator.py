@@ -24,7 +24,7 @@ from zenrec.errors import ConfigError
 from zenrec.evaluate import metrics as M
 from zenrec.evaluate.ranking import hits_matrix, mask_rows, topk
 
-__all__ = ["EvalResult", "evaluate", "evaluate_split", "DEFAULT_METRICS", "BEYOND_METRICS"]
+__all__ = ["EvalResult", "evaluate", "evaluate_split", "validation_ndcg", "DEFAULT_METRICS", "BEYOND_METRICS"]
 
 log = logging.getLogger(__name__)
 
@@ -240,3 +240,11 @@ def evaluate_split(
         # the next-item task: the test item follows the validation item
         kwargs.setdefault("history", split.train_valid)
     return evaluate(model, split.test, exclude, train=split.train, **kwargs)
+
+
+def validation_ndcg(
+    scorer: Any, valid: Interactions, seen: Interactions, k: int = 10, users: np.ndarray | None = None
+) -> float:
+    """NDCG@k on held-out validation items with ``seen`` items masked: the early-stopping signal."""
+    res = evaluate(scorer, valid, [seen], ks=(k,), metrics=("ndcg",), beyond=False, users=users)
+    return res.metrics[f"ndcg@{k}"]

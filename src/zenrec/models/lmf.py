@@ -46,7 +46,7 @@ class LogisticMF(Recommender):
         import torch
         from torch import nn
 
-        from zenrec.evaluate.evaluator import evaluate
+        from zenrec.evaluate.evaluator import validation_ndcg
         from zenrec.train import pick_device, seed_everything
         from zenrec.train.loop import fit_loop, make_optimizer
 
@@ -96,8 +96,7 @@ class LogisticMF(Recommender):
         if valid is not None and len(valid):
             def validate() -> float:
                 publish()
-                res = evaluate(self._score, valid, [train], ks=(10,), metrics=("ndcg",), beyond=False)
-                return res.metrics["ndcg@10"]
+                return validation_ndcg(self._score, valid, train)
 
         result = fit_loop(net, opt, batches, loss_fn, c.epochs, validate, c.patience, options.progress, name="lmf")
         publish()  # the best epoch's weights, restored by the loop

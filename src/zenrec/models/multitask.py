@@ -253,7 +253,7 @@ class MultiTask(Recommender):
     def _fit(self, train: Interactions, valid: Interactions | None, options: TrainOptions) -> None:
         import torch
 
-        from zenrec.evaluate.evaluator import evaluate
+        from zenrec.evaluate.evaluator import validation_ndcg
         from zenrec.train import pick_device, seed_everything
         from zenrec.train.loop import fit_loop, make_optimizer
 
@@ -320,9 +320,7 @@ class MultiTask(Recommender):
             if len(valid_buys):
                 def validate() -> float:
                     self._publish(net, train.n_users, h_ptr, h_idx)
-                    res = evaluate(self._score, valid_buys, [seen_buys], ks=(10,), metrics=("ndcg",), beyond=False,
-                                   users=vusers)
-                    return res.metrics["ndcg@10"]
+                    return validation_ndcg(self._score, valid_buys, seen_buys, users=vusers)
 
         result = fit_loop(net, opt, batches, loss_fn, c.epochs, validate, c.patience, options.progress,
                           name=self.name)

@@ -221,7 +221,7 @@ class TwoTower(Recommender):
     def _fit(self, train: Interactions, valid: Interactions | None, options: TrainOptions) -> None:
         import torch
 
-        from zenrec.evaluate.evaluator import evaluate
+        from zenrec.evaluate.evaluator import validation_ndcg
         from zenrec.train import pick_device, seed_everything
         from zenrec.train.loop import fit_loop, make_optimizer
         from zenrec.train.sequences import last_items
@@ -272,8 +272,7 @@ class TwoTower(Recommender):
         if valid is not None and len(valid):
             def validate() -> float:
                 self._publish()
-                res = evaluate(self._score, valid, [train], ks=(10,), metrics=("ndcg",), beyond=False)
-                return res.metrics["ndcg@10"]
+                return validation_ndcg(self._score, valid, train)
 
         result = fit_loop(net, opt, batches, loss_fn, c.epochs, validate, c.patience, options.progress,
                           name=self.name)
