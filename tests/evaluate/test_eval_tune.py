@@ -194,3 +194,10 @@ def test_tuning_ease_on_the_full_ml100k_split(ml100k_split):
     assert r.n_trials == 5
     assert r.default_value == pytest.approx(default)
     assert r.best_value >= default
+
+
+def test_every_registered_model_can_be_tuned():
+    """The tuning command works for every model in the registry, neural ones included."""
+    missing = [name for name in available_models() if name not in SEARCH_SPACES
+               and not callable(getattr(get_model_class(name), "search_space", None))]
+    assert missing == []

@@ -103,6 +103,43 @@ def _lmf_space(trial: optuna.Trial) -> dict[str, Any]:
     }
 
 
+def _transition_space(trial: optuna.Trial) -> dict[str, Any]:
+    return {
+        "window": trial.suggest_int("window", 1, 10),
+        "decay": trial.suggest_float("decay", 0.1, 1.0),
+    }
+
+
+def _sequential_space(trial: optuna.Trial) -> dict[str, Any]:
+    return {
+        "lr": trial.suggest_float("lr", 1e-4, 1e-2, log=True),
+        "dropout": trial.suggest_float("dropout", 0.0, 0.5),
+        "weight_decay": trial.suggest_float("weight_decay", 0.0, 1e-3),
+    }
+
+
+def _sasrec_space(trial: optuna.Trial) -> dict[str, Any]:
+    return {**_sequential_space(trial), "blocks": trial.suggest_int("blocks", 1, 3)}
+
+
+def _twotower_space(trial: optuna.Trial) -> dict[str, Any]:
+    return {
+        "lr": trial.suggest_float("lr", 3e-4, 1e-2, log=True),
+        "id_dropout": trial.suggest_float("id_dropout", 0.0, 0.6),
+        "dropout": trial.suggest_float("dropout", 0.0, 0.5),
+        "history_dropout": trial.suggest_float("history_dropout", 0.0, 0.5),
+    }
+
+
+def _multitask_space(trial: optuna.Trial) -> dict[str, Any]:
+    return {
+        "lr": trial.suggest_float("lr", 3e-4, 1e-2, log=True),
+        "weight_decay": trial.suggest_float("weight_decay", 1e-8, 1e-3, log=True),
+        "dropout": trial.suggest_float("dropout", 0.0, 0.5),
+        "click_loss_weight": trial.suggest_float("click_loss_weight", 0.1, 2.0),
+    }
+
+
 #: model name → ``trial → params``; a model class's own ``search_space`` wins.
 SEARCH_SPACES: dict[str, SearchSpace] = {
     "pop": _pop_space,
@@ -110,6 +147,11 @@ SEARCH_SPACES: dict[str, SearchSpace] = {
     "ease": _ease_space,
     "als": _als_space,
     "lmf": _lmf_space,
+    "transition": _transition_space,
+    "gru4rec": _sequential_space,
+    "sasrec": _sasrec_space,
+    "twotower": _twotower_space,
+    "multitask": _multitask_space,
 }
 
 
