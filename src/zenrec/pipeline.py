@@ -19,7 +19,7 @@ import scipy.sparse as sp
 from zenrec.data.dataset import Dataset
 from zenrec.data.vocab import Vocabulary
 from zenrec.errors import ArtifactError, ConfigError
-from zenrec.models.base import Recommender, TrainOptions, load_model
+from zenrec.models.base import Recommender, TrainOptions, load_model, pack_csr, unpack_csr
 from zenrec.models.registry import create_model
 
 __all__ = ["ModelBundle", "train_bundle"]
@@ -41,8 +41,7 @@ class ModelBundle:
         extra = {
             "user_ids": self.users.to_array(),
             "item_ids": self.items.to_array(),
-            "seen_indptr": self.seen.indptr.astype(np.int64),
-            "seen_indices": self.seen.indices.astype(np.int32),
+            **pack_csr("seen", self.seen, binary=True),
         }
         if self.titles is not None:
             extra["item_titles"] = self.titles.astype(str)
@@ -55,10 +54,7 @@ class ModelBundle:
         try:
             users = Vocabulary(extra["user_ids"], "user")
             items = Vocabulary(extra["item_ids"], "item")
-            ind = extra["seen_indices"]
-            seen = sp.csr_matrix(
-                (np.ones(len(ind), np.float32), ind, extra["seen_indptr"]), shape=(len(users), len(items))
-            )
+            seen = unpack_csr(extra, "seen", (len(users), len(items)))
         except (KeyError, ValueError) as exc:
             raise ArtifactError(
                 f"{path}: not a trained bundle with vocabularies ({exc}); write it with `zenrec train`"

@@ -86,7 +86,6 @@ def random_split(
     n = len(inter)
     order = np.lexsort((rng.random(n), inter.user))
     counts = np.bincount(inter.user, minlength=inter.n_users)
-    tot = counts[inter.user[order]]
     indptr = inter.seq_indptr
     pos = np.arange(n) - indptr[inter.user[order]]
     # per-user counts of each held-out part, RecBole's rule
@@ -101,7 +100,6 @@ def random_split(
     part_sorted = np.zeros(n, dtype=np.int8)
     for k in range(1, len(r)):
         part_sorted += pos >= bounds[k - 1][u]
-    del tot
     part = np.empty(n, dtype=np.int8)
     part[order] = part_sorted
     return _partition(inter, part, "general", len(r))

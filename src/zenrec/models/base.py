@@ -32,7 +32,7 @@ from zenrec.data.interactions import Interactions
 from zenrec.errors import ArtifactError, ConfigError, DataError, NotFittedError, UnknownIdError
 from zenrec.evaluate.ranking import mask_rows, topk
 
-__all__ = ["ModelConfig", "Recommender", "TrainOptions", "MODEL_FORMAT", "topk"]
+__all__ = ["ModelConfig", "Recommender", "TrainOptions", "MODEL_FORMAT", "topk", "pack_csr", "unpack_csr"]
 
 log = logging.getLogger(__name__)
 
@@ -267,6 +267,23 @@ class Recommender(ABC):
         if cls is not Recommender and not isinstance(model, cls):
             raise ArtifactError(f"{path}: holds a {type(model).__name__}, not a {cls.__name__}")
         return model
+
+
+def pack_csr(prefix: str, m: sp.csr_matrix, binary: bool = False) -> dict[str, np.ndarray]:
+    """A CSR matrix as ``PREFIX_indices``/``PREFIX_indptr`` (and ``PREFIX_data`` unless binary) arrays."""
+    out = {f"{prefix}_indices": m.indices, f"{prefix}_indptr": m.indptr}
+    if not binary:
+        out[f"{prefix}_data"] = m.data
+    return out
+
+
+def unpack_csr(arrays: dict[str, np.ndarray], prefix: str, shape: tuple[int, int]) -> sp.csr_matrix:
+    """The matrix :func:`pack_csr` stored; without ``PREFIX_data`` every entry is 1."""
+    ind = arrays[f"{prefix}_indices"]
+    data = arrays.get(f"{prefix}_data")
+    if data is None:
+        data = np.ones(len(ind), np.float32)
+    return sp.csr_matrix((data, ind, arrays[f"{prefix}_indptr"]), shape=shape)
 
 
 def load_model(path: str | Path) -> tuple[Recommender, dict, dict[str, np.ndarray]]:

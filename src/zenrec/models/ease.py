@@ -11,7 +11,7 @@ from scipy.linalg import lapack
 
 from zenrec.data.interactions import Interactions
 from zenrec.errors import ConfigError
-from zenrec.models.base import ModelConfig, Recommender, TrainOptions
+from zenrec.models.base import ModelConfig, Recommender, TrainOptions, pack_csr, unpack_csr
 
 __all__ = ["EASE", "EASEConfig", "ease_memory_bytes"]
 
@@ -106,12 +106,8 @@ class EASE(Recommender):
         return np.asarray(history.binary[users] @ self.weights_, dtype=np.float32)
 
     def _state(self) -> dict[str, np.ndarray]:
-        h = self.history_
-        return {"weights": self.weights_, "hist_indices": h.indices, "hist_indptr": h.indptr}
+        return {"weights": self.weights_, **pack_csr("hist", self.history_, binary=True)}
 
     def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
         self.weights_ = arrays["weights"]
-        hi = arrays["hist_indices"]
-        self.history_ = sp.csr_matrix(
-            (np.ones(len(hi), np.float32), hi, arrays["hist_indptr"]), shape=(self.n_users_, self.n_items_)
-        )
+        self.history_ = unpack_csr(arrays, "hist", (self.n_users_, self.n_items_))

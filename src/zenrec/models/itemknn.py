@@ -10,7 +10,7 @@ from pydantic import Field
 
 from zenrec.data.interactions import Interactions
 from zenrec.evaluate.ranking import topk
-from zenrec.models.base import ModelConfig, Recommender, TrainOptions
+from zenrec.models.base import ModelConfig, Recommender, TrainOptions, pack_csr, unpack_csr
 
 __all__ = ["ItemKNN", "ItemKNNConfig"]
 
@@ -78,16 +78,9 @@ class ItemKNN(Recommender):
         return (history.binary[users] @ self.sim_).toarray()
 
     def _state(self) -> dict[str, np.ndarray]:
-        w, h = self.sim_, self.history_
-        return {
-            "sim_data": w.data, "sim_indices": w.indices, "sim_indptr": w.indptr,
-            "hist_indices": h.indices, "hist_indptr": h.indptr,
-        }
+        return {**pack_csr("sim", self.sim_), **pack_csr("hist", self.history_, binary=True)}
 
     def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
         n, m = self.n_items_, self.n_users_
-        self.sim_ = sp.csr_matrix((arrays["sim_data"], arrays["sim_indices"], arrays["sim_indptr"]), shape=(n, n))
-        hi = arrays["hist_indices"]
-        self.history_ = sp.csr_matrix(
-            (np.ones(len(hi), np.float32), hi, arrays["hist_indptr"]), shape=(m, n)
-        )
+        self.sim_ = unpack_csr(arrays, "sim", (n, n))
+        self.history_ = unpack_csr(arrays, "hist", (m, n))

@@ -7,7 +7,7 @@ import scipy.sparse as sp
 from pydantic import Field
 
 from zenrec.data.interactions import Interactions
-from zenrec.models.base import ModelConfig, Recommender, TrainOptions
+from zenrec.models.base import ModelConfig, Recommender, TrainOptions, pack_csr, unpack_csr
 
 __all__ = ["Transition", "TransitionConfig"]
 
@@ -66,10 +66,8 @@ class Transition(Recommender):
         return self._from_last(self._last(history, users))
 
     def _state(self) -> dict[str, np.ndarray]:
-        t = self.transitions_
-        return {"data": t.data, "indices": t.indices, "indptr": t.indptr, "last": self.last_}
+        return {**pack_csr("transitions", self.transitions_), "last": self.last_}
 
     def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
-        n = self.n_items_
-        self.transitions_ = sp.csr_matrix((arrays["data"], arrays["indices"], arrays["indptr"]), shape=(n, n))
+        self.transitions_ = unpack_csr(arrays, "transitions", (self.n_items_, self.n_items_))
         self.last_ = arrays["last"]
