@@ -68,3 +68,28 @@ def run_json_lines(cmd: list[str], env: dict | None = None, timeout: float | Non
         out.append({"error": f"exit code {proc.returncode}", "cmd": " ".join(map(str, cmd)),
                     "stderr_tail": proc.stderr[-3000:]})
     return out
+
+
+def median_record(runs: list[dict], metrics: bool = False,
+                  keys: tuple[str, ...] = ("fit_s", "eval_s", "peak_rss_mb", "load_s")) -> dict:
+    """The first successful run with its timings (and, with ``metrics``, its metric
+    values) replaced by the median over all successful runs; ``KEY_all`` keeps them."""
+    import statistics
+
+    ok = [r for r in runs if "error" not in r]
+    if not ok:
+        return runs[-1] if runs else {"error": "no output"}
+    out = dict(ok[0])
+    out["repeats"] = len(ok)
+    for key in keys:
+        vals = [r[key] for r in ok if key in r]
+        if vals:
+            out[key] = round(statistics.median(vals), 3)
+            if len(vals) > 1:
+                out[key + "_all"] = vals
+    if metrics:
+        for part in ("valid", "test"):
+            if part in out:
+                out[part] = {k: round(statistics.median(r[part][k] for r in ok), 5) for k in out[part]}
+    return out
+

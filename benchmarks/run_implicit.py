@@ -22,13 +22,12 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import statistics
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import HERE, SPLITS, WORK, emit, peak_rss_mb, run_json_lines, split_files  # noqa: E402
+from _common import HERE, SPLITS, WORK, emit, median_record, peak_rss_mb, run_json_lines, split_files  # noqa: E402
 
 VENV_PY = HERE / ".venv-implicit" / "bin" / "python"
 KS = (10, 20)
@@ -139,16 +138,9 @@ def run(dataset: str, models: list[str], repeats: int = 1, splits: Path = SPLITS
                 matrix, parts = tmp / "train_valid.npz", ("test",)
                 _save_matrix(matrix, split.train_valid.binary)
             runs = [_fit_eval(model, best, matrix, split, parts, tmp, seed) for _ in range(repeats)]
-            ok = [r for r in runs if "error" not in r]
-            rec = dict(ok[0]) if ok else runs[-1]
-            for key in ("fit_s", "peak_rss_mb", "eval_s"):
-                vals = [r[key] for r in ok if key in r]
-                if vals:
-                    rec[key] = round(statistics.median(vals), 3)
-                    if len(vals) > 1:
-                        rec[key + "_all"] = vals
+            rec = median_record(runs)
             rec.update({"library": "implicit", "model": model, "dataset": dataset, "fit_on": mode,
-                        "params": best, "grid_size": len(configs), "repeats": len(ok)})
+                        "params": best, "grid_size": len(configs)})
             emit(rec)
             results.append(rec)
     return results

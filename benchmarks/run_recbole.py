@@ -30,13 +30,12 @@ import argparse
 import itertools
 import json
 import os
-import statistics
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import HERE, SPLITS, WORK, emit, peak_rss_mb, run_json_lines, split_files  # noqa: E402
+from _common import HERE, SPLITS, WORK, emit, median_record, peak_rss_mb, run_json_lines, split_files  # noqa: E402
 
 VENV_PY = HERE / ".venv-recbole" / "bin" / "python"
 MODELS = ("Pop", "ItemKNN", "EASE", "BPR", "NeuMF", "MultiVAE")
@@ -202,14 +201,8 @@ def run(dataset: str, models: list[str], repeats: int = 1, splits: Path = SPLITS
             continue
         best = max(ok, key=lambda r: r["valid"]["ndcg@10"])
         runs = [best] + [one(best["params"]) for _ in range(repeats - 1)]
-        runs = [r for r in runs if "error" not in r]
-        rec = dict(best)
-        for key in ("fit_s", "eval_s", "peak_rss_mb", "load_s"):
-            vals = [r[key] for r in runs]
-            rec[key] = round(statistics.median(vals), 3)
-            if len(vals) > 1:
-                rec[key + "_all"] = vals
-        rec.update({"repeats": len(runs), "grid_size": len(configs)})
+        rec = median_record(runs)
+        rec["grid_size"] = len(configs)
         emit(rec)
         results.append(rec)
     return results

@@ -17,13 +17,12 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import SPLITS, emit, peak_rss_mb, run_json_lines, split_files  # noqa: E402
+from _common import SPLITS, emit, median_record, peak_rss_mb, run_json_lines, split_files  # noqa: E402
 
 MODELS = ("pop", "itemknn", "ease", "als", "lmf")
 KS = (10, 20)
@@ -67,24 +66,6 @@ def worker(args: argparse.Namespace) -> None:
     emit(rec)
 
 
-def _median_record(runs: list[dict]) -> dict:
-    ok = [r for r in runs if "error" not in r]
-    if not ok:
-        return runs[-1]
-    out = dict(ok[0])
-    out["repeats"] = len(ok)
-    for key in ("fit_s", "eval_s", "peak_rss_mb"):
-        vals = [r[key] for r in ok if key in r]
-        if vals:
-            out[key] = round(statistics.median(vals), 3)
-            if len(vals) > 1:
-                out[key + "_all"] = vals
-    for part in ("valid", "test"):
-        if part in out:
-            out[part] = {k: round(statistics.median(r[part][k] for r in ok), 5) for k in out[part]}
-    return out
-
-
 def run(dataset: str, models: list[str], repeats: int = 1, splits: Path = SPLITS,
         fit_on: tuple[str, ...] = ("train",), timeout: float = 1800) -> list[dict]:
     """Run every model in its own subprocess(es); one median record per (model, fit_on)."""
@@ -101,7 +82,7 @@ def run(dataset: str, models: list[str], repeats: int = 1, splits: Path = SPLITS
             runs = []
             for _ in range(repeats):
                 runs.extend(run_json_lines(cmd, timeout=timeout))
-            rec = _median_record(runs)
+            rec = median_record(runs, metrics=True)
             if "error" in rec:
                 rec = {"library": "zenrec", "model": name, "dataset": dataset, "fit_on": mode, **rec}
             epochs = rec.get("epochs", epochs)
