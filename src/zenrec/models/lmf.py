@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
-from typing import Literal
 
 import numpy as np
 from pydantic import Field
 
 from zenrec.data.interactions import Interactions
 from zenrec.models.base import ModelConfig, Recommender, TrainOptions
+from zenrec.train.params import BatchSize, Epochs, LearningRate, Optimizer, Patience
 
 __all__ = ["LogisticMF", "LogisticMFConfig"]
 
@@ -21,12 +21,12 @@ class LogisticMFConfig(ModelConfig):
 
     factors: int = Field(64, ge=1, description="embedding size")
     negatives: int = Field(4, ge=1, description="uniformly sampled negatives per positive")
-    optimizer: Literal["adam", "sgd"] = Field("adam", description="optimiser")
-    lr: float = Field(0.005, gt=0, description="learning rate")
+    optimizer: Optimizer = "adam"
+    lr: LearningRate = 0.005
     weight_decay: float = Field(3e-3, ge=0, description="L2 penalty on the embeddings in each batch")
-    batch_size: int = Field(2048, ge=1, description="positives per step")
-    epochs: int = Field(100, ge=1, description="maximum epochs")
-    patience: int = Field(5, ge=1, description="epochs without validation NDCG@10 gain before stopping")
+    batch_size: BatchSize = 2048
+    epochs: Epochs = 100
+    patience: Patience = 5
     init_std: float = Field(0.05, gt=0, description="std of the initial embeddings")
 
 

@@ -42,6 +42,7 @@ from pydantic import Field, model_validator
 from zenrec.data.interactions import Interactions
 from zenrec.errors import ConfigError, DataError
 from zenrec.models.base import ModelConfig, Recommender, TrainOptions
+from zenrec.train.params import BatchSize, Epochs, LearningRate, Optimizer, Patience
 
 __all__ = ["MultiTask", "MultiTaskConfig", "TASKS", "auc", "sampled_auc", "task_labels"]
 
@@ -81,12 +82,12 @@ class MultiTaskConfig(ModelConfig):
     click_loss_weight: float = Field(1.0, ge=0, description="weight of the click loss against the purchase loss")
     negatives: int = Field(4, ge=1, description="uniformly sampled negative items per training pair")
     dropout: float = Field(0.0, ge=0, lt=1, description="dropout inside experts and towers")
-    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
-    lr: float = Field(2e-3, gt=0, description="learning rate")
+    optimizer: Optimizer = "adam"
+    lr: LearningRate = 2e-3
     weight_decay: float = Field(1e-6, ge=0, description="L2 penalty on the embeddings used in each batch")
-    batch_size: int = Field(1024, ge=1, description="training pairs per step")
-    epochs: int = Field(40, ge=1, description="maximum epochs")
-    patience: int = Field(3, ge=1, description="epochs without validation purchase NDCG@10 gain before stopping")
+    batch_size: BatchSize = 1024
+    epochs: Epochs = 40
+    patience: Patience = 3  # on purchase NDCG@10
     init_std: float = Field(0.05, gt=0, description="std of the initial embeddings")
     valid_users: int = Field(
         0, ge=0, description="early-stop on at most this many random validation users (0 = all; speeds up large data)"

@@ -17,6 +17,7 @@ from pydantic import Field
 
 from zenrec.data.interactions import Interactions
 from zenrec.models.base import ModelConfig, Recommender, TrainOptions
+from zenrec.train.params import BatchSize, Epochs, LearningRate, Optimizer, OptimizerWeightDecay, Patience
 
 __all__ = ["SequentialConfig", "SequentialRecommender"]
 
@@ -35,12 +36,12 @@ class SequentialConfig(ModelConfig):
         "with logQ correction (large catalogues); bce: one uniform negative per position",
     )
     negatives: int = Field(256, ge=1, description="uniform negatives per batch for loss='sampled'")
-    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
-    lr: float = Field(1e-3, gt=0, description="learning rate")
-    weight_decay: float = Field(0.0, ge=0, description="L2 penalty in the optimiser")
-    batch_size: int = Field(128, ge=1, description="sequences per step")
-    epochs: int = Field(200, ge=1, description="maximum epochs")
-    patience: int = Field(30, ge=1, description="epochs without validation NDCG@10 gain before stopping (validation is noisy on small data)")
+    optimizer: Optimizer = "adam"
+    lr: LearningRate = 1e-3
+    weight_decay: OptimizerWeightDecay = 0.0
+    batch_size: BatchSize = 128
+    epochs: Epochs = 200
+    patience: Patience = 30  # validation NDCG@10 is noisy on small data
     all_windows: bool = Field(True, description="train on every max_len window of long histories, not only the last")
 
 

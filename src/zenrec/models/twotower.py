@@ -36,6 +36,7 @@ from zenrec.data.interactions import Interactions
 from zenrec.errors import ConfigError
 from zenrec.features.side import ItemFeatures
 from zenrec.models.base import ModelConfig, Recommender, TrainOptions
+from zenrec.train.params import BatchSize, Epochs, LearningRate, Optimizer, OptimizerWeightDecay, Patience
 
 __all__ = ["TwoTower", "TwoTowerConfig"]
 
@@ -68,12 +69,12 @@ class TwoTowerConfig(ModelConfig):
         "sampled", description="softmax: over all items; sampled: in-batch + uniform negatives with logQ correction"
     )
     negatives: int = Field(1024, ge=1, description="uniform negatives per step for loss='sampled'")
-    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
-    lr: float = Field(3e-3, gt=0, description="learning rate")
-    weight_decay: float = Field(0.0, ge=0, description="L2 penalty in the optimiser")
-    batch_size: int = Field(1024, ge=1, description="(user, item) pairs per step")
-    epochs: int = Field(100, ge=1, description="maximum epochs")
-    patience: int = Field(5, ge=1, description="epochs without validation NDCG@10 gain before stopping")
+    optimizer: Optimizer = "adam"
+    lr: LearningRate = 3e-3
+    weight_decay: OptimizerWeightDecay = 0.0
+    batch_size: BatchSize = 1024
+    epochs: Epochs = 100
+    patience: Patience = 5
 
 
 def _build_net(n_users: int, n_items: int, c: TwoTowerConfig, spec: dict[str, Any]):
