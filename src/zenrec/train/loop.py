@@ -20,7 +20,12 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class LoopResult:
-    """What happened: epochs run, the best validation value and per-epoch history."""
+    """What happened: epochs run, the best validation value and per-epoch history.
+
+    Each history row holds ``epoch``, mean ``loss``, ``seconds`` (wall time
+    since the start, validation included), ``train_seconds`` (training
+    steps only, cumulative) and, when validated, ``valid``.
+    """
 
     epochs: int
     best_value: float | None
@@ -77,11 +82,13 @@ def fit_loop(
         start_epoch = int(state["epoch"])
         log.info("%s: resumed from %s at epoch %d", name, checkpoint, start_epoch)
     t0 = time.perf_counter()
+    train_seconds = 0.0
     bar = _Progress(name, epochs) if progress else None
     epoch = start_epoch
     try:
         for epoch in range(start_epoch, epochs):
             net.train()
+            t_epoch = time.perf_counter()
             total, count = 0.0, 0
             for batch in batches(epoch):
                 loss = loss_fn(batch)
@@ -90,7 +97,9 @@ def fit_loop(
                 optimizer.step()
                 total += float(loss.detach())
                 count += 1
-            row = {"epoch": epoch + 1, "loss": total / max(count, 1), "seconds": time.perf_counter() - t0}
+            train_seconds += time.perf_counter() - t_epoch
+            row = {"epoch": epoch + 1, "loss": total / max(count, 1), "seconds": time.perf_counter() - t0,
+                   "train_seconds": train_seconds}
             stop = False
             if validate is not None:
                 net.eval()
