@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Create one virtualenv per peer library under benchmarks/.venv-<peer>/ (git-ignored).
-# Pins follow shared/PEERS.md. Usage: bash benchmarks/setup_peers.sh [implicit] [recbole]
+# Pins follow shared/PEERS.md. Usage: bash benchmarks/setup_peers.sh [implicit] [recbole] [rectools]
 set -euo pipefail
 cd "$(dirname "$0")"
 PYTHON=${PYTHON:-python3}
@@ -23,6 +23,11 @@ for peer in "${peers[@]}"; do
       $pip install -q 'torch==2.13.0'
       $pip install -q 'recbole==1.2.1'
       $pip install -q 'numpy<2' 'pandas<2.3' 'setuptools<81' psutil
+      ;;
+    rectools)
+      # torch first (CPU build), then RecTools with its torch extra (SASRec, BERT4Rec)
+      $pip install -q 'torch==2.13.0'
+      $pip install -q 'rectools[torch]==0.19.0' psutil
       ;;
     *) echo "unknown peer: $peer" >&2; exit 2 ;;
   esac
