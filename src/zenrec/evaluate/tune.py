@@ -122,6 +122,10 @@ def _sasrec_space(trial: optuna.Trial) -> dict[str, Any]:
     return {**_sequential_space(trial), "blocks": trial.suggest_int("blocks", 1, 3)}
 
 
+def _bert4rec_space(trial: optuna.Trial) -> dict[str, Any]:
+    return {**_sasrec_space(trial), "mask_prob": trial.suggest_float("mask_prob", 0.1, 0.6)}
+
+
 def _twotower_space(trial: optuna.Trial) -> dict[str, Any]:
     return {
         "lr": trial.suggest_float("lr", 3e-4, 1e-2, log=True),
@@ -150,6 +154,7 @@ SEARCH_SPACES: dict[str, SearchSpace] = {
     "transition": _transition_space,
     "gru4rec": _sequential_space,
     "sasrec": _sasrec_space,
+    "bert4rec": _bert4rec_space,
     "twotower": _twotower_space,
     "multitask": _multitask_space,
 }

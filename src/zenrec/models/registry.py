@@ -22,6 +22,7 @@ MODELS: dict[str, tuple[str, str]] = {
     "transition": ("zenrec.models.transition", "Transition"),
     "gru4rec": ("zenrec.models.gru4rec", "GRU4Rec"),
     "sasrec": ("zenrec.models.sasrec", "SASRec"),
+    "bert4rec": ("zenrec.models.bert4rec", "BERT4Rec"),
     "multitask": ("zenrec.models.multitask", "MultiTask"),
     "twotower": ("zenrec.models.twotower", "TwoTower"),
 }

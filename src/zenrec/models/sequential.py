@@ -1,9 +1,16 @@
-"""Base of the neural next-item models (SASRec, GRU4Rec): one loop, one scoring path.
+"""Base of the neural sequence models (SASRec, GRU4Rec, BERT4Rec): one loop, one scoring path.
 
-A subclass only builds its network: ``net(seq)`` maps a left-padded batch of
+A subclass builds its network: ``net(seq)`` maps a left-padded batch of
 item sequences (ids shifted by one, 0 = padding) to hidden states
 ``batch × length × d``; the state at the last column scores every item by
-a dot product with the (tied) item embeddings.
+a dot product with the (tied) item embeddings, rows ``1 … n_items`` of
+``net.item`` (a model may keep extra rows after them, e.g. a [MASK] token).
+
+By default a training window is learnt by next-item prediction at every
+position; a model with another objective overrides :meth:`_training_windows`
+and :meth:`_window_loss` (reusing :meth:`_item_loss`), and
+:meth:`_scoring_input` when its input at scoring time differs from the
+history itself.
 """
 
 from __future__ import annotations
@@ -63,7 +70,6 @@ class SequentialRecommender(Recommender):
         from zenrec.evaluate.evaluator import validation_ndcg
         from zenrec.train import pick_device, seed_everything
         from zenrec.train.loop import batch_indices, fit_loop, make_optimizer
-        from zenrec.train.sequences import training_windows
 
         c = self.config
         seed_everything(options.seed)
@@ -72,46 +78,65 @@ class SequentialRecommender(Recommender):
         self._keep_sequences(train)
         net = self._build_net(train.n_items).to(device)
         self.net_ = net
-        windows = torch.as_tensor(training_windows(train, c.max_len, c.all_windows), device=device)
+        windows = torch.as_tensor(self._training_windows(train), device=device)
         rng = np.random.default_rng(options.seed)
-        log_q = torch.log(torch.as_tensor(self.popularity_ + 1e-6, device=device))
+        self._log_q = torch.log(torch.as_tensor(self.popularity_ + 1e-6, device=device))
         opt = make_optimizer(net.parameters(), c.optimizer, c.lr, c.weight_decay)
 
         def batches(epoch: int):
             for idx in batch_indices(len(windows), c.batch_size, rng):
                 yield windows[torch.as_tensor(idx, device=device)]
 
-        def loss_fn(win: torch.Tensor) -> torch.Tensor:
-            inp, tgt = win[:, :-1], win[:, 1:]
-            h = net(inp)
-            keep = (inp > 0) & (tgt > 0)
-            h, tgt = h[keep], tgt[keep] - 1
-            emb = net.item.weight[1:]
-            if c.loss == "ce":
-                return torch.nn.functional.cross_entropy(h @ emb.T, tgt)
-            if c.loss == "bce":
-                neg = torch.randint(0, train.n_items, tgt.shape, device=device)
-                pos_s = (h * emb[tgt]).sum(-1)
-                neg_s = (h * emb[neg]).sum(-1)
-                bce = torch.nn.functional.binary_cross_entropy_with_logits
-                return bce(pos_s, torch.ones_like(pos_s)) + bce(neg_s, torch.zeros_like(neg_s))
-            # sampled softmax: the batch's targets plus uniform negatives, logQ-corrected
-            cand = torch.cat([tgt.unique(), torch.randint(0, train.n_items, (c.negatives,), device=device)])
-            logits = h @ emb[cand].T - log_q[cand]
-            labels = (cand[None, :] == tgt[:, None]).float()
-            labels = labels / labels.sum(1, keepdim=True)
-            return torch.nn.functional.cross_entropy(logits, labels)
-
         validate = None
         if valid is not None and len(valid):
             def validate() -> float:
                 return validation_ndcg(self._score, valid, train)
 
-        result = fit_loop(net, opt, batches, loss_fn, c.epochs, validate, c.patience, options.progress,
+        result = fit_loop(net, opt, batches, self._window_loss, c.epochs, validate, c.patience, options.progress,
                           name=self.name)
         self.epochs_trained_ = result.epochs
         self.train_history_ = result.history
+        del self._log_q
         net.eval()
+
+    def _training_windows(self, train: Interactions) -> np.ndarray:
+        """The training examples: windows of ``max_len + 1`` items (ids + 1, left-padded)."""
+        from zenrec.train.sequences import training_windows
+
+        return training_windows(train, self.config.max_len, self.config.all_windows)
+
+    def _window_loss(self, win: Any) -> Any:
+        """The loss of a batch of windows: predict each next item from the items before it."""
+        inp, tgt = win[:, :-1], win[:, 1:]
+        h = self.net_(inp)
+        keep = (inp > 0) & (tgt > 0)
+        return self._item_loss(h[keep], tgt[keep] - 1)
+
+    def _item_vectors(self) -> Any:
+        """The output embedding of every real item: rows ``1 … n_items`` of ``net.item``."""
+        return self.net_.item.weight[1 : self.n_items_ + 1]
+
+    def _item_loss(self, h: Any, tgt: Any) -> Any:
+        """The configured loss of hidden states ``h`` (``m × d``) against item ids ``tgt`` (0-based)."""
+        import torch
+
+        c = self.config
+        emb = self._item_vectors()
+        n_items = self.n_items_
+        if c.loss == "ce":
+            return torch.nn.functional.cross_entropy(h @ emb.T, tgt)
+        if c.loss == "bce":
+            neg = torch.randint(0, n_items, tgt.shape, device=h.device)
+            pos_s = (h * emb[tgt]).sum(-1)
+            neg_s = (h * emb[neg]).sum(-1)
+            bce = torch.nn.functional.binary_cross_entropy_with_logits
+            return bce(pos_s, torch.ones_like(pos_s)) + bce(neg_s, torch.zeros_like(neg_s))
+        # sampled softmax: the batch's targets plus uniform negatives, logQ-corrected
+        cand = torch.cat([tgt.unique(), torch.randint(0, n_items, (c.negatives,), device=h.device)])
+        logits = h @ emb[cand].T - self._log_q[cand]
+        labels = (cand[None, :] == tgt[:, None]).float()
+        labels = labels / labels.sum(1, keepdim=True)
+        return torch.nn.functional.cross_entropy(logits, labels)
 
     def _keep_sequences(self, train: Interactions) -> None:
         from zenrec.train.sequences import last_items
@@ -129,17 +154,22 @@ class SequentialRecommender(Recommender):
             seqs = seqs[:, -self.config.max_len :]
         elif seqs.shape[1] < self.config.max_len:
             seqs = np.pad(seqs, ((0, 0), (self.config.max_len - seqs.shape[1], 0)))
+        empty = ~(seqs > 0).any(axis=1)
+        inp = self._scoring_input(seqs)
         net = self.net_
         device = next(net.parameters()).device
         out = np.empty((len(seqs), self.n_items_), dtype=np.float32)
         with torch.no_grad():
-            emb = net.item.weight[1:]
-            for s in range(0, len(seqs), 1024):
-                h = net(torch.as_tensor(seqs[s : s + 1024], device=device))[:, -1, :]
+            emb = self._item_vectors()
+            for s in range(0, len(inp), 1024):
+                h = net(torch.as_tensor(inp[s : s + 1024], device=device))[:, -1, :]
                 out[s : s + 1024] = (h @ emb.T).float().cpu().numpy()
-        empty = ~(seqs > 0).any(axis=1)
         out[empty] = self.popularity_  # no history at all: popular items
         return out
+
+    def _scoring_input(self, seqs: np.ndarray) -> np.ndarray:
+        """The network input for histories of exactly ``max_len`` columns (the histories themselves)."""
+        return seqs
 
     def _score(self, users: np.ndarray) -> np.ndarray:
         return self.score_sequences(self.sequences_[users])
