@@ -19,7 +19,7 @@ Results go into ``docs/benchmarks.md`` between ``<!-- twotower:start -->`` and
 ``<!-- twotower:end -->`` (the rest of the file is kept).
 
     python benchmarks/bench_twotower.py                 # MiniLM and CNN text, threads=2
-    python benchmarks/bench_twotower.py --text minilm --no-docs
+    python benchmarks/bench_twotower.py --text minilm --no-docs --param history_len=200
 """
 
 from __future__ import annotations
@@ -90,6 +90,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default=None, help="torch device for the two-tower (default: CUDA when present)")
     ap.add_argument("--cache-dir", type=Path, default=None, help="sentence-vector cache (default ~/.cache/zenrec/text)")
+    ap.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                    help="two-tower hyper-parameter override (JSON value), repeatable: --param factors=128")
     ap.add_argument("--no-docs", action="store_true", help="print the results only")
     args = ap.parse_args(argv)
     if not args.data.is_dir():
@@ -119,6 +121,13 @@ def main(argv: list[str] | None = None) -> None:
                 "cold_ndcg@10": c["ndcg@10"], "cold_recall@20": c["recall@20"],
                 "warm_users": w.n_users, "cold_users": c.n_users}
 
+    params = {}
+    for kv in args.param:
+        key, _, value = kv.partition("=")
+        try:
+            params[key] = json.loads(value)
+        except json.JSONDecodeError:
+            params[key] = value
     results: dict[str, dict] = {}
     opts = TrainOptions(seed=args.seed, threads=args.threads, device=args.device)
     rng = np.random.default_rng(args.seed)
@@ -149,7 +158,7 @@ def main(argv: list[str] | None = None) -> None:
               file=sys.stderr)
     for text in (["minilm", "cnn"] if args.text == "both" else [args.text]):
         t = time.perf_counter()
-        model = TwoTower(text_encoder=text).fit(train, valid, options=opts, side=feats)
+        model = TwoTower(text_encoder=text, **params).fit(train, valid, options=opts, side=feats)
         fit_s = time.perf_counter() - t
         key = f"twotower ({text})"
         results[key] = {**measure(model), "fit_s": fit_s, "epochs": model.epochs_trained_}

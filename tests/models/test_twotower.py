@@ -10,6 +10,7 @@ from zenrec import testing
 from zenrec.data import Interactions
 from zenrec.errors import ConfigError
 from zenrec.features import ItemFeatures, MultiHot
+from zenrec.features.side import Side, UserFeatures
 from zenrec.models import registry
 from zenrec.models.base import TrainOptions
 from zenrec.models.twotower import TwoTower
@@ -128,3 +129,85 @@ def test_without_side_information_it_is_an_id_model():
     assert model.net_.mlp is None
     with pytest.raises(ConfigError, match="no content path"):
         model.item_content_vectors(_checker_features(2))
+
+
+# ------------------------------------------------------------------ user features
+@pytest.fixture(scope="module")
+def segment_world():
+    """Two user segments, each liking its own 20 of 40 items; users 60…79 have no training events."""
+    rng = np.random.default_rng(3)
+    n_users, n_items, n_train_users = 80, 40, 60
+    segment = np.where(np.arange(n_users) % 2 == 0, "north", "south")
+    users, items = [], []
+    for u in range(n_train_users):
+        pool = np.arange(20) + (0 if segment[u] == "north" else 20)
+        pick = rng.choice(pool, 6, replace=False)
+        users += [u] * len(pick)
+        items += pick.tolist()
+    data = Interactions(np.array(users), np.array(items), n_users, n_items)
+    # segment as a category, as a number (with noise) and as a vector: each alone tells the taste
+    table = pd.DataFrame({
+        "segment": segment,
+        "age": np.where(segment == "north", 25.0, 55.0) + rng.normal(0, 3, n_users),
+        "emb": [[1.0, 0.0] if s == "north" else [0.0, 1.0] for s in segment],
+    })
+    return data, table, segment
+
+
+def _right_group_share(model, users, segment, scores=None) -> float:
+    s = model.score(users) if scores is None else scores
+    top = np.argsort(-s, axis=1)[:, :5]
+    want_north = segment[users] == "north"
+    return float(np.mean([(t < 20).all() if w else (t >= 20).all() for t, w in zip(top, want_north, strict=True)]))
+
+
+@pytest.mark.parametrize("column", ["segment", "age", "emb"])
+def test_user_features_score_users_unseen_in_training(segment_world, column):
+    data, table, segment = segment_world
+    kinds = {"segment": dict(categorical=["segment"]), "age": dict(numeric=["age"]), "emb": dict(vectors=["emb"])}
+    feats = UserFeatures.from_frame(table, **kinds[column])
+    cfg = {**TINY, "epochs": 40, "text_encoder": "none"}
+    unseen = np.arange(60, 80)
+    assert (np.diff(data.binary.indptr)[unseen] == 0).all()
+    with_feats = TwoTower(**cfg).fit(data, options=FAST, side=feats)
+    assert _right_group_share(with_feats, unseen, segment) >= 0.9
+    without = TwoTower(**cfg).fit(data, options=FAST)
+    assert _right_group_share(without, unseen, segment) <= 0.6, "no features: unseen users all look alike"
+    # the same users as brand-new rows (outside the model's user range) score the same from their features
+    np.testing.assert_allclose(with_feats.score_new_users(feats.subset(unseen)), with_feats.score(unseen),
+                               rtol=1e-5, atol=1e-5)
+    testing.check_save_load(with_feats, np.arange(55, 80))
+
+
+def test_user_and_item_features_together(segment_world):
+    data, table, segment = segment_world
+    users = UserFeatures.from_frame(table, categorical=["segment"], numeric=["age"], vectors=["emb"])
+    genre = np.where(np.arange(data.n_items) < 20, "cold-weather", "beach")
+    items = ItemFeatures.from_frame(pd.DataFrame({"g": genre}), categorical=["g"])
+    model = TwoTower(**{**TINY, "epochs": 40, "text_encoder": "none"}).fit(data, options=FAST,
+                                                                          side=Side(items=items, users=users))
+    unseen = np.arange(60, 80)
+    assert _right_group_share(model, unseen, segment) >= 0.9
+    testing.check_batch_equals_single(model, unseen[:5])
+    testing.check_save_load(model, np.arange(50, 80))
+    # a new user: features plus a one-item history outside the model's user range
+    hist = Interactions(np.array([0]), np.array([25]), 1, data.n_items)
+    s = model.score_new_users(users.subset(np.array([0])), history=hist)
+    assert s.shape == (1, data.n_items) and np.isfinite(s).all()
+    # features of the wrong size, or of a kind the model did not see, are refused by name
+    with pytest.raises(ConfigError, match="user features describe 3 users; the interactions have 80"):
+        TwoTower(**TINY).fit(data, options=FAST, side=users.subset(np.arange(3)))
+    with pytest.raises(ConfigError, match="numeric feature 'age'"):
+        model.score_new_users(UserFeatures.from_frame(table, categorical=["segment"], numeric=[], vectors=["emb"]))
+
+
+def test_user_features_are_checked():
+    with pytest.raises(ConfigError, match=r"numeric\['age'\] must be 2 numbers"):
+        UserFeatures(2, numeric={"age": np.array([1.0, 2.0, 3.0])})
+    with pytest.raises(ConfigError, match="at least one"):
+        UserFeatures(2)
+    with pytest.raises(ConfigError, match="Side.users must be UserFeatures"):
+        Side(users=ItemFeatures(2))
+    data = testing.checkerboard(10)
+    with pytest.raises(ConfigError, match="trained without user features"):
+        TwoTower(**TINY).fit(data, options=FAST).score_new_users(UserFeatures(1, numeric={"a": np.zeros(1)}))

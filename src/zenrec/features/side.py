@@ -1,8 +1,9 @@
-"""Item side information in one typed container: :class:`ItemFeatures`.
+"""Side information in typed containers: :class:`ItemFeatures`, :class:`UserFeatures`, :class:`Side`.
 
-Rows are item indices (the dataset's item vocabulary), so a model reads
+Rows are item (user) indices of the dataset's vocabulary, so a model reads
 ``features.text[i]`` for item ``i`` with no id mapping of its own.  Four
-kinds of column:
+kinds of item column (users have categorical, numeric and vector columns,
+see :class:`UserFeatures`; :class:`Side` holds both):
 
 * **text** — one string per item (titles, descriptions; several columns are
   joined), encoded by a model or by :class:`~zenrec.features.text.SentenceEncoder`;
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
     from zenrec.data.vocab import Vocabulary
     from zenrec.features.text import SentenceEncoder
 
-__all__ = ["ItemFeatures", "MultiHot"]
+__all__ = ["ItemFeatures", "MultiHot", "Side", "UserFeatures"]
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,86 @@ class MultiHot:
 
 def _missing(v: object) -> bool:
     return v is None or v is pd.NA or (isinstance(v, float) and np.isnan(v))
+
+
+class _Columns:
+    """A feature table's columns aligned to rows ``0 … n-1`` (by position, or by raw id through a vocabulary)."""
+
+    def __init__(self, table: pd.DataFrame, what: str, n: int | None, wanted: Sequence[str],
+                 id_column: str | None, vocab: Vocabulary | None) -> None:
+        if not isinstance(table, pd.DataFrame):
+            raise DataError(f"{what} features need a pandas DataFrame; got {type(table).__name__}")
+        absent = [c for c in [*wanted, *([id_column] if id_column else [])] if c not in table.columns]
+        if absent:
+            raise DataError(f"no such column; the table has {list(table.columns)}", column=absent[0])
+        self.table = table
+        if id_column is not None:
+            if vocab is None:
+                raise ConfigError(f"'id_column' needs the '{what}s' vocabulary to align rows to {what} indices")
+            self.n = len(vocab) if n is None else n
+            idx = vocab.index(table[id_column].to_numpy(), missing="mask")
+            keep = idx >= 0
+            self.pos = np.full(self.n, -1, dtype=np.int64)
+            self.pos[idx[keep]] = np.flatnonzero(keep)
+        else:
+            self.n = len(table) if n is None else n
+            if len(table) != self.n:
+                raise DataError(f"the {what} table has {len(table)} rows; expected one per {what} ({self.n}); "
+                                f"pass id_column= and {what}s= to align by id")
+            self.pos = np.arange(self.n)
+
+    def column(self, col: str) -> list:
+        """One value per row (None where a row has no line in the table)."""
+        vals = self.table[col].to_numpy(dtype=object)
+        return [None if p < 0 else vals[p] for p in self.pos]
+
+    def categorical(self, categorical: Sequence[str], multi_hot: Mapping[str, str]) -> dict[str, MultiHot]:
+        cats: dict[str, MultiHot] = {}
+        for c in categorical:
+            cats[c] = MultiHot.from_lists([[] if _missing(v) else [str(v)] for v in self.column(c)])
+        for c, sep in multi_hot.items():
+            rows = []
+            for v in self.column(c):
+                if _missing(v):
+                    rows.append([])
+                elif isinstance(v, str):
+                    rows.append([s.strip() for s in v.split(sep) if s.strip()])
+                else:
+                    rows.append([str(s) for s in v])
+            cats[c] = MultiHot.from_lists(rows)
+        return cats
+
+    def vectors(self, vectors: Sequence[str]) -> dict[str, np.ndarray]:
+        vecs: dict[str, np.ndarray] = {}
+        for c in vectors:
+            cells = self.column(c)
+            dims = {len(v) for v in cells if v is not None and not _missing(v)}
+            if len(dims) != 1:
+                raise DataError(f"vector cells must all have one length; found lengths {sorted(dims)}", column=c)
+            d = dims.pop()
+            m = np.zeros((self.n, d), dtype=np.float32)
+            for i, v in enumerate(cells):
+                if v is not None and not _missing(v):
+                    try:
+                        m[i] = np.asarray(v, dtype=np.float32)
+                    except (TypeError, ValueError):
+                        raise DataError(f"expected {d} numbers; got {v!r}", column=c,
+                                        row=int(self.pos[i])) from None
+            vecs[c] = m
+        return vecs
+
+    def numeric(self, numeric: Sequence[str]) -> dict[str, np.ndarray]:
+        out: dict[str, np.ndarray] = {}
+        for c in numeric:
+            vals = np.full(self.n, np.nan, dtype=np.float64)
+            for i, v in enumerate(self.column(c)):
+                if v is not None and not _missing(v):
+                    try:
+                        vals[i] = float(v)
+                    except (TypeError, ValueError):
+                        raise DataError(f"expected a number; got {v!r}", column=c, row=int(self.pos[i])) from None
+            out[c] = vals.astype(np.float32)
+        return out
 
 
 @dataclass(frozen=True)
@@ -136,69 +217,16 @@ class ItemFeatures:
         on its separator (``{"genres": "|"}``) or a list; each ``vectors``
         column holds one equal-length numeric sequence per item (missing = zeros).
         """
-        if not isinstance(table, pd.DataFrame):
-            raise DataError(f"item features need a pandas DataFrame; got {type(table).__name__}")
         multi_hot = dict(multi_hot or {})
         text_cols = [text] if isinstance(text, str) else list(text)
-        wanted = [*text_cols, *categorical, *multi_hot, *vectors, *([id_column] if id_column else [])]
-        absent = [c for c in wanted if c not in table.columns]
-        if absent:
-            raise DataError(f"no such column; the table has {list(table.columns)}", column=absent[0])
-        if id_column is not None:
-            if items is None:
-                raise ConfigError("'id_column' needs the 'items' vocabulary to align rows to item indices")
-            n = len(items) if n_items is None else n_items
-            idx = items.index(table[id_column].to_numpy(), missing="mask")
-            keep = idx >= 0
-            pos = np.full(n, -1, dtype=np.int64)
-            pos[idx[keep]] = np.flatnonzero(keep)
-        else:
-            n = len(table) if n_items is None else n_items
-            if len(table) != n:
-                raise DataError(f"the item table has {len(table)} rows; expected one per item ({n}); "
-                                "pass id_column= and items= to align by id")
-            pos = np.arange(n)
-
-        def column(col: str) -> list:
-            vals = table[col].to_numpy(dtype=object)
-            return [None if p < 0 else vals[p] for p in pos]
-
+        cols = _Columns(table, "item", n_items, [*text_cols, *categorical, *multi_hot, *vectors], id_column, items)
         text_arr = None
         if text_cols:
-            cols = [column(c) for c in text_cols]
+            parts = [cols.column(c) for c in text_cols]
             joined = [". ".join(str(v).strip() for v in row if not _missing(v) and str(v).strip())
-                      for row in zip(*cols, strict=True)]
-            text_arr = np.asarray(joined, dtype=np.str_) if n else np.zeros(0, dtype="<U1")
-        cats: dict[str, MultiHot] = {}
-        for c in categorical:
-            cats[c] = MultiHot.from_lists([[] if _missing(v) else [str(v)] for v in column(c)])
-        for c, sep in multi_hot.items():
-            rows = []
-            for v in column(c):
-                if _missing(v):
-                    rows.append([])
-                elif isinstance(v, str):
-                    rows.append([s.strip() for s in v.split(sep) if s.strip()])
-                else:
-                    rows.append([str(s) for s in v])
-            cats[c] = MultiHot.from_lists(rows)
-        vecs: dict[str, np.ndarray] = {}
-        for c in vectors:
-            cells = column(c)
-            dims = {len(v) for v in cells if v is not None and not _missing(v)}
-            if len(dims) != 1:
-                raise DataError(f"vector cells must all have one length; found lengths {sorted(dims)}", column=c)
-            d = dims.pop()
-            m = np.zeros((n, d), dtype=np.float32)
-            for i, v in enumerate(cells):
-                if v is not None and not _missing(v):
-                    try:
-                        m[i] = np.asarray(v, dtype=np.float32)
-                    except (TypeError, ValueError):
-                        raise DataError(f"expected {d} numbers; got {v!r}", column=c,
-                                        row=int(pos[i])) from None
-            vecs[c] = m
-        return cls(n, text_arr, cats, vecs)
+                      for row in zip(*parts, strict=True)]
+            text_arr = np.asarray(joined, dtype=np.str_) if cols.n else np.zeros(0, dtype="<U1")
+        return cls(cols.n, text_arr, cols.categorical(categorical, multi_hot), cols.vectors(vectors))
 
     @classmethod
     def from_dataset(cls, dataset: Dataset, **columns) -> ItemFeatures:
@@ -227,3 +255,119 @@ class ItemFeatures:
             {k: v[items] for k, v in self.vectors.items()},
             None if self.text_vectors is None else self.text_vectors[items],
         )
+
+
+def _check_table(what: str, n: int, categorical: Mapping[str, MultiHot], vectors: Mapping[str, np.ndarray]) -> None:
+    for name, mh in categorical.items():
+        if not isinstance(mh, MultiHot) or mh.codes.shape[0] != n:
+            raise ConfigError(f"{what}.categorical[{name!r}] must be a MultiHot with {n} rows")
+    for name, v in vectors.items():
+        v = np.asarray(v)
+        if v.ndim != 2 or v.shape[0] != n or v.dtype.kind != "f":
+            raise ConfigError(f"vectors {name!r} must be a float matrix with {n} rows; got {v.dtype} of shape {v.shape}")
+        if not np.isfinite(v).all():
+            raise DataError("vectors must be finite (use zeros for rows without one)", column=name)
+
+
+@dataclass(frozen=True)
+class UserFeatures:
+    """Side information for users ``0 … n_users-1``: the user-side twin of :class:`ItemFeatures`.
+
+    * **categorical / multi-hot** — :class:`MultiHot` per column (a country, ``"news|sport"``);
+    * **numeric** — one float per user per column (age, tenure), NaN = missing;
+      a model standardises them with statistics of its training users;
+    * **vectors** — precomputed float vectors (profile embeddings, …), one per user.
+    """
+
+    n_users: int
+    categorical: Mapping[str, MultiHot] = field(default_factory=dict)
+    numeric: Mapping[str, np.ndarray] = field(default_factory=dict)
+    vectors: Mapping[str, np.ndarray] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        n = self.n_users
+        _check_table("UserFeatures", n, self.categorical, self.vectors)
+        for name, v in self.numeric.items():
+            v = np.asarray(v)
+            if v.shape != (n,) or v.dtype.kind not in "fiu":
+                raise ConfigError(f"UserFeatures.numeric[{name!r}] must be {n} numbers; "
+                                  f"got {v.dtype} of shape {v.shape}")
+            if np.isinf(v).any():
+                raise DataError("numeric features must be finite or NaN (missing)", column=name)
+        if not (self.categorical or self.numeric or self.vectors):
+            raise ConfigError("UserFeatures needs at least one categorical, numeric or vector column")
+
+    def __repr__(self) -> str:
+        parts = [f"n_users={self.n_users}"]
+        parts += [f"{k}[{m.n_values}]" for k, m in self.categorical.items()]
+        parts += [f"{k}[num]" for k in self.numeric]
+        parts += [f"{k}[{v.shape[1]}d]" for k, v in self.vectors.items()]
+        return f"UserFeatures({', '.join(parts)})"
+
+    @classmethod
+    def from_frame(
+        cls,
+        table: pd.DataFrame,
+        n_users: int | None = None,
+        *,
+        categorical: Sequence[str] = (),
+        multi_hot: Mapping[str, str] | None = None,
+        numeric: Sequence[str] = (),
+        vectors: Sequence[str] = (),
+        id_column: str | None = None,
+        users: Vocabulary | None = None,
+    ) -> UserFeatures:
+        """Features from a table: row ``i`` describes user ``i``, or rows are matched by raw id
+        through ``id_column`` and the dataset's ``users`` vocabulary (users without a row get
+        empty features).  Columns are read as in :meth:`ItemFeatures.from_frame`; each
+        ``numeric`` column holds one number per user (missing = NaN)."""
+        multi_hot = dict(multi_hot or {})
+        cols = _Columns(table, "user", n_users, [*categorical, *multi_hot, *numeric, *vectors], id_column, users)
+        return cls(cols.n, cols.categorical(categorical, multi_hot), cols.numeric(numeric), cols.vectors(vectors))
+
+    @classmethod
+    def from_dataset(cls, dataset: Dataset, table: pd.DataFrame, id_column: str, **columns) -> UserFeatures:
+        """Features from a user table keyed by raw user id ``id_column``, aligned to ``dataset.users``."""
+        return cls.from_frame(table, len(dataset.users), id_column=id_column, users=dataset.users, **columns)
+
+    def subset(self, users: np.ndarray) -> UserFeatures:
+        """Features of the given user indices, in that order (e.g. new users to score)."""
+        users = np.asarray(users, dtype=np.int64)
+        return UserFeatures(
+            len(users),
+            {k: MultiHot(m.codes[users], m.values) for k, m in self.categorical.items()},
+            {k: np.asarray(v)[users] for k, v in self.numeric.items()},
+            {k: np.asarray(v)[users] for k, v in self.vectors.items()},
+        )
+
+
+@dataclass(frozen=True)
+class Side:
+    """Item and user side information together, for ``fit(..., side=Side(items=..., users=...))``.
+
+    Models that read side information also take a bare :class:`ItemFeatures`
+    or :class:`UserFeatures`; :meth:`of` turns any of the three into a ``Side``.
+    """
+
+    items: ItemFeatures | None = None
+    users: UserFeatures | None = None
+
+    def __post_init__(self) -> None:
+        if self.items is not None and not isinstance(self.items, ItemFeatures):
+            raise ConfigError(f"Side.items must be ItemFeatures; got {type(self.items).__name__}")
+        if self.users is not None and not isinstance(self.users, UserFeatures):
+            raise ConfigError(f"Side.users must be UserFeatures; got {type(self.users).__name__}")
+
+    @classmethod
+    def of(cls, side: Side | ItemFeatures | UserFeatures | None) -> Side:
+        """``side`` as a :class:`Side` (``None`` = no side information)."""
+        if side is None:
+            return cls()
+        if isinstance(side, Side):
+            return side
+        if isinstance(side, ItemFeatures):
+            return cls(items=side)
+        if isinstance(side, UserFeatures):
+            return cls(users=side)
+        raise ConfigError(f"side must be ItemFeatures, UserFeatures or Side(items=..., users=...); "
+                          f"got {type(side).__name__}")

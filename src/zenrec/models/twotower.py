@@ -1,32 +1,43 @@
-"""Two-tower DNN: users and items embedded apart, scored by a dot product.
+"""Two-tower DNN: users and items embedded apart, scored by a dot product (or a scaled cosine).
 
-* **User tower** — the user's id embedding plus the mean embedding of its
-  ``history_len`` most recent items.
+* **User tower** — the user's id embedding (users seen in training only),
+  plus its ``history_len`` most recent items pooled (mean, or attention with
+  a learned recency bias), plus an MLP over its user features: categorical /
+  multi-hot (mean of value embeddings per column), numeric (standardised)
+  and precomputed vectors.
 * **Item tower** — the item's id embedding plus a content vector: an MLP over
-  its categorical / multi-hot features (mean of value embeddings per column),
-  its text and any precomputed vectors.  Text is read one of two ways:
-  ``text_encoder="cnn"`` learns token embeddings and a 1-D convolution over
-  the words (max-pooled); ``"minilm"`` feeds frozen 384-d MiniLM sentence
-  vectors (:class:`~zenrec.features.text.SentenceEncoder`, cached on disk).
+  its categorical / multi-hot features, its text and any precomputed
+  vectors.  Text is read one of two ways: ``text_encoder="cnn"`` learns token
+  embeddings and a 1-D convolution over the words (max-pooled); ``"minilm"``
+  feeds frozen 384-d MiniLM sentence vectors
+  (:class:`~zenrec.features.text.SentenceEncoder`, cached on disk).
 
-Side information comes as ``fit(..., side=ItemFeatures(...))``.  Items with no
-training interaction (**cold-start items**) get a zero id embedding, so they
-are scored from content alone; during training each item's id embedding is
-dropped with probability ``id_dropout`` so that the content path alone must
-already place items well.  Training is softmax cross-entropy of each
+Side information comes as ``fit(..., side=...)``: an
+:class:`~zenrec.features.side.ItemFeatures`, a
+:class:`~zenrec.features.side.UserFeatures`, or both in a
+:class:`~zenrec.features.side.Side`.  Items with no training interaction
+(**cold-start items**) get a zero id embedding, so they are scored from
+content alone; during training each item's id embedding is dropped with
+probability ``id_dropout`` so that the content path alone must already place
+items well.  Users with no training interaction likewise get no id
+embedding and are scored from their features and history
+(:meth:`TwoTower.score_new_users` scores users outside the training range
+from their feature rows).  Training is softmax cross-entropy of each
 (user, item) pair against all items, or against in-batch plus uniform
 negatives with logQ correction (``loss="sampled"``, for large catalogues);
-the target item is left out of the user's history mean so the model cannot
+the target item is left out of the user's history pool so the model cannot
 just look it up.  Early stopping watches validation NDCG@10.
 
-Everything scoring needs — the network weights, the item features as arrays,
-the token vocabulary (unicode) and the users' recent items — is saved with
-the model, so a reloaded model gives identical scores with no side input.
+Everything scoring needs — the network weights, the item and user features
+as arrays, the token vocabulary (unicode) and the users' recent items — is
+saved with the model, so a reloaded model gives identical scores with no side
+input.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any, Literal
 
 import numpy as np
@@ -34,7 +45,7 @@ from pydantic import Field
 
 from zenrec.data.interactions import Interactions
 from zenrec.errors import ConfigError
-from zenrec.features.side import ItemFeatures
+from zenrec.features.side import ItemFeatures, MultiHot, Side, UserFeatures
 from zenrec.models.base import ModelConfig, Recommender, TrainOptions
 from zenrec.train.params import BatchSize, Epochs, LearningRate, Optimizer, OptimizerWeightDecay, Patience
 
@@ -47,7 +58,7 @@ class TwoTowerConfig(ModelConfig):
     """Hyper-parameters of :class:`TwoTower`."""
 
     factors: int = Field(64, ge=1, description="size of user and item vectors")
-    hidden: int = Field(256, ge=1, description="width of the item content MLP")
+    hidden: int = Field(256, ge=1, description="width of the item (and user) content MLP")
     text_encoder: Literal["cnn", "minilm", "none"] = Field(
         "cnn",
         description="item text as learned token embeddings + 1-D CNN, frozen MiniLM sentence vectors "
@@ -58,59 +69,87 @@ class TwoTowerConfig(ModelConfig):
     cnn_kernel: int = Field(3, ge=1, description="width of the CNN's convolution window, in tokens")
     min_token_count: int = Field(2, ge=1, description="tokens in fewer item texts map to <unk>")
     max_tokens: int = Field(50_000, ge=3, description="largest token vocabulary")
-    history_len: int = Field(100, ge=1, description="recent items the user tower averages")
-    history_dropout: float = Field(0.2, ge=0, lt=1, description="share of history items dropped per step")
+    history_len: int = Field(100, ge=1, description="recent items the user tower pools")
+    history_pool: Literal["mean", "attention"] = Field(
+        "mean", description="how the user tower pools its history: plain mean, or softmax weights from a "
+        "learned query and a learned recency bias per position"
+    )
+    history_dropout: float = Field(0.0, ge=0, lt=1, description="share of history items dropped per step")
+    user_ids: bool = Field(True, description="add a learned id embedding for users seen in training")
+    user_id_dropout: float = Field(
+        0.0, ge=0, lt=1, description="probability of dropping a user's id embedding in a training step "
+        "(teaches history and user features to stand alone for users unseen in training)"
+    )
     id_dropout: float = Field(
         0.25, ge=0, lt=1, description="probability of dropping an item's id embedding in a training step "
         "(teaches the content path to stand alone for cold-start items)"
     )
-    dropout: float = Field(0.1, ge=0, lt=1, description="dropout inside the content MLP")
+    dropout: float = Field(0.1, ge=0, lt=1, description="dropout inside the content MLPs")
+    similarity: Literal["dot", "cosine"] = Field(
+        "dot", description="score as a dot product, or as cosine similarity divided by 'temperature'"
+    )
+    temperature: float = Field(0.1, gt=0, description="softmax temperature of similarity='cosine'")
     loss: Literal["softmax", "sampled"] = Field(
-        "sampled", description="softmax: over all items; sampled: in-batch + uniform negatives with logQ correction"
+        "softmax", description="softmax: over all items; sampled: in-batch + uniform negatives with logQ correction"
     )
     negatives: int = Field(1024, ge=1, description="uniform negatives per step for loss='sampled'")
     optimizer: Optimizer = "adam"
-    lr: LearningRate = 3e-3
+    lr: LearningRate = 1e-3
     weight_decay: OptimizerWeightDecay = 0.0
     batch_size: BatchSize = 1024
     epochs: Epochs = 100
     patience: Patience = 5
 
 
-def _build_net(n_users: int, n_items: int, c: TwoTowerConfig, spec: dict[str, Any]):
-    """The network; ``spec`` gives the feature sizes (vocabularies, vector widths)."""
+def _feature_spec(inputs: dict[str, np.ndarray], prefix: str) -> dict[str, Any]:
+    """Names and sizes of the feature arrays under ``prefix`` (``""`` items, ``"user."`` users)."""
+    n = len(prefix)
+    keys = [k[n:] for k in inputs if k.startswith(prefix) and not (prefix == "" and k.startswith("user."))]
+    cats = sorted(k[4:-6] for k in keys if k.startswith("cat.") and k.endswith(".codes"))
+    vecs = sorted(k[4:] for k in keys if k.startswith("vec."))
+    nums = sorted(k[4:] for k in keys if k.startswith("num.") and not k.endswith(".stats"))
+    spec: dict[str, Any] = {
+        "cats": {name: len(inputs[f"{prefix}cat.{name}.values"]) for name in cats},
+        "vectors": {name: inputs[f"{prefix}vec.{name}"].shape[1] for name in vecs},
+        "numeric": nums,
+    }
+    if f"{prefix}text.vocab" in inputs:
+        spec["n_tokens"] = len(inputs[f"{prefix}text.vocab"])
+    if f"{prefix}text.vectors" in inputs:
+        spec["text_dim"] = inputs[f"{prefix}text.vectors"].shape[1]
+    return spec
+
+
+def _build_net(n_users: int, n_items: int, c: TwoTowerConfig, spec: dict[str, Any], user_spec: dict[str, Any]):
+    """The network; ``spec`` / ``user_spec`` give the item / user feature sizes (vocabularies, vector widths)."""
     import torch
     from torch import nn
 
-    class TwoTowerNet(nn.Module):
-        def __init__(self) -> None:
+    d = c.factors
+
+    class Content(nn.Module):
+        """An MLP over one side's features: categorical (mean of value embeddings), text, vectors, numbers."""
+
+        def __init__(self, spec: dict[str, Any]) -> None:
             super().__init__()
-            d = c.factors
-            self.user = nn.Embedding(n_users, d)
-            self.hist = nn.Embedding(n_items + 1, d, padding_idx=0)
-            self.item = nn.Embedding(n_items, d)
-            for emb in (self.user, self.hist, self.item):
-                nn.init.normal_(emb.weight, std=0.05)
-            with torch.no_grad():
-                self.hist.weight[0].zero_()
-            width = 0
+            self.spec = spec
             self.cats = nn.ModuleList(nn.Embedding(n + 1, d, padding_idx=0) for n in spec["cats"].values())
-            width += d * len(spec["cats"])
+            width = d * len(spec["cats"])
             self.tok = self.conv = None
             if spec.get("n_tokens"):
                 self.tok = nn.Embedding(spec["n_tokens"], c.token_dim, padding_idx=0)
                 self.conv = nn.Conv1d(c.token_dim, d, c.cnn_kernel, padding=c.cnn_kernel // 2)
                 width += d
-            width += spec.get("text_dim", 0) + sum(spec["vectors"].values())
+            width += spec.get("text_dim", 0) + sum(spec["vectors"].values()) + len(spec["numeric"])
             self.mlp = None
             if width:
                 self.mlp = nn.Sequential(nn.Linear(width, c.hidden), nn.ReLU(), nn.Dropout(c.dropout),
                                          nn.Linear(c.hidden, d))
-            # item features, set by _set_inputs (not part of state_dict: saved once as inputs)
-            self.register_buffer("seen", torch.ones(n_items), persistent=False)
 
-        # ------------------------------------------------------------ towers
         def content(self, idx):
+            """Content vectors of rows ``idx`` (None without features)."""
+            if self.mlp is None:
+                return None
             parts = []
             for j, emb in enumerate(self.cats):
                 codes = getattr(self, f"cat_{j}")[idx]
@@ -123,12 +162,39 @@ def _build_net(n_users: int, n_items: int, c: TwoTowerConfig, spec: dict[str, An
                 parts.append(h.max(-1).values)
             if hasattr(self, "text_vectors"):
                 parts.append(self.text_vectors[idx])
-            for j in range(len(spec["vectors"])):
+            for j in range(len(self.spec["vectors"])):
                 parts.append(getattr(self, f"vec_{j}")[idx])
-            if self.mlp is None:
-                return None
+            if self.spec["numeric"]:
+                parts.append(self.numeric[idx])
             return self.mlp(torch.cat(parts, dim=1))
 
+    class TwoTowerNet(Content):
+        """Item content at the top level (its own features); the user side in ``self.ucontent``."""
+
+        def __init__(self) -> None:
+            super().__init__(spec)
+            self.user = nn.Embedding(n_users, d) if c.user_ids else None
+            self.hist = nn.Embedding(n_items + 1, d, padding_idx=0)
+            self.item = nn.Embedding(n_items, d)
+            for emb in (self.user, self.hist, self.item):
+                if emb is not None:
+                    nn.init.normal_(emb.weight, std=0.05)
+            with torch.no_grad():
+                self.hist.weight[0].zero_()
+            self.ucontent = Content(user_spec)
+            if c.history_pool == "attention":
+                self.att_query = nn.Parameter(torch.zeros(d))
+                self.att_position = nn.Parameter(torch.zeros(c.history_len))
+            # set by _make_net (not part of state_dict: saved once as arrays)
+            self.register_buffer("seen", torch.ones(n_items), persistent=False)
+            self.register_buffer("user_seen", torch.ones(n_users), persistent=False)
+
+        def _finish(self, v):
+            if c.similarity == "cosine":
+                return nn.functional.normalize(v, dim=-1)
+            return v
+
+        # ------------------------------------------------------------ towers
         def items(self, idx, id_keep=None):
             """Item vectors of ``idx``: id embedding (zero for cold items) + content."""
             mask = self.seen[idx]
@@ -136,17 +202,36 @@ def _build_net(n_users: int, n_items: int, c: TwoTowerConfig, spec: dict[str, An
                 mask = mask * id_keep
             v = self.item(idx) * mask[:, None]
             content = self.content(idx)
-            return v if content is None else v + content
+            return self._finish(v if content is None else v + content)
 
-        def users(self, users, seqs, known=None):
-            """User vectors from ids (``known`` False: no id embedding) and padded histories (ids + 1)."""
-            h = self.hist(seqs) * self.seen_pad[seqs][..., None]
-            n = (seqs > 0).sum(1, keepdim=True).clamp(min=1)
-            u = h.sum(1) / n
-            ids = self.user(users.clamp(0, n_users - 1))
-            if known is not None:
-                ids = ids * known[:, None]
-            return u + ids
+        def pool(self, seqs):
+            """Pooled history of padded item ids + 1 (0 = padding); items unseen in training are skipped."""
+            valid = (seqs > 0) & (self.seen_pad[seqs] > 0)
+            h = self.hist(seqs)
+            if c.history_pool == "mean":
+                w = valid.float() / valid.sum(1, keepdim=True).clamp(min=1)
+            else:
+                logits = h @ self.att_query + self.att_position[-seqs.shape[1]:]
+                w = torch.softmax(logits.masked_fill(~valid, float("-inf")), dim=1)
+                w = torch.nan_to_num(w, nan=0.0)  # an empty history pools to zero
+            return (w[..., None] * h).sum(1)
+
+        def users(self, users, seqs, keep=None):
+            """User vectors from ids (``keep`` 0: no id embedding), padded histories and user features.
+
+            ``users`` outside ``[0, n_users)`` get neither id embedding nor features."""
+            inside = (users >= 0) & (users < n_users)
+            rows = users.clamp(0, n_users - 1)
+            u = self.pool(seqs)
+            if self.user is not None:
+                known = self.user_seen[rows] * inside
+                if keep is not None:
+                    known = known * keep
+                u = u + self.user(rows) * known[:, None]
+            content = self.ucontent.content(rows)
+            if content is not None:
+                u = u + content * inside[:, None]
+            return self._finish(u) / (c.temperature if c.similarity == "cosine" else 1.0)
 
         @property
         def seen_pad(self):
@@ -156,7 +241,7 @@ def _build_net(n_users: int, n_items: int, c: TwoTowerConfig, spec: dict[str, An
 
 
 class TwoTower(Recommender):
-    """Two-tower DNN over ids, categorical features, item text and vectors (see the module docstring)."""
+    """Two-tower DNN over ids, histories, item and user features (see the module docstring)."""
 
     name = "twotower"
     Config = TwoTowerConfig
@@ -164,58 +249,75 @@ class TwoTower(Recommender):
     supports_history = True
 
     # ------------------------------------------------------------- inputs
-    def _prepare_inputs(self, side: ItemFeatures | None, n_items: int) -> dict[str, np.ndarray]:
-        """Feature arrays the item tower reads, as saved in the model's state."""
+    def _prepare_inputs(self, side: Any, n_users: int, n_items: int) -> dict[str, np.ndarray]:
+        """Feature arrays the towers read, as saved in the model's state (user ones under ``user.``)."""
         from zenrec.features.text import TokenVocabulary
 
         c = self.config
-        if side is None:
-            return {}
-        if not isinstance(side, ItemFeatures):
-            raise ConfigError(f"TwoTower reads side=ItemFeatures(...); got {type(side).__name__}")
-        if side.n_items != n_items:
-            raise ConfigError(f"side information describes {side.n_items} items; the interactions have {n_items}")
+        try:
+            side = Side.of(side)
+        except ConfigError:
+            raise ConfigError(f"TwoTower reads side=ItemFeatures(...), UserFeatures(...) or Side(items=..., "
+                              f"users=...); got {type(side).__name__}") from None
         out: dict[str, np.ndarray] = {}
-        for name, mh in side.categorical.items():
-            out[f"cat.{name}.codes"] = mh.codes.astype(np.int64)
-            out[f"cat.{name}.values"] = np.asarray(mh.values, dtype=np.str_)
-        for name, v in side.vectors.items():
-            out[f"vec.{name}"] = np.asarray(v, dtype=np.float32)
-        if c.text_encoder == "cnn" and side.text is not None:
-            vocab = TokenVocabulary.build(side.text, c.min_token_count, c.max_tokens)
-            out["text.tokens"] = vocab.encode(side.text, c.text_len)
-            out["text.vocab"] = vocab.to_array()
-        elif c.text_encoder == "minilm" and (side.text is not None or side.text_vectors is not None):
-            vecs = side.text_vectors if side.text_vectors is not None else side.with_text_vectors().text_vectors
-            out["text.vectors"] = np.asarray(vecs, dtype=np.float32)
-        elif c.text_encoder != "none" and side.text is None:
-            log.info("twotower: text_encoder=%r but the side information has no text", c.text_encoder)
+        items, users = side.items, side.users
+        if items is not None:
+            if items.n_items != n_items:
+                raise ConfigError(f"side information describes {items.n_items} items; the interactions have {n_items}")
+            out.update(_categorical_arrays("", items.categorical))
+            for name, v in items.vectors.items():
+                out[f"vec.{name}"] = np.asarray(v, dtype=np.float32)
+            if c.text_encoder == "cnn" and items.text is not None:
+                vocab = TokenVocabulary.build(items.text, c.min_token_count, c.max_tokens)
+                out["text.tokens"] = vocab.encode(items.text, c.text_len)
+                out["text.vocab"] = vocab.to_array()
+            elif c.text_encoder == "minilm" and (items.text is not None or items.text_vectors is not None):
+                vecs = items.text_vectors if items.text_vectors is not None else items.with_text_vectors().text_vectors
+                out["text.vectors"] = np.asarray(vecs, dtype=np.float32)
+            elif c.text_encoder != "none" and items.text is None:
+                log.info("twotower: text_encoder=%r but the side information has no text", c.text_encoder)
+        if users is not None:
+            if users.n_users != n_users:
+                raise ConfigError(f"user features describe {users.n_users} users; the interactions have {n_users}")
+            out.update(_categorical_arrays("user.", users.categorical))
+            for name, v in users.vectors.items():
+                out[f"user.vec.{name}"] = np.asarray(v, dtype=np.float32)
+            for name, v in users.numeric.items():
+                v = np.asarray(v, dtype=np.float32)
+                ok = v[np.isfinite(v)]
+                mean = float(ok.mean()) if len(ok) else 0.0
+                std = float(ok.std()) if len(ok) > 1 else 0.0
+                out[f"user.num.{name}"] = v
+                out[f"user.num.{name}.stats"] = np.asarray([mean, std if std > 0 else 1.0], dtype=np.float32)
         return out
 
-    def _make_net(self, n_users: int, n_items: int, inputs: dict[str, np.ndarray], seen: np.ndarray):
+    def _make_net(self, n_users: int, n_items: int, inputs: dict[str, np.ndarray], seen: np.ndarray,
+                  user_seen: np.ndarray):
         import torch
 
-        cats = sorted(k[4:-6] for k in inputs if k.startswith("cat.") and k.endswith(".codes"))
-        vecs = sorted(k[4:] for k in inputs if k.startswith("vec."))
-        spec: dict[str, Any] = {
-            "cats": {name: len(inputs[f"cat.{name}.values"]) for name in cats},
-            "vectors": {name: inputs[f"vec.{name}"].shape[1] for name in vecs},
-        }
-        if "text.vocab" in inputs:
-            spec["n_tokens"] = len(inputs["text.vocab"])
-        if "text.vectors" in inputs:
-            spec["text_dim"] = inputs["text.vectors"].shape[1]
-        net = _build_net(n_users, n_items, self.config, spec)
+        spec, user_spec = _feature_spec(inputs, ""), _feature_spec(inputs, "user.")
+        net = _build_net(n_users, n_items, self.config, spec, user_spec)
         net.seen = torch.as_tensor(seen, dtype=torch.float32)
-        # buffers are named by position: column names may hold any character
-        for j, name in enumerate(cats):
-            net.register_buffer(f"cat_{j}", torch.as_tensor(inputs[f"cat.{name}.codes"]), persistent=False)
-        for j, name in enumerate(vecs):
-            net.register_buffer(f"vec_{j}", torch.as_tensor(inputs[f"vec.{name}"]), persistent=False)
-        if "text.tokens" in inputs:
-            net.register_buffer("tokens", torch.as_tensor(inputs["text.tokens"]), persistent=False)
-        if "text.vectors" in inputs:
-            net.register_buffer("text_vectors", torch.as_tensor(inputs["text.vectors"]), persistent=False)
+        net.user_seen = torch.as_tensor(user_seen, dtype=torch.float32)
+        for module, prefix, sp_ in ((net, "", spec), (net.ucontent, "user.", user_spec)):
+            # buffers are named by position: column names may hold any character
+            for j, name in enumerate(sp_["cats"]):
+                module.register_buffer(f"cat_{j}", torch.as_tensor(inputs[f"{prefix}cat.{name}.codes"]),
+                                       persistent=False)
+            for j, name in enumerate(sp_["vectors"]):
+                module.register_buffer(f"vec_{j}", torch.as_tensor(inputs[f"{prefix}vec.{name}"]), persistent=False)
+            if sp_["numeric"]:
+                cols = []
+                for name in sp_["numeric"]:
+                    mean, std = inputs[f"{prefix}num.{name}.stats"]
+                    cols.append(np.nan_to_num((inputs[f"{prefix}num.{name}"] - mean) / std, nan=0.0))
+                module.register_buffer("numeric", torch.as_tensor(np.stack(cols, 1), dtype=torch.float32),
+                                       persistent=False)
+            if f"{prefix}text.tokens" in inputs:
+                module.register_buffer("tokens", torch.as_tensor(inputs[f"{prefix}text.tokens"]), persistent=False)
+            if f"{prefix}text.vectors" in inputs:
+                module.register_buffer("text_vectors", torch.as_tensor(inputs[f"{prefix}text.vectors"]),
+                                       persistent=False)
         return net
 
     # ---------------------------------------------------------------- fit
@@ -230,10 +332,10 @@ class TwoTower(Recommender):
         c = self.config
         seed_everything(options.seed)
         device = pick_device(options.device, options.threads)
-        self.inputs_ = self._prepare_inputs(self.side_, train.n_items)
+        self.inputs_ = self._prepare_inputs(self.side_, train.n_users, train.n_items)
         self.seen_ = train.item_counts() > 0
         self.sequences_ = last_items(train, np.arange(train.n_users), c.history_len).astype(np.int32)
-        net = self._make_net(train.n_users, train.n_items, self.inputs_, self.seen_).to(device)
+        net = self._make_net(train.n_users, train.n_items, self.inputs_, self.seen_, self._user_seen()).to(device)
         self.net_ = net
         x = train.binary.tocoo()
         pos_u = torch.as_tensor(x.row, dtype=torch.long, device=device)
@@ -256,7 +358,10 @@ class TwoTower(Recommender):
             drop = hist == (tgt[:, None] + 1)  # the target is not its own evidence
             if c.history_dropout > 0:
                 drop |= torch.rand(hist.shape, device=device, generator=gen) < c.history_dropout
-            uv = net.users(u, hist.masked_fill(drop, 0))
+            keep_u = None
+            if c.user_id_dropout > 0:
+                keep_u = (torch.rand(len(u), device=device, generator=gen) >= c.user_id_dropout).float()
+            uv = net.users(u, hist.masked_fill(drop, 0), keep_u)
             if c.loss == "softmax":
                 cand = all_items
             else:
@@ -282,6 +387,10 @@ class TwoTower(Recommender):
         net.eval()
         self._publish()
 
+    def _user_seen(self) -> np.ndarray:
+        """Users with a training interaction (the only ones with a trained id embedding)."""
+        return self.sequences_[:, -1] > 0
+
     def _publish(self) -> None:
         """Item vectors of the current weights (every item, cold ones from content alone)."""
         import torch
@@ -297,18 +406,18 @@ class TwoTower(Recommender):
 
     # ------------------------------------------------------------ scoring
     def user_vectors(self, users: np.ndarray, seqs: np.ndarray) -> np.ndarray:
-        """User vectors from user ids (ids outside training get no id embedding) and
-        left-padded histories of item ids + 1 (0 = padding)."""
+        """User vectors from user ids and left-padded histories of item ids + 1 (0 = padding).
+
+        Users without a training interaction get no id embedding; users outside
+        ``[0, n_users)`` get no user features either."""
         import torch
 
         net = self.net_
         device = net.seen.device
         users = np.asarray(users, dtype=np.int64)
         seqs = np.asarray(seqs, dtype=np.int64)[:, -self.config.history_len :]
-        known = (users >= 0) & (users < self.n_users_)
         with torch.no_grad():
-            out = net.users(torch.as_tensor(users, device=device), torch.as_tensor(seqs, device=device),
-                            torch.as_tensor(known, dtype=torch.float32, device=device))
+            out = net.users(torch.as_tensor(users, device=device), torch.as_tensor(seqs, device=device))
         return out.float().cpu().numpy()
 
     def _score_seqs(self, users: np.ndarray, seqs: np.ndarray) -> np.ndarray:
@@ -325,6 +434,51 @@ class TwoTower(Recommender):
 
         return self._score_seqs(users, last_items(history, users, self.config.history_len))
 
+    def _new_inputs(self, prefix: str, feats: ItemFeatures | UserFeatures) -> dict[str, np.ndarray]:
+        """The model's input arrays under ``prefix``, rebuilt from ``feats`` for rows outside training.
+
+        Categorical values and tokens unseen at training time count as missing / unknown."""
+        from zenrec.features.text import TokenVocabulary
+
+        what = "item" if prefix == "" else "user"
+        out: dict[str, np.ndarray] = {}
+        for k, v in self.inputs_.items():
+            if not k.startswith(prefix) or (prefix == "" and k.startswith("user.")):
+                out[k] = v
+                continue
+            key = k[len(prefix):]
+            if key.startswith("cat.") and key.endswith(".codes"):
+                name = key[4:-6]
+                if name not in feats.categorical:
+                    raise ConfigError(f"the model reads {what} categorical feature {name!r}; the features have none")
+                mh = feats.categorical[name]
+                known = {x: i + 1 for i, x in enumerate(self.inputs_[f"{prefix}cat.{name}.values"].tolist())}
+                remap = np.asarray([0, *[known.get(x, 0) for x in mh.values.tolist()]], dtype=np.int64)
+                out[k] = remap[mh.codes]
+            elif key.startswith("vec."):
+                if key[4:] not in feats.vectors:
+                    raise ConfigError(f"the model reads {what} vectors {key[4:]!r}; the features have none")
+                out[k] = np.asarray(feats.vectors[key[4:]], dtype=np.float32)
+            elif key.startswith("num.") and not key.endswith(".stats"):
+                if key[4:] not in feats.numeric:
+                    raise ConfigError(f"the model reads {what} numeric feature {key[4:]!r}; the features have none")
+                out[k] = np.asarray(feats.numeric[key[4:]], dtype=np.float32)
+            elif key == "text.tokens":
+                out[k] = TokenVocabulary.from_array(self.inputs_["text.vocab"]).encode(feats.text, self.config.text_len)
+            elif key == "text.vectors":
+                vecs = feats.text_vectors if feats.text_vectors is not None else feats.with_text_vectors().text_vectors
+                out[k] = np.asarray(vecs, dtype=np.float32)
+            else:
+                out[k] = v
+        return out
+
+    def _probe(self, inputs: dict[str, np.ndarray], n_users: int, n_items: int):
+        """A network over new feature rows with this model's content weights."""
+        probe = self._make_net(n_users, n_items, inputs, np.zeros(n_items), np.zeros(n_users))
+        probe.load_state_dict({k: v for k, v in self.net_.state_dict().items()
+                               if not k.startswith(("user.", "hist.", "item."))}, strict=False)
+        return probe.to(self.net_.seen.device).eval()
+
     def item_content_vectors(self, side: ItemFeatures) -> np.ndarray:
         """Vectors of items described by ``side`` from content alone (new items outside the catalogue).
 
@@ -333,36 +487,36 @@ class TwoTower(Recommender):
         """
         import torch
 
-        from zenrec.features.text import TokenVocabulary
-
-        net = self.net_
-        if net.mlp is None:
+        if self.net_.mlp is None:
             raise ConfigError("this TwoTower was trained without item features; it has no content path")
-        inputs: dict[str, np.ndarray] = {}
-        for k in self.inputs_:
-            if k.startswith("cat.") and k.endswith(".codes"):
-                name = k[4:-6]
-                if name not in side.categorical:
-                    raise ConfigError(f"the model reads categorical feature {name!r}; side has none")
-                mh = side.categorical[name]
-                known = {v: i + 1 for i, v in enumerate(self.inputs_[f"cat.{name}.values"].tolist())}
-                remap = np.asarray([0, *[known.get(v, 0) for v in mh.values.tolist()]], dtype=np.int64)
-                inputs[k] = remap[mh.codes]
-            elif k.startswith("vec."):
-                inputs[k] = np.asarray(side.vectors[k[4:]], dtype=np.float32)
-            elif k == "text.tokens":
-                inputs[k] = TokenVocabulary.from_array(self.inputs_["text.vocab"]).encode(side.text, self.config.text_len)
-            elif k == "text.vectors":
-                vecs = side.text_vectors if side.text_vectors is not None else side.with_text_vectors().text_vectors
-                inputs[k] = np.asarray(vecs, dtype=np.float32)
-            else:
-                inputs[k] = self.inputs_[k]
-        probe = self._make_net(1, side.n_items, inputs, np.zeros(side.n_items))
-        probe.load_state_dict({k: v for k, v in net.state_dict().items()
-                               if not k.startswith(("user.", "hist.", "item."))}, strict=False)
-        probe.eval()
+        probe = self._probe(self._new_inputs("", side), 1, side.n_items)
         with torch.no_grad():
-            return probe.content(torch.arange(side.n_items)).float().numpy()
+            idx = torch.arange(side.n_items, device=probe.seen.device)
+            return probe.items(idx).float().cpu().numpy()
+
+    def score_new_users(self, features: UserFeatures, history: Interactions | None = None) -> np.ndarray:
+        """Scores (``features.n_users × n_items``) of users outside training, from their features and,
+        when given, their item history (``history`` rows = the rows of ``features``)."""
+        import torch
+
+        from zenrec.train.sequences import last_items
+
+        if self.net_.ucontent.mlp is None:
+            raise ConfigError("this TwoTower was trained without user features; pass side=UserFeatures(...) "
+                              "or Side(users=...) to fit")
+        n = features.n_users
+        if history is not None and (history.n_users != n or history.n_items != self.n_items_):
+            raise ConfigError(f"history is {history.n_users} users × {history.n_items} items; expected "
+                              f"{n} users (the feature rows) × {self.n_items_} items")
+        L = self.config.history_len
+        seqs = last_items(history, np.arange(n), L) if history is not None else np.zeros((n, L), np.int64)
+        probe = self._probe(self._new_inputs("user.", features), n, self.n_items_)
+        probe.seen = self.net_.seen
+        probe.hist.load_state_dict(self.net_.hist.state_dict())
+        with torch.no_grad():
+            dev = probe.seen.device
+            uv = probe.users(torch.arange(n, device=dev), torch.as_tensor(seqs, device=dev))
+        return (uv.float().cpu().numpy() @ self.item_vectors_.T).astype(np.float32)
 
     # -------------------------------------------------------- persistence
     def _state(self) -> dict[str, np.ndarray]:
@@ -382,7 +536,16 @@ class TwoTower(Recommender):
         self.seen_ = arrays["seen"].astype(bool)
         self.item_vectors_ = arrays["item_vectors"]
         self.inputs_ = {k[3:]: v for k, v in arrays.items() if k.startswith("in.")}
-        net = self._make_net(self.n_users_, self.n_items_, self.inputs_, self.seen_)
+        net = self._make_net(self.n_users_, self.n_items_, self.inputs_, self.seen_, self._user_seen())
         net.load_state_dict({k[4:]: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()
                              if k.startswith("net.")})
         self.net_ = net.to(pick_device(None, 1)).eval()
+
+
+def _categorical_arrays(prefix: str, categorical: Mapping[str, MultiHot]) -> dict[str, np.ndarray]:
+    """A categorical column's codes and value vocabulary as arrays, under ``prefix``."""
+    out: dict[str, np.ndarray] = {}
+    for name, mh in categorical.items():
+        out[f"{prefix}cat.{name}.codes"] = mh.codes.astype(np.int64)
+        out[f"{prefix}cat.{name}.values"] = np.asarray(mh.values, dtype=np.str_)
+    return out
