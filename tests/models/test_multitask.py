@@ -170,3 +170,49 @@ def test_auxiliary_clicks_beat_purchases_alone_on_a_funnel(funnel_split):
     # per-task AUCs: both heads rank held-out engagements well above random items
     assert sampled_auc(lambda u: multi.score_task(u, "click"), s.test, [s.train, s.valid], 50) > 0.65
     assert sampled_auc(lambda u: multi.score_task(u, "purchase"), test_buys, [s.train, s.valid], 50) > 0.65
+
+
+# ------------------------------------------------------------------- wide
+def test_wide_click_part_is_ease_on_the_engaged_items(tiny, small_funnel):
+    """The click task's wide part is EASE fitted on the engaged (non-exposure) pairs."""
+    from zenrec.models.ease import EASE
+
+    c = tiny.config
+    engaged = task_labels(small_funnel).tocoo()
+    keep = engaged.data >= 1
+    inter = Interactions(engaged.row[keep], engaged.col[keep], tiny.n_users_, tiny.n_items_)
+    ease = EASE(reg=c.wide_reg, dropout=c.wide_dropout, user_weighting=c.wide_user_weighting).fit(inter)
+    np.testing.assert_allclose(tiny.wide_[0], ease.weights_, rtol=1e-3, atol=1e-5)
+
+
+def test_wide_purchase_part_solves_the_zero_diagonal_ridge_regression(tiny, small_funnel):
+    """KKT conditions of min ‖W½(Y − XB)‖² + Σ_j λ_j‖B_j·‖² with B_jj = 0, checked on every column.
+
+    The gradient with respect to column j of B is (XᵀWX + Λ)B_j − XᵀWY_j; the
+    constraint only frees its j-th entry, so every other entry must vanish.
+    """
+    from zenrec.models.ease import user_row_weights
+
+    c = tiny.config
+    x = tiny.hist_.toarray().astype(np.float64)
+    lab = task_labels(small_funnel).toarray()
+    y = (lab == 2).astype(np.float64)
+    w = user_row_weights(tiny.hist_, c.wide_user_weighting).astype(np.float64)
+    g = x.T @ (w[:, None] * x)
+    lam = c.wide_reg + c.wide_dropout / (1 - c.wide_dropout) * np.diag(g)
+    b = tiny.wide_[1].astype(np.float64)
+    grad = (g + np.diag(lam)) @ b - x.T @ (w[:, None] * y)
+    off = ~np.eye(len(b), dtype=bool)
+    assert np.abs(np.diag(b)).max() == 0.0
+    assert np.abs(grad[off]).max() < 1e-3 * np.abs(x.T @ (w[:, None] * y)).max()
+    # and the constraint bites: the unconstrained solution would not keep a zero diagonal
+    free = np.linalg.solve(g + np.diag(lam), x.T @ (w[:, None] * y))
+    assert np.abs(np.diag(free)).max() > 1e-3
+
+
+def test_wide_part_can_be_switched_off_and_is_refused_above_its_item_limit(small_funnel):
+    deep = MultiTask(**{**TINY, "wide": False}).fit(small_funnel, options=FAST)
+    assert not hasattr(deep, "wide_")
+    testing.check_save_load(deep, np.arange(5))
+    with pytest.raises(ConfigError, match="'wide_max_items' parameter is 50"):
+        MultiTask(**{**TINY, "wide_max_items": 50}).fit(small_funnel, options=FAST)

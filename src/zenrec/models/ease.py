@@ -13,7 +13,7 @@ from zenrec.data.interactions import Interactions
 from zenrec.errors import ConfigError
 from zenrec.models.base import ModelConfig, Recommender, TrainOptions, pack_csr, unpack_csr
 
-__all__ = ["EASE", "EASEConfig", "ease_memory_bytes"]
+__all__ = ["EASE", "EASEConfig", "ease_memory_bytes", "regularised_gram_inverse", "user_row_weights"]
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,38 @@ def _mirror_lower(p: np.ndarray, block: int = 1024) -> None:
             p[s:e, e:] = p[e:, s:e].T
 
 
+def user_row_weights(x: sp.csr_matrix, gamma: float) -> np.ndarray:
+    """Per-user row weights ``(items of u)^-gamma``, scaled to mean 1 (float32)."""
+    w = np.power(np.maximum(np.diff(x.indptr), 1).astype(np.float64), -gamma)
+    return (w / w.mean()).astype(np.float32)
+
+
+def regularised_gram_inverse(x: sp.csr_matrix, reg: float, dropout: float = 0.0,
+                             user_weighting: float = 0.0) -> np.ndarray:
+    """``P = (XᵀWX + Λ)⁻¹`` in float32, both triangles filled (see :class:`EASE` for W and Λ).
+
+    ``W`` weights user u's row by ``(items of u)^-user_weighting`` (mean 1);
+    ``Λ = reg·I + dropout/(1-dropout)·diag(XᵀWX)``.  Raises :class:`ConfigError`
+    when the matrix is not positive definite.
+    """
+    n = x.shape[1]
+    if user_weighting:
+        g = (x.T @ (sp.diags(user_row_weights(x, user_weighting)) @ x)).toarray().astype(np.float32)
+    else:
+        g = (x.T @ x).toarray().astype(np.float32)
+    diag = np.diag(g).astype(np.float64)
+    lam = reg + (dropout / (1 - dropout)) * diag
+    g[np.diag_indices(n)] += lam.astype(np.float32)
+    chol, info = lapack.spotrf(g, lower=1, overwrite_a=1, clean=0)
+    if info != 0:
+        raise ConfigError(f"EASE: XᵀX + λI is not positive definite (info={info}); raise 'reg'")
+    p, info = lapack.spotri(chol, lower=1, overwrite_c=1)
+    if info != 0:
+        raise ConfigError(f"EASE: inverse failed (info={info}); raise 'reg'")
+    _mirror_lower(p)
+    return p
+
+
 class EASE(Recommender):
     """``B = I − P·diag(1/diag(P))``, ``P = (XᵀWX + Λ)⁻¹``, diagonal of B zero.
 
@@ -79,21 +111,7 @@ class EASE(Recommender):
             )
         x = train.binary
         self.history_ = x
-        if c.user_weighting:
-            w = np.power(np.maximum(np.diff(x.indptr), 1).astype(np.float64), -c.user_weighting)
-            g = (x.T @ (sp.diags((w / w.mean()).astype(np.float32)) @ x)).toarray().astype(np.float32)
-        else:
-            g = (x.T @ x).toarray().astype(np.float32)
-        diag = np.diag(g).astype(np.float64)
-        lam = c.reg + (c.dropout / (1 - c.dropout)) * diag
-        g[np.diag_indices(n)] += lam.astype(np.float32)
-        chol, info = lapack.spotrf(g, lower=1, overwrite_a=1, clean=0)
-        if info != 0:
-            raise ConfigError(f"EASE: XᵀX + λI is not positive definite (info={info}); raise 'reg'")
-        p, info = lapack.spotri(chol, lower=1, overwrite_c=1)
-        if info != 0:
-            raise ConfigError(f"EASE: inverse failed (info={info}); raise 'reg'")
-        _mirror_lower(p)
+        p = regularised_gram_inverse(x, c.reg, c.dropout, c.user_weighting)
         d = np.diag(p).copy()
         p /= -d[None, :]
         p[np.diag_indices(n)] = 0.0

@@ -22,6 +22,15 @@ left out while training).  A task's logit is the dot product of its user
 and item tower outputs plus an item bias, so full ranking over every item
 is one matrix product per task.
 
+With ``wide=True`` (the default) each task's logit also gets a *wide*,
+item-item part, as in Wide & Deep (Cheng et al., 2016): ``a_t · x_u B_t``,
+where ``x_u`` is the user's engaged items and ``B_t`` the closed-form,
+zero-diagonal ridge regression from engaged items to task t's labels (for
+the click task this is exactly EASE; for purchases it regresses the
+purchase matrix on every behaviour, sharing one Gram inverse).  The deep
+towers and the scales ``a_t`` are then trained around it, so sparse users
+get the item-to-item evidence a factorised model alone misses.
+
 The ranking score is the configurable combination
 ``w_click · log p(click) + w_purchase · log p(second head)``
 (``ranking_weights``); the default ``(1, 1)`` ranks by ``log p(click) ·
@@ -41,7 +50,7 @@ from pydantic import Field, model_validator
 
 from zenrec.data.interactions import Interactions
 from zenrec.errors import ConfigError, DataError
-from zenrec.models.base import ModelConfig, Recommender, TrainOptions
+from zenrec.models.base import ModelConfig, Recommender, TrainOptions, pack_csr, unpack_csr
 from zenrec.train.params import BatchSize, Epochs, LearningRate, Optimizer, Patience
 
 __all__ = ["MultiTask", "MultiTaskConfig", "TASKS", "auc", "sampled_auc", "task_labels"]
@@ -79,8 +88,27 @@ class MultiTaskConfig(ModelConfig):
     ranking_weights: tuple[float, float] = Field(
         (1.0, 1.0), description="score = w0·log p(click) + w1·log p(second head: cvr for esmm, purchase otherwise)"
     )
+    wide: bool = Field(
+        True, description="add a closed-form item-item part to each task's logit (wide & deep): a zero-diagonal "
+        "ridge regression from the user's engaged items to the task's labels, scaled by a learned weight"
+    )
+    wide_reg: float = Field(300.0, gt=0, description="L2 regularisation of the wide part (as EASE's 'reg')")
+    wide_dropout: float = Field(0.2, ge=0, lt=1, description="EDLAE emphasis of the wide part (as EASE's 'dropout')")
+    wide_user_weighting: float = Field(
+        0.5, ge=0, le=2, description="heavy-user damping of the wide part (as EASE's 'user_weighting')"
+    )
+    wide_init_scale: float = Field(
+        100.0, description="initial weight of the wide part in each task's logit (learned from there)"
+    )
+    wide_max_items: int = Field(
+        30_000, ge=1, description="refuse a wide part above this many items (it holds two float32 n×n matrices)"
+    )
     click_loss_weight: float = Field(1.0, ge=0, description="weight of the click loss against the purchase loss")
-    negatives: int = Field(4, ge=1, description="uniformly sampled negative items per training pair")
+    negatives: int = Field(4, ge=1, description="sampled negative items per training pair")
+    sampler: Literal["uniform", "popularity"] = Field(
+        "popularity", description="how negatives are drawn: uniformly, or in proportion to item popularity^0.75 "
+        "(harder negatives: popularity alone no longer separates them)"
+    )
     dropout: float = Field(0.0, ge=0, lt=1, description="dropout inside experts and towers")
     optimizer: Optimizer = "adam"
     lr: LearningRate = 2e-3
@@ -189,6 +217,22 @@ def sampled_auc(score_fn: Any, truth: Interactions, exclude: list[Interactions] 
 
 
 # ------------------------------------------------------------------------ model
+def _wide_pairs(wide: Any, u: Any, items: Any, h_ptr: Any, h_idx: Any) -> Any:
+    """``2 × B × m`` wide scores ``Σ_{j ∈ history(u)} B_t[j, i]`` of users ``u`` (B) and their items (B × m)."""
+    import torch
+
+    start, end = h_ptr[u], h_ptr[u + 1]
+    lens = end - start
+    flat = torch.repeat_interleave(start - torch.cumsum(lens, 0) + lens, lens) + torch.arange(
+        int(lens.sum()), device=u.device)
+    seg = torch.repeat_interleave(torch.arange(len(u), device=u.device), lens)
+    hj = h_idx[flat]
+    out = torch.zeros(wide.shape[0], len(u), items.shape[1], device=u.device)
+    for t in range(wide.shape[0]):
+        out[t].index_add_(0, seg, wide[t][hj[:, None], items[seg]])
+    return out
+
+
 def _log_sigmoid(x: np.ndarray) -> np.ndarray:
     return -np.logaddexp(0.0, -x)
 
@@ -242,6 +286,7 @@ class MultiTask(Recommender):
                 self.hist = nn.Embedding(n_items, c.factors)
                 self.ibias = nn.Embedding(n_items, n_tasks)
                 self.bias = nn.Parameter(torch.zeros(n_tasks))
+                self.wide_scale = nn.Parameter(torch.full((n_tasks,), c.wide_init_scale))
                 self.user_side = Side()
                 self.item_side = Side()
                 for emb in (self.user, self.item, self.hist):
@@ -273,6 +318,12 @@ class MultiTask(Recommender):
             engaged = labels.data >= 1
             hist = sp.csr_matrix((np.ones(int(engaged.sum()), dtype=np.float32),
                                   (labels.row[engaged], labels.col[engaged])), shape=labels.shape)
+        self.hist_ = hist.tocsr().astype(np.float32)
+        self.hist_.sort_indices()
+        wide = None
+        if c.wide:
+            self.wide_ = self._fit_wide(self.hist_, labels)
+            wide = torch.as_tensor(self.wide_, device=device)
         net = self._build_net(train.n_users, train.n_items).to(device)
         self.net_ = net
         gen = torch.Generator(device=device).manual_seed(options.seed)
@@ -282,12 +333,20 @@ class MultiTask(Recommender):
         h_ptr = torch.as_tensor(hist.indptr, dtype=torch.long, device=device)
         h_idx = torch.as_tensor(hist.indices, dtype=torch.long, device=device)
         opt = make_optimizer(net.parameters(), c.optimizer, c.lr)
+        neg_p = None
+        if c.sampler == "popularity":
+            counts = np.bincount(labels.col, minlength=train.n_items).astype(np.float64)
+            neg_p = torch.as_tensor((counts + 1.0) ** 0.75, dtype=torch.float32, device=device)
 
         def batches(epoch: int):
             perm = torch.randperm(len(pu), device=device, generator=gen)
             for s in range(0, len(perm), c.batch_size):
                 b = perm[s : s + c.batch_size]
-                neg = torch.randint(0, train.n_items, (len(b), c.negatives), device=device, generator=gen)
+                if neg_p is None:
+                    neg = torch.randint(0, train.n_items, (len(b), c.negatives), device=device, generator=gen)
+                else:
+                    neg = torch.multinomial(neg_p, len(b) * c.negatives, replacement=True,
+                                            generator=gen).view(len(b), c.negatives)
                 yield pu[b], torch.cat([pi[b][:, None], neg], dim=1), lab[b]
 
         def loss_fn(batch) -> torch.Tensor:
@@ -296,6 +355,9 @@ class MultiTask(Recommender):
             ivecs, ie = self._item_side(net, items)
             logits = [(uv[:, None, :] * iv).sum(-1) + net.ibias(items)[..., t] + net.bias[t]
                       for t, (uv, iv) in enumerate(zip(uvecs, ivecs, strict=False))]  # 2 × (B × (1+n))
+            if wide is not None:
+                part = _wide_pairs(wide, u, items, h_ptr, h_idx)
+                logits = [lg + net.wide_scale[t] * part[t] for t, lg in enumerate(logits)]
             y_click = torch.zeros_like(logits[0])
             y_buy = torch.zeros_like(logits[0])
             y_click[:, 0] = (y >= 1).float()
@@ -329,6 +391,41 @@ class MultiTask(Recommender):
         self.epochs_trained_ = result.epochs
         self.train_history_ = result.history
         del self.net_
+
+    def _fit_wide(self, x: sp.csr_matrix, labels: sp.coo_matrix) -> np.ndarray:
+        """``2 × n × n`` float32: the zero-diagonal ridge regressions of clicks and purchases on ``x``.
+
+        With ``P = (XᵀWX + Λ)⁻¹`` (as EASE), task t's unconstrained solution is
+        ``P XᵀW Y_t``; the zero-diagonal constraint subtracts ``P diag(γ)``
+        with ``γ_j`` chosen so that ``B_jj = 0`` (an item never predicts
+        itself).  For clicks ``Y = X`` and this is EASE's ``I − P diag(1/P_jj)``.
+        """
+        from zenrec.models.ease import ease_memory_bytes, regularised_gram_inverse, user_row_weights
+
+        c = self.config
+        n = x.shape[1]
+        if n > c.wide_max_items:
+            raise ConfigError(
+                f"MultiTask's wide part on {n:,} items needs about {1.5 * ease_memory_bytes(n) / 2**30:.1f} GiB; "
+                f"the 'wide_max_items' parameter is {c.wide_max_items:,}. Raise it, set wide=False, "
+                "or filter rare items first."
+            )
+        p = regularised_gram_inverse(x, c.wide_reg, c.wide_dropout, c.wide_user_weighting)
+        d = np.diag(p).astype(np.float64)
+        buy = labels.data == 2
+        y = sp.csr_matrix((np.ones(int(buy.sum()), dtype=np.float32), (labels.row[buy], labels.col[buy])),
+                          shape=x.shape)
+        w = user_row_weights(x, c.wide_user_weighting) if c.wide_user_weighting else np.ones(x.shape[0], np.float32)
+        s = (x.T @ sp.diags(w) @ y).tocsr().astype(np.float32)  # n × n, sparse
+        out = np.empty((2, n, n), dtype=np.float32)
+        out[1] = (s.T @ p).T  # P·S, P symmetric
+        gamma = np.diag(out[1]) / d
+        out[1] -= p * gamma[None, :].astype(np.float32)
+        np.divide(p, -d[None, :].astype(np.float32), out=out[0])
+        for t in range(2):
+            out[t][np.diag_indices(n)] = 0.0
+        log.info("multitask: wide part on %d items fitted", n)
+        return out
 
     def _user_side(self, net: Any, u: Any, h_ptr: Any, h_idx: Any, leave_out: Any = None):
         """Per-task user vectors and the raw inputs (for the L2 penalty)."""
@@ -376,11 +473,15 @@ class MultiTask(Recommender):
             self.user_vecs_ = np.stack([torch.cat(x).cpu().numpy() for x in uvs]).astype(np.float32)
             self.item_vecs_ = np.stack([x.cpu().numpy() for x in iv]).astype(np.float32)
             self.item_bias_ = (net.ibias.weight + net.bias).T.cpu().numpy().astype(np.float32).copy()
+            self.wide_scale_ = net.wide_scale.detach().cpu().numpy().astype(np.float32).copy()
         net.train(was_training)
 
     # ---------------------------------------------------------------- scoring
     def _logits(self, users: np.ndarray, t: int) -> np.ndarray:
-        return self.user_vecs_[t][users] @ self.item_vecs_[t].T + self.item_bias_[t][None, :]
+        out = self.user_vecs_[t][users] @ self.item_vecs_[t].T + self.item_bias_[t][None, :]
+        if self.config.wide:
+            out += self.wide_scale_[t] * np.asarray(self.hist_[users] @ self.wide_[t], dtype=np.float32)
+        return out
 
     def _score(self, users: np.ndarray) -> np.ndarray:
         w = self.config.ranking_weights
@@ -416,9 +517,16 @@ class MultiTask(Recommender):
 
     # ------------------------------------------------------------ persistence
     def _state(self) -> dict[str, np.ndarray]:
-        return {"user_vecs": self.user_vecs_, "item_vecs": self.item_vecs_, "item_bias": self.item_bias_}
+        state = {"user_vecs": self.user_vecs_, "item_vecs": self.item_vecs_, "item_bias": self.item_bias_}
+        if self.config.wide:
+            state.update(wide=self.wide_, wide_scale=self.wide_scale_, **pack_csr("hist", self.hist_, binary=True))
+        return state
 
     def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
+        if self.config.wide:
+            self.wide_ = arrays["wide"]
+            self.wide_scale_ = arrays["wide_scale"]
+            self.hist_ = unpack_csr(arrays, "hist", (self.n_users_, self.n_items_))
         self.user_vecs_ = arrays["user_vecs"]
         self.item_vecs_ = arrays["item_vecs"]
         self.item_bias_ = arrays["item_bias"]
