@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+from typing import Literal
 
 import numpy as np
 from pydantic import Field
 
 from zenrec.data.interactions import Interactions
 from zenrec.models.base import ModelConfig, Recommender, TrainOptions
+from zenrec.train.negatives import SamplerKind
 from zenrec.train.params import BatchSize, Epochs, LearningRate, Optimizer, Patience
 
 __all__ = ["LogisticMF", "LogisticMFConfig"]
@@ -20,7 +22,13 @@ class LogisticMFConfig(ModelConfig):
     """Hyper-parameters of :class:`LogisticMF`."""
 
     factors: int = Field(64, ge=1, description="embedding size")
-    negatives: int = Field(4, ge=1, description="uniformly sampled negatives per positive")
+    negatives: int = Field(4, ge=1, description="sampled negatives per positive")
+    sampler: SamplerKind = Field(
+        "uniform", description="uniform, or popularity: negatives in proportion to item count^0.75"
+    )
+    loss: Literal["bce", "bpr"] = Field(
+        "bce", description="bce: logistic loss, p(u likes i) = σ(u·v_i + b_i + b); bpr: -log σ(s⁺ − s⁻), ranking only"
+    )
     optimizer: Optimizer = "adam"
     lr: LearningRate = 0.005
     weight_decay: float = Field(3e-3, ge=0, description="L2 penalty on the embeddings in each batch")
@@ -33,8 +41,9 @@ class LogisticMFConfig(ModelConfig):
 class LogisticMF(Recommender):
     """Binary cross-entropy on observed pairs against sampled unobserved ones.
 
-    Each epoch visits every training pair once, with ``negatives`` uniformly
-    drawn items per pair labelled 0.  With a validation set, training stops
+    Each epoch visits every training pair once, with ``negatives`` drawn
+    items per pair (uniformly, or by popularity with ``sampler``) labelled 0;
+    ``loss="bpr"`` trains the same factors by pairwise ranking instead.  With a validation set, training stops
     after ``patience`` epochs without a gain in validation NDCG@10 (training
     items masked) and the best epoch's weights are kept.
     """
@@ -49,6 +58,8 @@ class LogisticMF(Recommender):
         from zenrec.evaluate.evaluator import validation_ndcg
         from zenrec.train import pick_device, seed_everything
         from zenrec.train.loop import fit_loop, make_optimizer
+        from zenrec.train.losses import bce_loss, bpr_loss
+        from zenrec.train.negatives import NegativeSampler
 
         c = self.config
         seed_everything(options.seed)
@@ -71,20 +82,24 @@ class LogisticMF(Recommender):
 
         net = LMFNet().to(device)
         opt = make_optimizer(net.parameters(), c.optimizer, c.lr)
-        labels = torch.cat([torch.ones(1, device=device), torch.zeros(c.negatives, device=device)])
+        counts = np.bincount(x.col, minlength=train.n_items) if c.sampler == "popularity" else None
+        sampler = NegativeSampler(train.n_items, c.sampler, counts, device=device, generator=gen)
 
         def batches(epoch: int):
             perm = torch.randperm(len(pos_u), device=device, generator=gen)
             for s in range(0, len(perm), c.batch_size):
                 b = perm[s : s + c.batch_size]
-                neg = torch.randint(0, train.n_items, (len(b), c.negatives), device=device, generator=gen)
+                neg = sampler.sample((len(b), c.negatives))
                 yield pos_u[b], torch.cat([pos_i[b][:, None], neg], dim=1)
 
         def loss_fn(batch) -> torch.Tensor:
             u, items = batch
             ue, ie = net.user(u), net.item(items)  # B × d, B × (1+n) × d
             logits = (ue[:, None, :] * ie).sum(-1) + net.ibias(items).squeeze(-1) + net.bias
-            loss = nn.functional.binary_cross_entropy_with_logits(logits, labels.expand_as(logits))
+            if c.loss == "bce":
+                loss = bce_loss(logits[:, 0], logits[:, 1:], balanced=False)
+            else:
+                loss = bpr_loss(logits[:, 0], logits[:, 1:])
             return loss + c.weight_decay * (ue.pow(2).sum() + ie.pow(2).sum()) / len(u)
 
         def publish() -> None:

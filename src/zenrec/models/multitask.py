@@ -51,6 +51,7 @@ from pydantic import Field, model_validator
 from zenrec.data.interactions import Interactions
 from zenrec.errors import ConfigError, DataError
 from zenrec.models.base import ModelConfig, Recommender, TrainOptions, pack_csr, unpack_csr
+from zenrec.train.negatives import SamplerKind
 from zenrec.train.params import BatchSize, Epochs, LearningRate, Optimizer, Patience
 
 __all__ = ["MultiTask", "MultiTaskConfig", "TASKS", "auc", "sampled_auc", "task_labels"]
@@ -105,7 +106,7 @@ class MultiTaskConfig(ModelConfig):
     )
     click_loss_weight: float = Field(1.0, ge=0, description="weight of the click loss against the purchase loss")
     negatives: int = Field(4, ge=1, description="sampled negative items per training pair")
-    sampler: Literal["uniform", "popularity"] = Field(
+    sampler: SamplerKind = Field(
         "popularity", description="how negatives are drawn: uniformly, or in proportion to item popularity^0.75 "
         "(harder negatives: popularity alone no longer separates them)"
     )
@@ -302,6 +303,7 @@ class MultiTask(Recommender):
         from zenrec.evaluate.evaluator import validation_ndcg
         from zenrec.train import pick_device, seed_everything
         from zenrec.train.loop import fit_loop, make_optimizer
+        from zenrec.train.negatives import NegativeSampler
 
         c = self.config
         seed_everything(options.seed)
@@ -333,20 +335,14 @@ class MultiTask(Recommender):
         h_ptr = torch.as_tensor(hist.indptr, dtype=torch.long, device=device)
         h_idx = torch.as_tensor(hist.indices, dtype=torch.long, device=device)
         opt = make_optimizer(net.parameters(), c.optimizer, c.lr)
-        neg_p = None
-        if c.sampler == "popularity":
-            counts = np.bincount(labels.col, minlength=train.n_items).astype(np.float64)
-            neg_p = torch.as_tensor((counts + 1.0) ** 0.75, dtype=torch.float32, device=device)
+        counts = np.bincount(labels.col, minlength=train.n_items) if c.sampler == "popularity" else None
+        sampler = NegativeSampler(train.n_items, c.sampler, counts, device=device, generator=gen)
 
         def batches(epoch: int):
             perm = torch.randperm(len(pu), device=device, generator=gen)
             for s in range(0, len(perm), c.batch_size):
                 b = perm[s : s + c.batch_size]
-                if neg_p is None:
-                    neg = torch.randint(0, train.n_items, (len(b), c.negatives), device=device, generator=gen)
-                else:
-                    neg = torch.multinomial(neg_p, len(b) * c.negatives, replacement=True,
-                                            generator=gen).view(len(b), c.negatives)
+                neg = sampler.sample((len(b), c.negatives))
                 yield pu[b], torch.cat([pi[b][:, None], neg], dim=1), lab[b]
 
         def loss_fn(batch) -> torch.Tensor:

@@ -24,6 +24,8 @@ from pydantic import Field
 
 from zenrec.data.interactions import Interactions
 from zenrec.models.base import ModelConfig, Recommender, TrainOptions
+from zenrec.train.losses import bce_loss, bpr_loss, sampled_softmax_loss, softmax_loss
+from zenrec.train.negatives import NegativeSampler, in_batch_candidates
 from zenrec.train.params import BatchSize, Epochs, LearningRate, Optimizer, OptimizerWeightDecay, Patience
 
 __all__ = ["SequentialConfig", "SequentialRecommender"]
@@ -37,10 +39,10 @@ class SequentialConfig(ModelConfig):
     max_len: int = Field(50, ge=1, description="most recent items a user is represented by")
     factors: int = Field(64, ge=1, description="embedding size")
     dropout: float = Field(0.2, ge=0, lt=1, description="dropout on embeddings and hidden states")
-    loss: Literal["ce", "sampled", "bce"] = Field(
+    loss: Literal["ce", "sampled", "bce", "bpr"] = Field(
         "ce",
         description="ce: softmax over all items; sampled: softmax over in-batch and uniform negatives "
-        "with logQ correction (large catalogues); bce: one uniform negative per position",
+        "with logQ correction (large catalogues); bce / bpr: one uniform negative per position",
     )
     negatives: int = Field(256, ge=1, description="uniform negatives per batch for loss='sampled'")
     optimizer: Optimizer = "adam"
@@ -81,6 +83,7 @@ class SequentialRecommender(Recommender):
         windows = torch.as_tensor(self._training_windows(train), device=device)
         rng = np.random.default_rng(options.seed)
         self._log_q = torch.log(torch.as_tensor(self.popularity_ + 1e-6, device=device))
+        self._sampler = NegativeSampler(train.n_items, "uniform", device=device)
         opt = make_optimizer(net.parameters(), c.optimizer, c.lr, c.weight_decay)
 
         def batches(epoch: int):
@@ -96,7 +99,7 @@ class SequentialRecommender(Recommender):
                           name=self.name)
         self.epochs_trained_ = result.epochs
         self.train_history_ = result.history
-        del self._log_q
+        del self._log_q, self._sampler
         net.eval()
 
     def _training_windows(self, train: Interactions) -> np.ndarray:
@@ -118,25 +121,19 @@ class SequentialRecommender(Recommender):
 
     def _item_loss(self, h: Any, tgt: Any) -> Any:
         """The configured loss of hidden states ``h`` (``m × d``) against item ids ``tgt`` (0-based)."""
-        import torch
-
         c = self.config
         emb = self._item_vectors()
-        n_items = self.n_items_
         if c.loss == "ce":
-            return torch.nn.functional.cross_entropy(h @ emb.T, tgt)
-        if c.loss == "bce":
-            neg = torch.randint(0, n_items, tgt.shape, device=h.device)
+            return softmax_loss(h, emb, tgt)
+        if c.loss in ("bce", "bpr"):
+            neg = self._sampler.sample(tuple(tgt.shape))
             pos_s = (h * emb[tgt]).sum(-1)
             neg_s = (h * emb[neg]).sum(-1)
-            bce = torch.nn.functional.binary_cross_entropy_with_logits
-            return bce(pos_s, torch.ones_like(pos_s)) + bce(neg_s, torch.zeros_like(neg_s))
-        # sampled softmax: the batch's targets plus uniform negatives, logQ-corrected
-        cand = torch.cat([tgt.unique(), torch.randint(0, n_items, (c.negatives,), device=h.device)])
-        logits = h @ emb[cand].T - self._log_q[cand]
-        labels = (cand[None, :] == tgt[:, None]).float()
-        labels = labels / labels.sum(1, keepdim=True)
-        return torch.nn.functional.cross_entropy(logits, labels)
+            return bce_loss(pos_s, neg_s) if c.loss == "bce" else bpr_loss(pos_s, neg_s)
+        # sampled softmax: the batch's targets plus uniform negatives; in-batch targets are drawn about in
+        # proportion to popularity, so the logQ correction subtracts log popularity
+        cand = in_batch_candidates(tgt, self._sampler, c.negatives)
+        return sampled_softmax_loss(h, emb, tgt, cand, self._log_q)
 
     def _keep_sequences(self, train: Interactions) -> None:
         from zenrec.train.sequences import last_items

@@ -1,0 +1,118 @@
+"""Shared losses and negative samplers: hand-computed values and properties."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from zenrec.train.losses import bce_loss, bpr_loss, sampled_softmax_loss, softmax_loss
+from zenrec.train.negatives import NegativeSampler, in_batch_candidates
+
+
+def _nll_sigmoid(x: float) -> float:
+    return math.log1p(math.exp(-x))
+
+
+def test_bce_by_hand():
+    pos, neg = torch.tensor([2.0, 0.0]), torch.tensor([[1.0, -1.0], [0.0, 3.0]])
+    pos_part = (_nll_sigmoid(2.0) + _nll_sigmoid(0.0)) / 2
+    neg_terms = [_nll_sigmoid(-1.0), _nll_sigmoid(1.0), _nll_sigmoid(0.0), _nll_sigmoid(-3.0)]
+    assert float(bce_loss(pos, neg)) == pytest.approx(pos_part + sum(neg_terms) / 4, rel=1e-6)
+    joint = (2 * pos_part + sum(neg_terms)) / 6
+    assert float(bce_loss(pos, neg, balanced=False)) == pytest.approx(joint, rel=1e-6)
+
+
+def test_bpr_by_hand_and_its_direction():
+    pos, neg = torch.tensor([1.0, 0.5]), torch.tensor([[0.0, 2.0], [0.5, -0.5]])
+    want = np.mean([_nll_sigmoid(1.0), _nll_sigmoid(-1.0), _nll_sigmoid(0.0), _nll_sigmoid(1.0)])
+    assert float(bpr_loss(pos, neg)) == pytest.approx(want, rel=1e-6)
+    # one negative per positive (no trailing dimension) works too
+    assert float(bpr_loss(pos, neg[:, 0])) == pytest.approx((_nll_sigmoid(1.0) + _nll_sigmoid(0.0)) / 2)
+    # raising the positive lowers the loss
+    assert float(bpr_loss(pos + 1, neg)) < float(bpr_loss(pos, neg))
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(1, 6), st.integers(2, 12), st.integers(0, 10_000))
+def test_sampled_softmax_over_every_item_with_constant_q_is_the_full_softmax(m, n, seed):
+    g = torch.Generator().manual_seed(seed)
+    h, items = torch.randn(m, 4, generator=g), torch.randn(n, 4, generator=g)
+    tgt = torch.randint(0, n, (m,), generator=g)
+    cand = torch.randperm(n, generator=g)
+    log_q = torch.full((n,), math.log(1.0 / n))
+    full = softmax_loss(h, items, tgt)
+    assert float(sampled_softmax_loss(h, items, tgt, cand, log_q)) == pytest.approx(float(full), rel=1e-5)
+    assert float(sampled_softmax_loss(h, items, tgt, cand, None)) == pytest.approx(float(full), rel=1e-5)
+
+
+def test_logq_correction_lowers_the_weight_of_frequently_drawn_items():
+    """Item 1 drawn 90 % of the time: its logit is reduced by log 0.9 − log 0.1 against item 2."""
+    h, items = torch.tensor([[1.0]]), torch.tensor([[0.0], [1.0], [1.0]])
+    tgt, cand = torch.tensor([0]), torch.tensor([0, 1, 2])
+    log_q = torch.log(torch.tensor([0.5, 0.9, 0.1]))
+    logits = torch.tensor([0.0 - log_q[0], 1.0 - log_q[1], 1.0 - log_q[2]])
+    want = -torch.log_softmax(logits, 0)[0]
+    assert float(sampled_softmax_loss(h, items, tgt, cand, log_q)) == pytest.approx(float(want), rel=1e-6)
+
+
+def test_in_batch_candidates_hold_every_target_once_plus_the_draws():
+    torch.manual_seed(0)
+    tgt = torch.tensor([3, 3, 5, 1])
+    sampler = NegativeSampler(10, "uniform")
+    cand = in_batch_candidates(tgt, sampler, 7)
+    assert len(cand) == 3 + 7
+    assert set(cand[:3].tolist()) == {1, 3, 5}
+    assert in_batch_candidates(tgt).tolist() == [1, 3, 5]
+
+
+def test_uniform_sampler_covers_the_catalogue_evenly():
+    s = NegativeSampler(5, "uniform", generator=torch.Generator().manual_seed(1))
+    draws = s.sample((20_000,)).numpy()
+    freq = np.bincount(draws, minlength=5) / len(draws)
+    assert draws.min() >= 0 and draws.max() < 5
+    assert np.abs(freq - 0.2).max() < 0.02
+    np.testing.assert_allclose(s.log_q().numpy(), np.log(0.2), rtol=1e-6)
+
+
+def test_popularity_sampler_follows_count_to_the_power():
+    counts = np.array([0, 1, 15, 80])
+    s = NegativeSampler(4, "popularity", counts, power=0.75, generator=torch.Generator().manual_seed(2))
+    want = (counts + 1.0) ** 0.75
+    want /= want.sum()
+    draws = s.sample((40, 1000)).numpy()
+    assert draws.shape == (40, 1000)
+    freq = np.bincount(draws.ravel(), minlength=4) / draws.size
+    assert np.abs(freq - want).max() < 0.01
+    np.testing.assert_allclose(np.exp(s.log_q().numpy()), want, rtol=1e-5)
+
+
+def test_sampler_bad_arguments_are_refused():
+    with pytest.raises(ValueError, match="one count per item"):
+        NegativeSampler(3, "popularity", np.array([1, 2]))
+    with pytest.raises(ValueError, match="'uniform' or 'popularity'"):
+        NegativeSampler(3, "zipf")
+    with pytest.raises(ValueError, match="at least one item"):
+        NegativeSampler(0)
+
+
+# ------------------------------------------------- the models that use them
+@pytest.mark.parametrize("params", [{"loss": "bpr"}, {"sampler": "popularity"}])
+def test_logistic_mf_learns_the_checkerboard_with_either_loss_and_sampler(params):
+    from zenrec import testing
+    from zenrec.models.registry import create_model
+
+    testing.check_known_answer(create_model("lmf", epochs=60, lr=0.02, **params), n=30, min_hit_rate=0.9)
+
+
+@pytest.mark.parametrize("loss", ["bpr", "sampled"])
+def test_sasrec_learns_the_ring_walks_with_sampled_losses(loss):
+    from zenrec import testing
+    from zenrec.models.registry import create_model
+
+    model = create_model("sasrec", epochs=60, loss=loss, negatives=16, max_len=12)
+    testing.check_known_answer(model, n=30, min_hit_rate=0.9)
