@@ -1,0 +1,627 @@
+"""A durable, idempotent event store over SQLAlchemy Core.
+
+SQLite (a file, WAL journal, ``synchronous=FULL``) is the default; PostgreSQL
+is chosen by URL (``postgresql+psycopg://user@host/db``), so several serving
+replicas can share one store.  One table, ``events``::
+
+    seq            autoincrement primary key: the order events were stored in
+    event_id       the client's id for the event, unique when given (idempotency)
+    user_id        raw user id (text)
+    item_id        raw item id (text)
+    type           view / click / cart / purchase / rating / any other name
+    value          strength or rating (float, default 1)
+    ts             when it happened, epoch seconds
+    list_id        the served recommendation list the event answers, if any
+    model_version  the model version that served that list, if any
+    created        when the store received it, epoch seconds
+
+:meth:`EventStore.append` acknowledges a batch only after its transaction has
+committed, so an acknowledged event survives the process being killed.
+:class:`BatchWriter` gathers events from many threads into few transactions
+for load, resolving each caller's future only after the commit.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import queue
+import threading
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future
+from contextlib import contextmanager
+from dataclasses import dataclass, fields
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql as pg_dialect
+from sqlalchemy.dialects import sqlite as sqlite_dialect
+from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
+from zenrec.errors import ConfigError, DataError, ZenrecError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = [
+    "Event",
+    "EventRecord",
+    "Stored",
+    "EventStore",
+    "BatchWriter",
+    "StoreError",
+    "MAX_ID_LENGTH",
+    "FRAME_COLUMNS",
+]
+
+#: Longest user, item, event, list id or model version accepted (characters).
+MAX_ID_LENGTH = 512
+#: Longest event type name accepted (characters).
+MAX_TYPE_LENGTH = 64
+#: Columns of :meth:`EventStore.frame`, in order.
+FRAME_COLUMNS = ("user", "item", "event", "value", "timestamp", "event_id", "list_id", "model_version", "seq")
+
+_IN_CHUNK = 500  # ids per ``IN (...)`` lookup
+
+
+class StoreError(ZenrecError, RuntimeError):
+    """The event store cannot be opened, read or written; the message names the store."""
+
+
+# ---------------------------------------------------------------- the table
+
+_metadata = sa.MetaData()
+
+events_table = sa.Table(
+    "events",
+    _metadata,
+    # INTEGER (not BIGINT) on SQLite, where only ``INTEGER PRIMARY KEY`` is the rowid
+    sa.Column("seq", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("event_id", sa.String(MAX_ID_LENGTH), nullable=True),
+    sa.Column("user_id", sa.String(MAX_ID_LENGTH), nullable=False),
+    sa.Column("item_id", sa.String(MAX_ID_LENGTH), nullable=False),
+    sa.Column("type", sa.String(MAX_TYPE_LENGTH), nullable=False),
+    sa.Column("value", sa.Double(), nullable=False, default=1.0),
+    sa.Column("ts", sa.Double(), nullable=False),
+    sa.Column("list_id", sa.String(MAX_ID_LENGTH), nullable=True),
+    sa.Column("model_version", sa.String(MAX_ID_LENGTH), nullable=True),
+    sa.Column("created", sa.Double(), nullable=False),
+    sa.UniqueConstraint("event_id", name="uq_events_event_id"),
+    sa.Index("ix_events_user_seq", "user_id", "seq"),
+    sa.Index("ix_events_ts", "ts"),
+    # never reuse the seq of a deleted last row: readers tail the table by seq
+    sqlite_autoincrement=True,
+)
+
+
+# ---------------------------------------------------------------- events
+
+
+def _field_error(name: str, message: str) -> DataError:
+    err = DataError(f"event field {name!r} {message}")
+    err.column = name
+    return err
+
+
+def _text(name: str, value: Any, required: bool, limit: int = MAX_ID_LENGTH) -> str | None:
+    """A non-empty id as text: strings as they are, integers as decimal."""
+    if value is None:
+        if required:
+            raise _field_error(name, "is required")
+        return None
+    if isinstance(value, bool) or not isinstance(value, (str, numbers.Integral)):
+        raise _field_error(name, f"must be a string or an integer; got {type(value).__name__} {value!r}")
+    text = value if isinstance(value, str) else str(int(value))
+    if not text.strip():
+        raise _field_error(name, "must not be empty")
+    if len(text) > limit:
+        raise _field_error(name, f"is longer than {limit} characters ({len(text)})")
+    if "\x00" in text:
+        raise _field_error(name, "must not contain NUL characters")
+    return text
+
+
+def _number(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise _field_error(name, f"must be a number; got {type(value).__name__} {value!r}")
+    out = float(value)
+    if not math.isfinite(out):
+        raise _field_error(name, f"must be finite; got {out!r}")
+    return out
+
+
+@dataclass(frozen=True)
+class Event:
+    """One user-behaviour event, validated on construction.
+
+    ``timestamp`` is epoch seconds (a ``datetime`` is converted; a naive one is
+    taken as UTC) and defaults to now.  ``event_id`` is the client's id that
+    makes posting the same event twice harmless.  ``list_id`` and
+    ``model_version`` attribute the event to the served list it answers.
+    Invalid fields raise :class:`~zenrec.errors.DataError` naming the field.
+    """
+
+    user: str
+    item: str
+    type: str = "click"
+    value: float = 1.0
+    timestamp: float | None = None
+    event_id: str | None = None
+    list_id: str | None = None
+    model_version: str | None = None
+
+    def __post_init__(self) -> None:
+        put = object.__setattr__
+        put(self, "user", _text("user", self.user, True))
+        put(self, "item", _text("item", self.item, True))
+        put(self, "type", _text("type", self.type, True, MAX_TYPE_LENGTH))
+        put(self, "value", _number("value", self.value))
+        ts = self.timestamp
+        if ts is None:
+            ts = time.time()
+        elif isinstance(ts, datetime):
+            ts = (ts if ts.tzinfo is not None else ts.replace(tzinfo=timezone.utc)).timestamp()
+        put(self, "timestamp", _number("timestamp", ts))
+        put(self, "event_id", _text("event_id", self.event_id, False))
+        put(self, "list_id", _text("list_id", self.list_id, False))
+        put(self, "model_version", _text("model_version", self.model_version, False))
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any]) -> Event:
+        """Build an event from a dict with :class:`Event`'s field names (unknown keys are refused)."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(map(str, data)) - known)
+        if unknown:
+            raise _field_error(unknown[0], f"is not an event field; expected some of {sorted(known)}")
+        return cls(**data)
+
+
+def _as_events(events: Iterable[Event | Mapping[str, Any]]) -> list[Event]:
+    """Validate a batch; an error names the position of the bad event."""
+    if isinstance(events, (Event, Mapping, str, bytes)):
+        raise DataError(f"expected a list of events; got a single {type(events).__name__}")
+    out = []
+    for i, e in enumerate(events):
+        try:
+            if isinstance(e, Event):
+                out.append(e)
+            elif isinstance(e, Mapping):
+                out.append(Event.from_mapping(e))
+            else:
+                raise DataError(f"must be an Event or a mapping; got {type(e).__name__}")
+        except DataError as exc:
+            err = DataError(f"events[{i}]: {exc}")
+            err.row, err.column = i, exc.column
+            raise err from None
+        except TypeError as exc:  # a required field missing from a mapping
+            raise DataError(f"events[{i}]: {exc}", row=None) from None
+    return out
+
+
+@dataclass(frozen=True)
+class Stored:
+    """What :meth:`EventStore.append` acknowledges for one event.
+
+    ``duplicate`` is true when an event with the same ``event_id`` was already
+    stored (earlier, or earlier in the same batch); ``seq`` is then the
+    original event's.
+    """
+
+    seq: int
+    event_id: str | None
+    duplicate: bool = False
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    """An event as read back from the store."""
+
+    seq: int
+    user: str
+    item: str
+    type: str
+    value: float
+    timestamp: float
+    event_id: str | None
+    list_id: str | None
+    model_version: str | None
+    created: float
+
+
+_T = events_table.c
+_RECORD_COLUMNS = (_T.seq, _T.user_id, _T.item_id, _T.type, _T.value, _T.ts, _T.event_id, _T.list_id,
+                   _T.model_version, _T.created)
+
+
+def _record(row: Sequence[Any]) -> EventRecord:
+    return EventRecord(int(row[0]), row[1], row[2], row[3], float(row[4]), float(row[5]), row[6], row[7],
+                       row[8], float(row[9]))
+
+
+# ---------------------------------------------------------------- the store
+
+
+def _engine_for(url: str) -> tuple[Engine, str]:
+    """A configured engine and the URL as printed in messages (password hidden)."""
+    if not isinstance(url, str) or not url:
+        raise ConfigError(f"event store URL must be a non-empty string; got {url!r}")
+    try:
+        u = make_url(url)
+    except ArgumentError:
+        raise ConfigError(
+            f"event store URL {url!r} is not a database URL; expected sqlite:///PATH or "
+            "postgresql+psycopg://USER@HOST/DB"
+        ) from None
+    shown = u.render_as_string(hide_password=True)
+    backend = u.get_backend_name()
+    if backend == "sqlite":
+        if u.get_driver_name() not in ("pysqlite", ""):
+            u = u.set(drivername="sqlite")
+        db = u.database
+        if not db or db == ":memory:" or db.startswith("file:"):
+            raise ConfigError(f"event store URL {shown!r}: give a file path (sqlite:///PATH/events.db); "
+                              "events must outlive the process")
+        Path(db).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(u, connect_args={"timeout": 60})
+        sa.event.listen(engine, "connect", _sqlite_on_connect)
+        sa.event.listen(engine, "begin", _sqlite_on_begin)
+    elif backend == "postgresql":
+        if u.get_driver_name() != "psycopg":
+            u = u.set(drivername="postgresql+psycopg")
+        engine = sa.create_engine(u, pool_pre_ping=True, pool_size=8, max_overflow=16)
+    else:
+        raise ConfigError(f"event store URL {shown!r}: unsupported database {backend!r}; use sqlite or postgresql")
+    return engine, shown
+
+
+def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
+    # SQLAlchemy's recipe: the driver stays out of transactions, ``_sqlite_on_begin`` opens them
+    dbapi_conn.isolation_level = None
+    cur = dbapi_conn.cursor()
+    try:
+        cur.execute("PRAGMA busy_timeout=60000")
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=FULL")
+    finally:
+        cur.close()
+
+
+def _sqlite_on_begin(conn: Connection) -> None:
+    # a writer takes the write lock up front, so it waits (busy_timeout) instead of failing on upgrade
+    immediate = conn.get_execution_options().get("zenrec_write", False)
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+class EventStore:
+    """Durable, idempotent storage of user events (SQLite by default, PostgreSQL by URL).
+
+    >>> store = EventStore("sqlite:///var/zenrec/events.db")      # doctest: +SKIP
+    >>> store.append([Event("u1", "i9", "click", event_id="c-1")])  # doctest: +SKIP
+    [Stored(seq=1, event_id='c-1', duplicate=False)]
+
+    The table and its indexes are created when missing.  The store is safe to
+    share between threads and between processes (or replicas, on PostgreSQL).
+    """
+
+    def __init__(self, url: str) -> None:
+        self._engine, self.url = _engine_for(url)
+        self.dialect: str = self._engine.dialect.name
+        self._writer = self._engine.execution_options(zenrec_write=True)
+        try:
+            self._create()
+        except BaseException:
+            self._engine.dispose()
+            raise
+
+    def _create(self) -> None:
+        for attempt in range(3):
+            try:
+                _metadata.create_all(self._writer)
+                return
+            except SQLAlchemyError as exc:
+                # another process may have created the table between check and create
+                if attempt == 2:
+                    raise StoreError(f"event store {self.url}: cannot create the events table ({_why(exc)})") from None
+                time.sleep(0.05 * (attempt + 1))
+
+    # ---------------------------------------------------------------- writes
+
+    @contextmanager
+    def _write(self, what: str) -> Iterator[Connection]:
+        try:
+            with self._writer.begin() as conn:
+                yield conn
+        except SQLAlchemyError as exc:
+            raise StoreError(f"event store {self.url}: {what} failed, nothing was written ({_why(exc)})") from None
+
+    def _insert(self) -> Any:
+        return (pg_dialect.insert if self.dialect == "postgresql" else sqlite_dialect.insert)(events_table)
+
+    def append(self, events: Iterable[Event | Mapping[str, Any]]) -> list[Stored]:
+        """Store a batch in one transaction, committed before this returns; one :class:`Stored` per event.
+
+        Idempotent on ``event_id``: an event whose id is already stored (or
+        appears earlier in the batch) is not stored again and comes back with
+        ``duplicate=True`` and the original ``seq``; safe under concurrent
+        writers.  Raises :class:`~zenrec.errors.DataError` for an invalid event
+        (nothing is stored) and :class:`StoreError` when the database fails.
+        """
+        evs = _as_events(events)
+        if not evs:
+            return []
+        now = time.time()
+        first: dict[str, int] = {}
+        to_insert: list[int] = []
+        for i, e in enumerate(evs):
+            if e.event_id is None:
+                to_insert.append(i)
+            elif e.event_id not in first:
+                first[e.event_id] = i
+                to_insert.append(i)
+        seqs: dict[int, int] = {}
+        fresh: set[int] = set()
+        with self._write("append") as conn:
+            # runs of keyed / unkeyed events, so seqs follow the batch order
+            start = 0
+            while start < len(to_insert):
+                keyed = evs[to_insert[start]].event_id is not None
+                end = start
+                while end < len(to_insert) and (evs[to_insert[end]].event_id is not None) == keyed:
+                    end += 1
+                run = to_insert[start:end]
+                rows = [_row(evs[i], now) for i in run]
+                if keyed:
+                    got = self._insert_keyed(conn, rows)
+                    for i in run:
+                        s = got.get(evs[i].event_id)  # type: ignore[arg-type]
+                        if s is not None:
+                            seqs[i] = s
+                            fresh.add(i)
+                else:
+                    for i, s in zip(run, self._insert_plain(conn, rows), strict=True):
+                        seqs[i] = s
+                        fresh.add(i)
+                start = end
+            missing = [evs[i].event_id for i in first.values() if i not in fresh]
+            existing: dict[str, int] = {}
+            for k in range(0, len(missing), _IN_CHUNK):
+                chunk = missing[k : k + _IN_CHUNK]
+                existing.update(conn.execute(sa.select(_T.event_id, _T.seq).where(_T.event_id.in_(chunk))).all())
+            lost = [m for m in missing if m not in existing]
+            if lost:
+                raise StoreError(f"event store {self.url}: event id {lost[0]!r} conflicted but cannot be read back")
+        out = []
+        for i, e in enumerate(evs):
+            if i in fresh:
+                out.append(Stored(seqs[i], e.event_id, False))
+            else:
+                key = e.event_id
+                assert key is not None
+                j = first[key]
+                out.append(Stored(seqs[j] if j in fresh else int(existing[key]), key, True))
+        return out
+
+    def _insert_plain(self, conn: Connection, rows: list[dict[str, Any]]) -> list[int]:
+        if self._engine.dialect.insert_returning:
+            stmt = sa.insert(events_table).returning(_T.seq, sort_by_parameter_order=True)
+            return [int(r[0]) for r in conn.execute(stmt, rows)]
+        return [int(conn.execute(sa.insert(events_table), r).inserted_primary_key[0]) for r in rows]
+
+    def _insert_keyed(self, conn: Connection, rows: list[dict[str, Any]]) -> dict[str, int]:
+        """Insert rows whose event ids are distinct; returns event_id -> seq of those actually inserted."""
+        stmt = self._insert().on_conflict_do_nothing(index_elements=[_T.event_id])
+        if self._engine.dialect.insert_returning:
+            return {r[1]: int(r[0]) for r in conn.execute(stmt.returning(_T.seq, _T.event_id), rows)}
+        got = {}
+        for r in rows:  # an old SQLite without RETURNING
+            res = conn.execute(stmt, r)
+            if res.rowcount == 1:
+                got[r["event_id"]] = int(res.lastrowid)
+        return got
+
+    def delete_user(self, user: str) -> int:
+        """Erase every event of ``user``; returns how many were deleted."""
+        uid = _text("user", user, True)
+        with self._write("delete_user") as conn:
+            return int(conn.execute(sa.delete(events_table).where(_T.user_id == uid)).rowcount)
+
+    # ---------------------------------------------------------------- reads
+
+    def _read(self, stmt: Any) -> list[Any]:
+        try:
+            with self._engine.connect() as conn:
+                return list(conn.execute(stmt).all())
+        except SQLAlchemyError as exc:
+            raise StoreError(f"event store {self.url}: read failed ({_why(exc)})") from None
+
+    def count(self) -> int:
+        """How many events are stored."""
+        return int(self._read(sa.select(sa.func.count()).select_from(events_table))[0][0])
+
+    def user_events(self, user: str, limit: int | None = None) -> list[EventRecord]:
+        """A user's events, oldest first; with ``limit``, only the most recent ``limit``."""
+        uid = _text("user", user, True)
+        stmt = sa.select(*_RECORD_COLUMNS).where(_T.user_id == uid)
+        if limit is None:
+            return [_record(r) for r in self._read(stmt.order_by(_T.ts, _T.seq))]
+        rows = self._read(stmt.order_by(_T.ts.desc(), _T.seq.desc()).limit(_limit(limit)))
+        return [_record(r) for r in reversed(rows)]
+
+    def events_since(self, seq: int = 0, limit: int | None = None) -> list[EventRecord]:
+        """Events stored after ``seq`` (exclusive), in ``seq`` order: tail the store with the last seq seen.
+
+        On PostgreSQL concurrent transactions may commit out of ``seq`` order,
+        so a tailer should re-read a short window behind its last seq.
+        """
+        if isinstance(seq, bool) or not isinstance(seq, numbers.Integral) or seq < 0:
+            raise ConfigError(f"the 'seq' parameter must be a non-negative integer; got {seq!r}")
+        stmt = sa.select(*_RECORD_COLUMNS).where(_T.seq > int(seq)).order_by(_T.seq)
+        if limit is not None:
+            stmt = stmt.limit(_limit(limit))
+        return [_record(r) for r in self._read(stmt)]
+
+    def frame(self, since_ts: float | None = None, until_ts: float | None = None) -> pd.DataFrame:
+        """Events with ``since_ts <= timestamp < until_ts`` as a DataFrame, oldest first.
+
+        Columns: user, item, event, value, timestamp (epoch seconds), event_id,
+        list_id, model_version, seq — ready for ``Dataset.from_frame`` with
+        ``ColumnMap(user="user", item="item", event="event", value="value",
+        timestamp="timestamp")``.
+        """
+        import pandas as pd
+
+        stmt = sa.select(_T.user_id, _T.item_id, _T.type, _T.value, _T.ts, _T.event_id, _T.list_id,
+                         _T.model_version, _T.seq)
+        if since_ts is not None:
+            stmt = stmt.where(_T.ts >= _number("since_ts", since_ts))
+        if until_ts is not None:
+            stmt = stmt.where(_T.ts < _number("until_ts", until_ts))
+        rows = self._read(stmt.order_by(_T.ts, _T.seq))
+        cols = list(zip(*rows, strict=True)) if rows else [()] * len(FRAME_COLUMNS)
+        dtypes = {"value": "float64", "timestamp": "float64", "seq": "int64"}
+        # text columns stay object dtype with None for missing, whatever pandas infers by default
+        return pd.DataFrame(
+            {name: pd.Series(list(col), dtype=dtypes.get(name, object)) for name, col in zip(FRAME_COLUMNS, cols, strict=True)}
+        )
+
+    def close(self) -> None:
+        """Release the database connections."""
+        self._engine.dispose()
+
+    def __enter__(self) -> EventStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"EventStore({self.url!r})"
+
+
+def _row(e: Event, now: float) -> dict[str, Any]:
+    return {
+        "event_id": e.event_id,
+        "user_id": e.user,
+        "item_id": e.item,
+        "type": e.type,
+        "value": e.value,
+        "ts": e.timestamp,
+        "list_id": e.list_id,
+        "model_version": e.model_version,
+        "created": now,
+    }
+
+
+def _limit(limit: Any) -> int:
+    if isinstance(limit, bool) or not isinstance(limit, numbers.Integral) or limit < 0:
+        raise ConfigError(f"the 'limit' parameter must be a non-negative integer or None; got {limit!r}")
+    return int(limit)
+
+
+def _why(exc: SQLAlchemyError) -> str:
+    orig = getattr(exc, "orig", None)
+    return str(orig if orig is not None else exc).strip().splitlines()[0]
+
+
+# ---------------------------------------------------------------- batching
+
+
+class BatchWriter:
+    """Group events from many threads into few transactions.
+
+    A background thread takes the first pending submission, waits up to
+    ``max_wait_ms`` for more (until ``max_batch`` events), appends them all in
+    one transaction, and then resolves each submission's future with its
+    :class:`Stored` list — only after the commit.  A failed write fails every
+    future of that batch.  :meth:`close` writes what is pending and stops.
+    """
+
+    def __init__(self, store: EventStore, max_batch: int = 256, max_wait_ms: float = 5.0) -> None:
+        if isinstance(max_batch, bool) or not isinstance(max_batch, numbers.Integral) or max_batch < 1:
+            raise ConfigError(f"the 'max_batch' parameter must be a positive integer; got {max_batch!r}")
+        if isinstance(max_wait_ms, bool) or not isinstance(max_wait_ms, numbers.Real) or not (
+            0 <= max_wait_ms < math.inf
+        ):
+            raise ConfigError(f"the 'max_wait_ms' parameter must be a non-negative number; got {max_wait_ms!r}")
+        self.store = store
+        self.max_batch = int(max_batch)
+        self.max_wait = float(max_wait_ms) / 1000.0
+        self._queue: queue.SimpleQueue[tuple[list[Event], Future[list[Stored]]] | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._closed = False
+        self.batches = 0  # transactions written, for monitoring
+        self._thread = threading.Thread(target=self._run, name="zenrec-batch-writer", daemon=True)
+        self._thread.start()
+
+    def submit(self, events: Iterable[Event | Mapping[str, Any]]) -> Future[list[Stored]]:
+        """Queue a batch (validated here, in the caller's thread); the future resolves after the commit."""
+        evs = _as_events(events)
+        fut: Future[list[Stored]] = Future()
+        if not evs:
+            fut.set_result([])
+            return fut
+        with self._lock:
+            if self._closed:
+                raise StoreError(f"event store {self.store.url}: the batch writer is closed")
+            self._queue.put((evs, fut))
+        return fut
+
+    def write(self, events: Iterable[Event | Mapping[str, Any]], timeout: float | None = None) -> list[Stored]:
+        """Submit and wait for the commit."""
+        return self.submit(events).result(timeout)
+
+    def _run(self) -> None:
+        stop = False
+        while not stop:
+            item = self._queue.get()
+            if item is None:
+                break
+            batch = [item]
+            n = len(item[0])
+            deadline = time.monotonic() + self.max_wait
+            while n < self.max_batch:
+                wait = deadline - time.monotonic()
+                try:
+                    nxt = self._queue.get(timeout=wait) if wait > 0 else self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    stop = True
+                    break
+                batch.append(nxt)
+                n += len(nxt[0])
+            self._flush(batch)
+
+    def _flush(self, batch: list[tuple[list[Event], Future[list[Stored]]]]) -> None:
+        live = [(evs, fut) for evs, fut in batch if fut.set_running_or_notify_cancel()]
+        if not live:
+            return
+        try:
+            stored = self.store.append([e for evs, _ in live for e in evs])
+        except Exception as exc:
+            for _, fut in live:
+                fut.set_exception(exc)
+            return
+        self.batches += 1
+        pos = 0
+        for evs, fut in live:
+            fut.set_result(stored[pos : pos + len(evs)])
+            pos += len(evs)
+
+    def close(self, timeout: float | None = None) -> None:
+        """Write everything submitted so far, then stop the background thread."""
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._queue.put(None)
+        self._thread.join(timeout)
+
+    def __enter__(self) -> BatchWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
