@@ -164,6 +164,8 @@ def test_bad_batch_stores_nothing_and_names_the_position(store):
     with pytest.raises(DataError, match=r"events\[1\]: event field 'value'") as info:
         store.append([Event("u", "i"), {"user": "u", "item": "j", "value": math.inf}])
     assert info.value.row == 1 and info.value.column == "value"
+    with pytest.raises(DataError, match=r"events\[0\]: event field 'item' is required"):
+        store.append([{"user": "u"}])
     with pytest.raises(DataError, match="'colour' is not an event field"):
         store.append([{"user": "u", "item": "j", "colour": "red"}])
     with pytest.raises(DataError, match=r"events\[0\]"):
@@ -249,8 +251,6 @@ def test_batch_writer_validates_in_the_caller_and_fails_futures_on_db_error(stor
             writer.submit([{"user": "", "item": "i"}])
         assert writer.write([]) == []
         assert writer.write([Event("u", "i", event_id="ok")])[0].seq >= 1
-        store.close()
-        store._engine.dispose()
 
         def broken(_events):
             raise StoreError("disk on fire")

@@ -177,6 +177,9 @@ class Event:
         unknown = sorted(set(map(str, data)) - known)
         if unknown:
             raise _field_error(unknown[0], f"is not an event field; expected some of {sorted(known)}")
+        for name in ("user", "item"):
+            if name not in data:
+                raise _field_error(name, "is required")
         return cls(**data)
 
 
@@ -197,8 +200,6 @@ def _as_events(events: Iterable[Event | Mapping[str, Any]]) -> list[Event]:
             err = DataError(f"events[{i}]: {exc}")
             err.row, err.column = i, exc.column
             raise err from None
-        except TypeError as exc:  # a required field missing from a mapping
-            raise DataError(f"events[{i}]: {exc}", row=None) from None
     return out
 
 
@@ -299,7 +300,7 @@ def _sqlite_on_begin(conn: Connection) -> None:
 class EventStore:
     """Durable, idempotent storage of user events (SQLite by default, PostgreSQL by URL).
 
-    >>> store = EventStore("sqlite:///var/zenrec/events.db")      # doctest: +SKIP
+    >>> store = EventStore("sqlite:///data/events.db")      # doctest: +SKIP
     >>> store.append([Event("u1", "i9", "click", event_id="c-1")])  # doctest: +SKIP
     [Stored(seq=1, event_id='c-1', duplicate=False)]
 
