@@ -395,11 +395,14 @@ def render(rows: list[dict], note: str = "") -> str:
         if zs:
             own = [r for r in ok if r["library"] == "zenrec" and r["model"] not in ("sasrec", "bert4rec")]
             beaten = [r for r in own if r["test"]["ndcg@10"] >= zs["test"]["ndcg@10"]]
-            verdicts.append(
-                f"- {ds}: zenrec SASRec test NDCG@10 {zs['test']['ndcg@10']:.4f} vs zenrec's GRU4Rec, transition "
-                f"and non-sequential baselines (best: "
-                + (lambda b: f"{b['model']} {b['test']['ndcg@10']:.4f}")(max(own, key=lambda r: r['test']['ndcg@10']))
-                + f") — {'**holds**' if not beaten and own else '**does not hold**'}.")
+            if own:
+                best_own = max(own, key=lambda r: r["test"]["ndcg@10"])
+                verdicts.append(
+                    f"- {ds}: zenrec SASRec test NDCG@10 {zs['test']['ndcg@10']:.4f} beats "
+                    f"{', '.join(r['model'] for r in own)} (best of them: {best_own['model']} "
+                    f"{best_own['test']['ndcg@10']:.4f}) — "
+                    + ("**holds**" if not beaten else "**does not hold** (" + ", ".join(
+                        f"{r['model']} {r['test']['ndcg@10']:.4f}" for r in beaten) + " ≥ SASRec)") + ".")
             peers = [r for r in ok if r["library"] != "zenrec"]
             if peers:
                 worse = [r for r in peers if r["test"]["ndcg@10"] > zs["test"]["ndcg@10"]]
