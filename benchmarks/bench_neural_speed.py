@@ -7,9 +7,12 @@ gru4rec, sasrec, bert4rec (when registered), twotower and multitask.  Each
 with every parameter at its default except ``epochs``, and no validation set.
 The first epoch is a warm-up cut to ``--warmup-steps`` steps (not measured);
 then up to ``--epochs`` full epochs are measured, no further one started once
-the measured ones plus one more would pass ``--budget`` seconds (at least one
-runs).  Seconds per epoch are the differences of the loop's cumulative
-``train_seconds`` (training steps only); the table gives their median.
+the measured ones plus one more would pass ``--budget`` seconds.  Seconds per
+epoch are the differences of the loop's cumulative ``train_seconds`` (training
+steps only); the table gives their median.  A first measured epoch still
+running after ``--cap`` seconds stops training there (its remaining batches
+are only counted) and its time per epoch is extrapolated from the steps done,
+marked as such.  Each process has a ``--timeout``; a timeout is recorded.
 
 Data (read from ``<datasets>``, default ``../shared/datasets``; a missing
 folder is skipped with a note):
@@ -18,8 +21,9 @@ folder is skipped with a note):
   The file has no timestamps: a user's items keep their order on the line
   (file order, not chronological) for the sequence models.
 * ``amazon-games-sasrec/Video.txt`` — the training part of the SASRec
-  leave-one-out protocol (each user's last two items held out): 31,013 users,
-  23,715 items, 225,081 events; a user's lines are in time order.
+  leave-one-out protocol (each user's last two items held out; the 112 users
+  with fewer than three keep none): 31,013 users, 23,715 items, 225,111 events;
+  a user's lines are in time order.
 
 Single-behaviour data: ``multitask`` counts every event as a purchase (and so a
 click); ``twotower`` gets no side information (ID-only: user id + recent items,
@@ -162,7 +166,7 @@ def runs_for(datasets: list[str], models: list[str]) -> list[tuple[str, str, str
                     pass
             if getattr(cfg.model_fields.get("wide"), "default", None) is True:
                 variants.append((dataset, f"{m} wide=False", m, {"wide": False}))
-    return first + later + variants
+    return first + variants + later
 
 
 # ------------------------------------------------------------ one run (child)
@@ -187,6 +191,7 @@ def child(args: argparse.Namespace) -> None:
     original = loop.fit_loop
 
     measured: list[float] = []
+    partial: dict[str, float] = {}
 
     def counting_fit_loop(net, optimizer, batches, *a, **kw):
         """fit_loop with a batch counter (one len() per batch), a progress line per epoch,
@@ -194,19 +199,27 @@ def child(args: argparse.Namespace) -> None:
         def counted(epoch: int):
             if epoch == 0:
                 print(json.dumps({"started": round(time.perf_counter() - t_fit, 3)}), flush=True)
-            if epoch > 0 and measured and sum(measured) + measured[-1] > args.budget:
+            if epoch > 0 and (partial or (measured and sum(measured) + measured[-1] > args.budget)):
                 counts[epoch] = [0, 0]  # budget spent: an empty epoch, dropped from the measurement
                 return
             t_start = time.perf_counter()
-            steps = examples = 0
+            steps = examples = trained = 0
+            t_cut = None
             for batch in batches(epoch):
-                if epoch == 0 and steps >= args.warmup_steps:
-                    break
+                now = time.perf_counter()
+                if t_cut is None and ((epoch == 0 and steps >= args.warmup_steps)
+                                      or (epoch == 1 and now - t_start > args.cap)):
+                    if epoch == 0:
+                        break
+                    t_cut, trained = now - t_start, steps  # the first measured epoch passed the cap
                 steps += 1
                 first = batch[0] if isinstance(batch, (tuple, list)) else batch
                 examples += len(first)
-                yield batch
-            if epoch > 0:
+                if t_cut is None:
+                    yield batch  # past the cap the batches are only counted, not trained
+            if t_cut is not None:
+                partial.update(steps=trained, seconds=t_cut)
+            elif epoch > 0:
                 measured.append(time.perf_counter() - t_start)
             counts[epoch] = [steps, examples]
             print(json.dumps({"progress": epoch, "t": round(time.perf_counter() - t_fit, 3),
@@ -226,9 +239,13 @@ def child(args: argparse.Namespace) -> None:
     per_epoch = [b - a for a, b in zip(cum[:-1], cum[1:], strict=False)]
     # epoch 0 is the warm-up; epochs after the budget ran no step
     full = [e for e in range(1, len(hist)) if counts.get(e, [0])[0] > 0]
-    epoch_s = [per_epoch[e] for e in full]
-    s_epoch = statistics.median(epoch_s) if epoch_s else None
     steps, examples = counts[full[0]] if full else (None, None)
+    if partial:  # the first measured epoch passed --cap: seconds per epoch extrapolated from its steps
+        epoch_s = []
+        s_epoch = partial["seconds"] / max(partial["steps"], 1) * steps
+    else:
+        epoch_s = [per_epoch[e] for e in full]
+        s_epoch = statistics.median(epoch_s) if epoch_s else None
     cuda = torch.cuda.is_available() and (args.device or "cuda") != "cpu"
     rec = {
         "dataset": args.dataset, "label": args.label, "model": args.model, "params": params,
@@ -236,7 +253,9 @@ def child(args: argparse.Namespace) -> None:
         "n_users": train.n_users, "n_items": train.n_items, "events": len(train), "pairs": int(train.binary.nnz),
         "load_s": round(load_s, 2), "fit_s": round(fit_s, 2), "setup_s": round(fit_s - cum[-1], 2), "epochs_measured": len(epoch_s),
         "warmup_steps": counts.get(0, [0])[0], "warmup_s": round(per_epoch[0], 3) if per_epoch else None,
-        "budget_s": args.budget, "epochs_max": args.epochs, "epoch_s": [round(s, 3) for s in epoch_s],
+        "budget_s": args.budget, "epochs_max": args.epochs, "cap_s": args.cap,
+        "extrapolated_from_steps": int(partial["steps"]) if partial else None,
+        "partial_s": round(partial["seconds"], 2) if partial else None, "epoch_s": [round(s, 3) for s in epoch_s],
         "s_per_epoch": None if s_epoch is None else round(s_epoch, 3),
         "epochs_per_s": None if not s_epoch else round(1.0 / s_epoch, 4),
         "steps_per_epoch": steps, "examples_per_epoch": examples,
@@ -256,7 +275,8 @@ def child(args: argparse.Namespace) -> None:
 def run_child(args: argparse.Namespace, dataset: str, label: str, model: str, params: dict) -> dict:
     cmd = [sys.executable, __file__, "--child", "--dataset", dataset, "--model", model, "--label", label,
            "--params", json.dumps(params), "--datasets", str(args.datasets), "--threads", str(args.threads),
-           "--epochs", str(args.epochs), "--warmup-steps", str(args.warmup_steps), "--budget", str(args.budget)]
+           "--epochs", str(args.epochs), "--warmup-steps", str(args.warmup_steps), "--budget", str(args.budget),
+           "--cap", str(args.cap)]
     if args.device:
         cmd += ["--device", args.device]
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads),
@@ -306,7 +326,7 @@ def _fmt(x, spec: str = ".2f", dash: str = "–") -> str:
 
 def _settings(r: dict) -> str:
     c = dict(r.get("config") or {})
-    parts = [f"{k}={v}" for k, v in c.items() if k in SHOWN]
+    parts = [f"{k}={c[k]}" for k in SHOWN if k in c]
     if "loss" not in c and r["model"] in LOSS_NOTE:
         parts.append(LOSS_NOTE[r["model"]])
     return ", ".join(parts)
@@ -319,10 +339,10 @@ def render(rows: list[dict], notes: list[str]) -> str:
     ok = [r for r in rows if "error" not in r]
     any_cuda = any("cuda_peak_mb" in r for r in ok)
     head = ["dataset", "model", "settings (defaults)", "examples / epoch", "steps / epoch", "s / epoch",
-            "epochs / s", "examples / s", "epochs measured", "setup s", "peak RSS MB (before fit)"]
+            "epochs / s", "examples / s", "measured", "setup s", "peak RSS MB (before fit)"]
     if any_cuda:
         head.append("CUDA peak MB")
-    head += ["device, threads"]
+    head += ["device, threads", "load avg"]
     r0 = ok[0] if ok else {}
     lines = [
         "## Training speed of the neural models",
@@ -331,20 +351,26 @@ def render(rows: list[dict], notes: list[str]) -> str:
         "with no validation set. A warm-up of "
         f"{r0.get('warmup_steps', 20)} training steps (a shortened first epoch, not measured) comes first; "
         f"then up to {r0.get('epochs_max', 3)} full epochs are measured, with no further epoch started once the "
-        f"measured ones plus one more would pass {r0.get('budget_s', 60):.0f} s (at least one always runs). "
+        f"measured ones plus one more would pass {r0.get('budget_s', 60):.0f} s. "
         "`s / epoch` is the median of the measured epochs' training time (differences of the loop's "
         "`train_seconds`: training steps only, no validation, no data loading); `epochs / s` is its inverse. "
+        f"A first measured epoch still running after {r0.get('cap_s', 45):.0f} s stops training there, and its "
+        "time per epoch is **extrapolated** from the steps done (marked ≈; `measured` then says how many "
+        "of the epoch's steps ran). "
         "An example is one training pair (lmf, twotower, multitask; lmf and multitask score their sampled "
         "negatives with it) or one training window of up to `max_len` + 1 items (sequence models). "
         "Peak RSS is the process's `ru_maxrss` after training (each model runs in its own process); "
         "in brackets, the peak before `fit` (Python, torch and the data). `setup s` is the rest of `fit`: "
         "preparing windows or labels, closed-form parts, publishing the scoring vectors. "
-        "A process still running after its time limit is stopped and shown as timed out.",
+        "A process still running after its time limit is stopped and shown as timed out. `load avg` is the "
+        "machine's 1-minute load average as the model's `fit` began and ended (2 cores: above 2, other jobs "
+        "took CPU time from this one).",
         "",
         "* **ml-1m-ultragcn** — `train.txt` of the fixed split: 6,022 users, 3,043 items, 796,244 pairs. "
         "No timestamps: sequence models read each user's items in file order (not chronological).",
         "* **amazon-games-sasrec** — `Video.txt` minus each user's last two items (validation and test of "
-        "the SASRec leave-one-out protocol): 31,013 users, 23,715 items, 225,081 events in time order (line order).",
+        "the SASRec leave-one-out protocol; the 112 users with fewer than three keep none): 31,013 users, 23,715 items, "
+        "225,111 events in time order (line order).",
         "* Single-behaviour data: `multitask` counts every event as a purchase (and a click); `twotower` has "
         "no side information here (no item text in either dataset), so it is ID-only: user id + mean of "
         "recent items against item ids.",
@@ -355,7 +381,9 @@ def render(rows: list[dict], notes: list[str]) -> str:
     for r in rows:
         if "error" in r:
             part = r.get("epoch_s_partial")
-            if r.get("setup_s_partial") is None and "timed out" in r["error"]:
+            if r["error"] == "not run":
+                done = "the whole run's time limit ended before this row"
+            elif r.get("setup_s_partial") is None and "timed out" in r["error"]:
                 done = "still in the setup before the first training step"
             elif part:
                 done = (f"warm-up {part[0]:.0f} s" + (f", epochs {', '.join(f'{x:.0f}' for x in part[1:])} s"
@@ -365,20 +393,25 @@ def render(rows: list[dict], notes: list[str]) -> str:
             cells = [r["dataset"], f"`{r['label']}`", "", "", "", f"**{r['error']}**; {done}", "", "", "", "", ""]
             if any_cuda:
                 cells.append("")
-            cells.append(f"threads {r.get('threads')}")
+            cells += [f"threads {r.get('threads')}", ""]
             lines.append("| " + " | ".join(cells) + " |")
             continue
+        approx = "≈ " if r.get("extrapolated_from_steps") else ""
+        done = (f"{r['extrapolated_from_steps']} of {r['steps_per_epoch']} steps" if approx
+                else str(r["epochs_measured"]))
         cells = [r["dataset"], f"`{r['label']}`", _settings(r), _fmt(r["examples_per_epoch"], ","),
-                 _fmt(r["steps_per_epoch"], ","), _fmt(r["s_per_epoch"]),
-                 _fmt(r["epochs_per_s"], ".4f"), _fmt(r["examples_per_s"], ","), str(r["epochs_measured"]),
+                 _fmt(r["steps_per_epoch"], ","), approx + _fmt(r["s_per_epoch"], ".1f"),
+                 approx + _fmt(r["epochs_per_s"], ".4f"), approx + _fmt(r["examples_per_s"], ","), done,
                  _fmt(r.get("setup_s"), ".1f"), f"{r['peak_rss_mb']:,} ({r['rss_before_fit_mb']:,})"]
         if any_cuda:
             cells.append(_fmt(r.get("cuda_peak_mb"), ","))
-        cells.append(f"{r['device']}, {r['torch_threads']}")
+        cells += [f"{r['device']}, {r['torch_threads']}", f"{r['load1_start']:.1f}–{r['load1_end']:.1f}"]
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
-    lines.append("Seconds of each measured epoch: " + "; ".join(
-        f"{r['dataset']} `{r['label']}` {', '.join(f'{s:.1f}' for s in r['epoch_s'])}" for r in ok) + ".")
+    full = [r for r in ok if r.get("epoch_s")]
+    if full:
+        lines.append("Seconds of each fully measured epoch: " + "; ".join(
+            f"{r['dataset']} `{r['label']}` {', '.join(f'{x:.1f}' for x in r['epoch_s'])}" for r in full) + ".")
     if ok:
         loads = [x for r in ok for x in (r["load1_start"], r["load1_end"])]
         when = sorted(r.get("finished", "") for r in ok if r.get("finished"))
@@ -391,7 +424,7 @@ def render(rows: list[dict], notes: list[str]) -> str:
                   f"Code: {r0.get('code', 'unknown')}."]
     for n in notes:
         lines += ["", n]
-    lines += ["", "Reproduce (about 30 minutes on 2 cores):", "", f"    {COMMAND}", "",
+    lines += ["", "Reproduce (about 25 minutes on 2 cores):", "", f"    {COMMAND}", "",
               "`--only MODEL` reruns one model (its rows are merged into the results file), "
               "`--reuse --write-docs` re-renders this section from the results "
               "(`benchmarks/.work/results/neural_speed.jsonl`)."]
@@ -422,9 +455,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--budget", type=float, default=60,
                     help="no further measured epoch once the measured ones plus one more would pass this many "
                          "seconds; at least one runs (default 60)")
-    ap.add_argument("--warmup-steps", type=int, default=20,
-                    help="training steps of the warm-up (a shortened first epoch, not measured; default 20)")
-    ap.add_argument("--timeout", type=float, default=480, help="seconds per model process (default 480)")
+    ap.add_argument("--cap", type=float, default=45,
+                    help="a first measured epoch still running after this many seconds stops training there; its "
+                         "seconds per epoch are extrapolated from the steps done (default 45)")
+    ap.add_argument("--warmup-steps", type=int, default=10,
+                    help="training steps of the warm-up (a shortened first epoch, not measured; default 10)")
+    ap.add_argument("--timeout", type=float, default=240, help="seconds per model process (default 240)")
     ap.add_argument("--device", choices=["cpu", "cuda"], help="default: CUDA when available, else CPU")
     ap.add_argument("--results", type=Path, nargs="+", default=[WORK / "results" / "neural_speed.jsonl"],
                     help="JSON-lines results file (with --reuse: the files to read)")
@@ -451,6 +487,13 @@ def main(argv: list[str] | None = None) -> None:
         rows = [r for r in rows if "dataset" in r]
         notes += [r["note"] for f in args.results for r in map(json.loads, f.read_text().splitlines())
                   if "note" in r and "dataset" not in r]
+        if not args.only:  # rows of the plan that no results file holds: the run ended before them
+            have = {(r["dataset"], r["label"]) for r in rows}
+            present = sorted({r["dataset"] for r in rows}, key=DATASETS.index)
+            for dataset, label, model, params in runs_for(present, neural_models()[0]):
+                if (dataset, label) not in have:
+                    rows.append({"dataset": dataset, "label": label, "model": model, "params": params,
+                                 "error": "not run", "threads": args.threads})
     else:
         models, absent = neural_models()
         code = code_version()
