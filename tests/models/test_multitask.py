@@ -215,4 +215,9 @@ def test_wide_part_can_be_switched_off_and_is_refused_above_its_item_limit(small
     assert not hasattr(deep, "wide_")
     testing.check_save_load(deep, np.arange(5))
     with pytest.raises(ConfigError, match="'wide_max_items' parameter is 50"):
-        MultiTask(**{**TINY, "wide_max_items": 50}).fit(small_funnel, options=FAST)
+        MultiTask(**{**TINY, "wide": True, "wide_max_items": 50}).fit(small_funnel, options=FAST)
+    # the default ('auto') leaves the wide part out above the limit instead
+    auto = MultiTask(**{**TINY, "wide_max_items": 50}).fit(small_funnel, options=FAST)
+    assert not auto.uses_wide_ and not hasattr(auto, "wide_")
+    testing.check_save_load(auto, np.arange(5))
+    assert MultiTask(**TINY).fit(small_funnel, options=FAST).uses_wide_

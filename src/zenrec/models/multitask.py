@@ -89,9 +89,10 @@ class MultiTaskConfig(ModelConfig):
     ranking_weights: tuple[float, float] = Field(
         (1.0, 1.0), description="score = w0·log p(click) + w1·log p(second head: cvr for esmm, purchase otherwise)"
     )
-    wide: bool = Field(
-        True, description="add a closed-form item-item part to each task's logit (wide & deep): a zero-diagonal "
-        "ridge regression from the user's engaged items to the task's labels, scaled by a learned weight"
+    wide: bool | Literal["auto"] = Field(
+        "auto", description="add a closed-form item-item part to each task's logit (wide & deep): a zero-diagonal "
+        "ridge regression from the user's engaged items to the task's labels, scaled by a learned weight; "
+        "auto: on up to 'wide_max_items' items"
     )
     wide_reg: float = Field(300.0, gt=0, description="L2 regularisation of the wide part (as EASE's 'reg')")
     wide_dropout: float = Field(0.2, ge=0, lt=1, description="EDLAE emphasis of the wide part (as EASE's 'dropout')")
@@ -102,7 +103,8 @@ class MultiTaskConfig(ModelConfig):
         100.0, description="initial weight of the wide part in each task's logit (learned from there)"
     )
     wide_max_items: int = Field(
-        30_000, ge=1, description="refuse a wide part above this many items (it holds two float32 n×n matrices)"
+        20_000, ge=1, description="largest catalogue for the wide part (it holds three float32 n×n matrices "
+        "while fitting and two after): wide='auto' leaves it out above, wide=True refuses"
     )
     click_loss_weight: float = Field(1.0, ge=0, description="weight of the click loss against the purchase loss")
     negatives: int = Field(4, ge=1, description="sampled negative items per training pair")
@@ -323,7 +325,11 @@ class MultiTask(Recommender):
         self.hist_ = hist.tocsr().astype(np.float32)
         self.hist_.sort_indices()
         wide = None
-        if c.wide:
+        self.uses_wide_ = c.wide is True or (c.wide == "auto" and train.n_items <= c.wide_max_items)
+        if c.wide == "auto" and not self.uses_wide_:
+            log.info("multitask: %d items > wide_max_items=%d, training without the wide part",
+                     train.n_items, c.wide_max_items)
+        if self.uses_wide_:
             self.wide_ = self._fit_wide(self.hist_, labels)
             wide = torch.as_tensor(self.wide_, device=device)
         net = self._build_net(train.n_users, train.n_items).to(device)
@@ -403,7 +409,7 @@ class MultiTask(Recommender):
         if n > c.wide_max_items:
             raise ConfigError(
                 f"MultiTask's wide part on {n:,} items needs about {1.5 * ease_memory_bytes(n) / 2**30:.1f} GiB; "
-                f"the 'wide_max_items' parameter is {c.wide_max_items:,}. Raise it, set wide=False, "
+                f"the 'wide_max_items' parameter is {c.wide_max_items:,}. Raise it, set wide='auto' or False, "
                 "or filter rare items first."
             )
         p = regularised_gram_inverse(x, c.wide_reg, c.wide_dropout, c.wide_user_weighting)
@@ -475,7 +481,7 @@ class MultiTask(Recommender):
     # ---------------------------------------------------------------- scoring
     def _logits(self, users: np.ndarray, t: int) -> np.ndarray:
         out = self.user_vecs_[t][users] @ self.item_vecs_[t].T + self.item_bias_[t][None, :]
-        if self.config.wide:
+        if self.uses_wide_:
             out += self.wide_scale_[t] * np.asarray(self.hist_[users] @ self.wide_[t], dtype=np.float32)
         return out
 
@@ -514,12 +520,13 @@ class MultiTask(Recommender):
     # ------------------------------------------------------------ persistence
     def _state(self) -> dict[str, np.ndarray]:
         state = {"user_vecs": self.user_vecs_, "item_vecs": self.item_vecs_, "item_bias": self.item_bias_}
-        if self.config.wide:
+        if self.uses_wide_:
             state.update(wide=self.wide_, wide_scale=self.wide_scale_, **pack_csr("hist", self.hist_, binary=True))
         return state
 
     def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
-        if self.config.wide:
+        self.uses_wide_ = "wide" in arrays
+        if self.uses_wide_:
             self.wide_ = arrays["wide"]
             self.wide_scale_ = arrays["wide_scale"]
             self.hist_ = unpack_csr(arrays, "hist", (self.n_users_, self.n_items_))
