@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse as sp
 from pydantic import Field
 
 from zenrec.data.interactions import Interactions
@@ -16,7 +17,9 @@ class ALSConfig(ModelConfig):
 
     factors: int = Field(64, ge=1, description="embedding size")
     regularization: float = Field(20.0, ge=0, description="L2 penalty on the factors")
-    alpha: float = Field(2.0, gt=0, description="confidence = 1 + alpha·weight")
+    alpha: float = Field(
+        2.0, gt=0, description="confidence of an observed pair = alpha·weight (1 for unobserved ones), as in implicit"
+    )
     iterations: int = Field(15, ge=1, description="ALS sweeps")
     use_weights: bool = Field(False, description="use event weights as confidences (else 0/1)")
 
@@ -25,11 +28,14 @@ class ALS(Recommender):
     """Weighted matrix factorisation solved by alternating least squares.
 
     Fitting is delegated to ``implicit``'s CPU solver (conjugate gradient);
-    scores are ``u·v``.
+    scores are ``u·v``.  A user with new events is *folded in*: its vector
+    is re-solved exactly against the fixed item factors (one d×d system),
+    so an event changes the next recommendation without retraining.
     """
 
     name = "als"
     Config = ALSConfig
+    supports_history = True
 
     def _fit(self, train: Interactions, valid: Interactions | None, options: TrainOptions) -> None:
         from implicit.cpu.als import AlternatingLeastSquares
@@ -52,6 +58,33 @@ class ALS(Recommender):
 
     def _score(self, users: np.ndarray) -> np.ndarray:
         return self.user_factors_[users] @ self.item_factors_.T
+
+    def fold_in(self, rows: sp.csr_matrix) -> np.ndarray:
+        """User vectors solved from interaction rows (users × items) against the fixed item factors.
+
+        ``u = (VᵀV + Vᵀ(C−I)V + λI)⁻¹ VᵀCp`` with confidence ``C = alpha·weight``
+        on observed items (1 elsewhere) and preference ``p = 1`` on them: the
+        same user step as training.  A row without events gets a zero vector.
+        """
+        c = self.config
+        v = self.item_factors_.astype(np.float64)
+        gram = v.T @ v + c.regularization * np.eye(v.shape[1])
+        rows = rows.tocsr()
+        out = np.zeros((rows.shape[0], v.shape[1]), dtype=np.float32)
+        for r in range(rows.shape[0]):
+            s, e = rows.indptr[r], rows.indptr[r + 1]
+            if s == e:
+                continue
+            idx = rows.indices[s:e]
+            conf = c.alpha * (rows.data[s:e] if c.use_weights else np.ones(e - s))
+            vi = v[idx]
+            a = gram + (vi * (conf - 1.0)[:, None]).T @ vi
+            out[r] = np.linalg.solve(a, (vi * conf[:, None]).sum(0))
+        return out
+
+    def _score_history(self, users: np.ndarray, history: Interactions) -> np.ndarray:
+        rows = (history.csr if self.config.use_weights else history.binary)[users]
+        return self.fold_in(rows) @ self.item_factors_.T
 
     def _state(self) -> dict[str, np.ndarray]:
         return {"user_factors": self.user_factors_, "item_factors": self.item_factors_}

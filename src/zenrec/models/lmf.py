@@ -6,6 +6,7 @@ import logging
 from typing import Literal
 
 import numpy as np
+import scipy.sparse as sp
 from pydantic import Field
 
 from zenrec.data.interactions import Interactions
@@ -50,6 +51,7 @@ class LogisticMF(Recommender):
 
     name = "lmf"
     Config = LogisticMFConfig
+    supports_history = True
 
     def _fit(self, train: Interactions, valid: Interactions | None, options: TrainOptions) -> None:
         import torch
@@ -105,7 +107,8 @@ class LogisticMF(Recommender):
         def publish() -> None:
             self.user_factors_ = net.user.weight.detach().cpu().numpy().copy()
             self.item_factors_ = net.item.weight.detach().cpu().numpy().copy()
-            self.item_bias_ = net.ibias.weight.detach().cpu().numpy().ravel().copy()
+            # the global bias rides on the item biases: ranking is unchanged and σ(score) is the model's p
+            self.item_bias_ = (net.ibias.weight + net.bias).detach().cpu().numpy().ravel().copy()
 
         validate = None
         if valid is not None and len(valid):
@@ -120,6 +123,46 @@ class LogisticMF(Recommender):
 
     def _score(self, users: np.ndarray) -> np.ndarray:
         return self.user_factors_[users] @ self.item_factors_.T + self.item_bias_[None, :]
+
+    def fold_in(self, rows: sp.csr_matrix, iterations: int = 8, max_negatives: int = 20_000) -> np.ndarray:
+        """User vectors fitted to interaction rows against the fixed item factors (Newton's method).
+
+        Minimises the per-user form of the training loss:
+        ``mean_{i∈items} softplus(−s_i) + (negatives/n) Σ_j softplus(s_j) + λ‖u‖²``
+        with ``s = u·v + b`` and ``λ = weight_decay·(1 + negatives)``: the
+        expectation of the sampled negatives over all ``n`` items (a fixed
+        random subset of ``max_negatives`` items, re-weighted, on larger
+        catalogues).  A row without events gets a zero vector.
+        """
+        c = self.config
+        v = self.item_factors_.astype(np.float64)
+        b = self.item_bias_.astype(np.float64)
+        n, d = v.shape
+        neg_idx = np.arange(n) if n <= max_negatives else np.sort(
+            np.random.default_rng(0).choice(n, max_negatives, replace=False))
+        vn, bn = v[neg_idx], b[neg_idx]
+        w_neg = c.negatives / n * (n / len(neg_idx))
+        lam = c.weight_decay * (1 + c.negatives)
+        rows = rows.tocsr()
+        out = np.zeros((rows.shape[0], d), dtype=np.float32)
+        for r in range(rows.shape[0]):
+            idx = rows.indices[rows.indptr[r] : rows.indptr[r + 1]]
+            if len(idx) == 0:
+                continue
+            vp, bp = v[idx], b[idx]
+            u = np.zeros(d)
+            for _ in range(iterations):
+                sp_ = 1.0 / (1.0 + np.exp(-(vp @ u + bp)))  # σ(s) of the user's items
+                sn = 1.0 / (1.0 + np.exp(-(vn @ u + bn)))  # σ(s) of the negatives
+                grad = -(vp * (1 - sp_)[:, None]).mean(0) + w_neg * (vn * sn[:, None]).sum(0) + 2 * lam * u
+                hess = (vp * (sp_ * (1 - sp_))[:, None]).T @ vp / len(idx) \
+                    + w_neg * (vn * (sn * (1 - sn))[:, None]).T @ vn + 2 * lam * np.eye(d)
+                u = u - np.linalg.solve(hess, grad)
+            out[r] = u
+        return out
+
+    def _score_history(self, users: np.ndarray, history: Interactions) -> np.ndarray:
+        return self.fold_in(history.binary[users]) @ self.item_factors_.T + self.item_bias_[None, :]
 
     def _state(self) -> dict[str, np.ndarray]:
         return {"user_factors": self.user_factors_, "item_factors": self.item_factors_, "item_bias": self.item_bias_}
