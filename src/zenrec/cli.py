@@ -431,6 +431,42 @@ def demo(
     recommend(output / "model-ease", user=user, users=None, k=10, output=None, include_seen=False)
 
 
+@command
+def serve(
+    model_dir: Annotated[Path, typer.Argument(help="model directory from `zenrec train`, or a model registry root")],
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
+    store: Annotated[str | None, typer.Option("--store", help="event store URL (default: sqlite:///MODEL_DIR/events.db)")] = None,
+    api_key: Annotated[str | None, typer.Option("--api-key", help="key for POST /events (default: $ZENREC_API_KEY)")] = None,
+    keys_for_reads: Annotated[bool, typer.Option("--keys-for-reads", help="require the API key on reads too")] = False,
+    data: Annotated[Path | None, typer.Option("--data", help="dataset directory whose item table enables attribute filters")] = None,
+) -> None:
+    """Serve Top-N over HTTP with real-time events (FastAPI + uvicorn; OpenAPI at /docs).
+
+      zenrec serve models/ease --port 8000
+    """
+    import uvicorn
+
+    from zenrec.serve.app import create_app
+
+    if not 0 < port < 65536:
+        raise ConfigError(f"--port must be between 1 and 65535; got {port}")
+    item_table = None
+    if data is not None:
+        from zenrec.pipeline import ModelBundle
+
+        ds = _load_dataset(data)
+        if ds.item_table is None:
+            raise ConfigError(f"{data}: the dataset has no item table to filter on")
+        # a registry's promoted version is checked for the item count when it loads
+        if (model_dir / "manifest.json").is_file() and ModelBundle.load(model_dir).items != ds.items:
+            raise ConfigError(f"{data}: its items are not the model's (train the model on this dataset)")
+        item_table = ds.item_table
+    app_ = create_app(model_dir, store_url=store, api_key=api_key, require_key_for_reads=keys_for_reads,
+                      item_table=item_table)
+    out.print(f"serving {model_dir} at http://{host}:{port}  (OpenAPI: http://{host}:{port}/docs; Ctrl-C stops)")
+    uvicorn.run(app_, host=host, port=port, log_level="info")
+
 def main() -> None:
     """Console-script entry point."""
     try:

@@ -1,0 +1,418 @@
+"""A served model with real-time user state: :class:`LiveModel`.
+
+A :class:`~zenrec.pipeline.ModelBundle` answers for the users and items it
+was trained on.  :class:`LiveModel` adds what arrived after training: an
+in-process, thread-safe overlay of each user's new events.  The next
+recommendation for that user reads them without retraining, through the
+model's own ``score(users, history=...)``:
+
+* sequence models (SASRec, GRU4Rec, BERT4Rec, transition, two-tower) see the
+  training sequence followed by the new items, in time order;
+* item models (EASE, ItemKNN) see the training row plus the new items;
+* factor models (ALS, logistic MF) fold the user in from that row.
+
+A user unseen in training is scored from its events the same way
+(anonymous); without events it gets popular items, flagged
+``fallback="popular"``.  Models that cannot read a history keep their stored
+scores.  Top-k selection with the seen and business-rule filters is
+delegated to :mod:`zenrec.serve.retrieval`, which never loses results to a
+filter.  No scoring math lives here: every number comes from the model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+import uuid
+from collections import OrderedDict, deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from zenrec.data.interactions import Interactions
+from zenrec.errors import ConfigError, UnknownIdError
+from zenrec.pipeline import ModelBundle
+from zenrec.serve.retrieval import Retriever, ScoreRetriever, attribute_filter, make_retriever
+
+__all__ = ["LiveModel", "Recommendation", "RecList", "Similar", "load_live_model"]
+
+log = logging.getLogger(__name__)
+
+#: new events kept per user in the overlay (older ones are dropped from scoring)
+MAX_OVERLAY = 500
+#: served list ids remembered for attributing events to the version that served them
+MAX_LISTS = 100_000
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """One recommended item: raw id, score and title when the bundle has titles."""
+
+    item: Any
+    score: float
+    title: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (no title key when there is none)."""
+        out: dict[str, Any] = {"item": self.item, "score": self.score}
+        if self.title is not None:
+            out["title"] = self.title
+        return out
+
+
+@dataclass(frozen=True)
+class RecList:
+    """A served list: who it is for, the items, the model version, a fresh list id and any fallback."""
+
+    user: Any
+    items: list[Recommendation]
+    model_version: str
+    list_id: str
+    fallback: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (no fallback key when the model scored the user itself)."""
+        out: dict[str, Any] = {
+            "user": self.user,
+            "items": [r.to_dict() for r in self.items],
+            "model_version": self.model_version,
+            "list_id": self.list_id,
+        }
+        if self.fallback is not None:
+            out["fallback"] = self.fallback
+        return out
+
+
+@dataclass(frozen=True)
+class Similar:
+    """Items similar to one item, and how similarity was measured."""
+
+    item: Any
+    items: list[Recommendation]
+    model_version: str
+    list_id: str
+    method: str = field(default="embedding")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "item": self.item,
+            "items": [r.to_dict() for r in self.items],
+            "model_version": self.model_version,
+            "list_id": self.list_id,
+            "method": self.method,
+        }
+
+
+def _plain(x: Any) -> Any:
+    """A numpy scalar as a plain Python value (for JSON)."""
+    return x.item() if isinstance(x, np.generic) else x
+
+
+def _trained_at(manifest: dict[str, Any] | None) -> float:
+    """When the model was written (epoch seconds), from its manifest; 0 when unknown."""
+    raw = (manifest or {}).get("created_at")
+    try:
+        return datetime.fromisoformat(str(raw)).timestamp()
+    except (TypeError, ValueError):
+        return 0.0
+
+
+def _item_embeddings(model: Any) -> np.ndarray | None:
+    """The model's item vectors (items × d) where it has them, else None."""
+    n = model.n_items_
+    for attr in ("item_factors_", "item_vectors_"):
+        v = getattr(model, attr, None)
+        if isinstance(v, np.ndarray) and v.ndim == 2 and len(v) == n:
+            return v
+    weight = getattr(getattr(getattr(model, "net_", None), "item", None), "weight", None)
+    if weight is not None and getattr(model, "sequential", False) and weight.shape[0] in (n + 1, n + 2):
+        return weight[1 : n + 1].detach().float().cpu().numpy()  # row 0 is padding, n + 1 a mask token
+    return None
+
+
+class LiveModel:
+    """A loaded :class:`ModelBundle`, its version id and a thread-safe overlay of new events per user.
+
+    ``item_table`` (one row per item, in the bundle's item order) makes
+    attribute filters possible; without it, a table of the item ids and
+    titles is used.
+    """
+
+    def __init__(self, bundle: ModelBundle, version: str, item_table: pd.DataFrame | None = None) -> None:
+        self.bundle = bundle
+        self.model = bundle.model
+        self.version = str(version)
+        self.n_items = int(self.model.n_items_)
+        self.trained_at = _trained_at(bundle.manifest)
+        if item_table is not None and len(item_table) != self.n_items:
+            raise ConfigError(f"the item table has {len(item_table)} rows; the model knows {self.n_items} items")
+        if item_table is None:
+            item_table = pd.DataFrame({"item": bundle.items.all_ids})
+            if bundle.titles is not None:
+                item_table["title"] = bundle.titles
+        self.item_table = item_table.reset_index(drop=True)
+        self._lock = threading.Lock()
+        self._overlay: dict[str, deque[tuple[float, int, int]]] = {}
+        self._lists: OrderedDict[str, str] = OrderedDict()
+        self.events_applied = 0
+        self.events_ignored = 0  # events on items the model does not know: stored, not scored
+        self._scorer = ScoreRetriever(self.n_items)
+        self._factor_retriever: Retriever | None = None
+        self._similar: tuple[str, Any] | None = None
+        self._sim_lock = threading.Lock()
+        m = self.model
+        uf, itf = getattr(m, "user_factors_", None), getattr(m, "item_factors_", None)
+        if isinstance(uf, np.ndarray) and isinstance(itf, np.ndarray) and len(itf) == self.n_items:
+            # known users without new events: their stored vector against the item factors
+            self._factor_retriever = make_retriever(itf, getattr(m, "item_bias_", None))
+
+    # ------------------------------------------------------------------ ids
+    def _user_index(self, user: Any) -> int:
+        """The model's index of a raw user id, -1 when unseen in training."""
+        return int(self.bundle.users.index([user], missing="mask")[0])
+
+    def item_indices(self, items: Sequence[Any], what: str = "item") -> np.ndarray:
+        """Indices of raw item ids; an unknown id raises :class:`UnknownIdError` naming it."""
+        if len(items) == 0:
+            return np.empty(0, dtype=np.int64)
+        idx = self.bundle.items.index(list(items), missing="mask")
+        bad = np.flatnonzero(idx < 0)
+        if len(bad):
+            raise UnknownIdError(f"unknown {what} {items[int(bad[0])]!r}: the model {self.version} does not know it")
+        return idx
+
+    # -------------------------------------------------------------- overlay
+    def apply_events(self, events: Iterable[Any]) -> int:
+        """Add stored events (anything with ``user``, ``item``, ``timestamp`` and optionally ``seq``) to the overlay.
+
+        Events on items the model does not know are counted and ignored.
+        Returns how many were applied.
+        """
+        events = list(events)
+        if not events:
+            return 0
+        idx = self.bundle.items.index([e.item for e in events], missing="mask")
+        applied = 0
+        with self._lock:
+            for e, i in zip(events, idx, strict=True):
+                if i < 0:
+                    self.events_ignored += 1
+                    continue
+                q = self._overlay.get(str(e.user))
+                if q is None:
+                    q = self._overlay[str(e.user)] = deque(maxlen=MAX_OVERLAY)
+                q.append((float(e.timestamp), int(getattr(e, "seq", 0) or 0), int(i)))
+                applied += 1
+            self.events_applied += applied
+        return applied
+
+    def new_items(self, user: Any) -> np.ndarray:
+        """The item indices of a user's events since training, in time order."""
+        with self._lock:
+            q = list(self._overlay.get(str(user), ()))
+        q.sort()
+        return np.asarray([i for _, _, i in q], dtype=np.int64)
+
+    def users_with_events(self) -> int:
+        """How many users have events in the overlay."""
+        with self._lock:
+            return len(self._overlay)
+
+    def version_of_list(self, list_id: str | None) -> str | None:
+        """The model version that served ``list_id`` (while remembered), else None."""
+        if list_id is None:
+            return None
+        with self._lock:
+            return self._lists.get(list_id)
+
+    def _new_list_id(self) -> str:
+        lid = uuid.uuid4().hex
+        with self._lock:
+            self._lists[lid] = self.version
+            while len(self._lists) > MAX_LISTS:
+                self._lists.popitem(last=False)
+        return lid
+
+    # -------------------------------------------------------------- filters
+    def allowed_mask(self, rule: Any) -> np.ndarray | None:
+        """A boolean mask over items from a filter: a list of raw item ids (an allow-list) or an attribute rule."""
+        if rule is None:
+            return None
+        if isinstance(rule, (list, tuple)):
+            mask = np.zeros(self.n_items, dtype=bool)
+            mask[self.item_indices(rule, "item in the filter")] = True
+            return mask
+        return attribute_filter(self.item_table, rule, self.n_items)
+
+    # -------------------------------------------------------------- scoring
+    def _base_sequence(self, u: int) -> np.ndarray:
+        """A known user's training items, oldest first where the model keeps the order."""
+        m = self.model
+        seqs = getattr(m, "sequences_", None)
+        if isinstance(seqs, np.ndarray) and seqs.ndim == 2 and len(seqs) == m.n_users_:
+            row = seqs[u].astype(np.int64)
+            return row[row > 0] - 1  # ids + 1, 0 = padding
+        last = getattr(m, "last_", None)
+        if getattr(m, "sequential", False) and isinstance(last, np.ndarray) and len(last) == m.n_users_:
+            return np.asarray([last[u]] if last[u] >= 0 else [], dtype=np.int64)
+        seen = self.bundle.seen
+        return seen.indices[seen.indptr[u] : seen.indptr[u + 1]].astype(np.int64)
+
+    def _history_scores(self, u: int, new: np.ndarray) -> np.ndarray:
+        """Scores from the training history of ``u`` (−1: none) followed by ``new`` items."""
+        base = self._base_sequence(u) if u >= 0 else np.empty(0, dtype=np.int64)
+        items = np.concatenate([base, new])
+        row = u if u >= 0 else int(self.model.n_users_)  # past the trained users: no id embedding
+        hist = Interactions(
+            np.full(len(items), row, dtype=np.int32), items, row + 1, self.n_items,
+            timestamp=np.arange(len(items), dtype=np.int64),
+        )
+        return self.model.score(np.asarray([row]), history=hist)[0]
+
+    def _top(self, scores: np.ndarray, k: int, exclude: np.ndarray, allowed: np.ndarray | None,
+             retriever: Retriever | None = None) -> list[Recommendation]:
+        """Best k items of one score row (or one query vector for ``retriever``) after the filters."""
+        r = retriever or self._scorer
+        ids, sc = r.search(scores[None, :], k, exclude=[exclude], allowed=allowed)
+        keep = (ids[0] >= 0) & np.isfinite(sc[0])  # a -inf/NaN score is no recommendation (and not JSON)
+        idx, vals = ids[0][keep], sc[0][keep]
+        raw = self.bundle.items.ids(idx)
+        titles = self.bundle.titles
+        return [
+            Recommendation(_plain(raw[j]), float(vals[j]), None if titles is None else str(titles[idx[j]]))
+            for j in range(len(idx))
+        ]
+
+    def _check_k(self, k: Any) -> int:
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0:
+            raise ConfigError(f"the 'k' parameter must be a positive integer; got {k!r}")
+        return int(k)
+
+    def _score_for(self, u: int, new: np.ndarray) -> tuple[np.ndarray, Retriever | None, str | None]:
+        """(score row or query vector, the retriever for it or None, fallback)."""
+        m = self.model
+        if len(new) and m.supports_history:
+            return self._history_scores(u, new), None, None
+        if u >= 0:
+            if self._factor_retriever is not None:
+                return np.asarray(m.user_factors_[u], dtype=np.float32), self._factor_retriever, None
+            return m.score(np.asarray([u]))[0], None, None
+        return np.asarray(m.popularity_, dtype=np.float32), None, "popular"
+
+    def recommend(self, user: Any, k: int = 10, exclude_seen: bool = True,
+                  allowed: np.ndarray | None = None) -> RecList:
+        """Top-k for a raw user id, from its training history plus the events that arrived since.
+
+        An unknown user is scored from its events alone; without any, popular
+        items are returned with ``fallback="popular"``.
+        """
+        k = self._check_k(k)
+        u = self._user_index(user)
+        new = self.new_items(user)
+        scores, retriever, fallback = self._score_for(u, new)
+        exclude = np.empty(0, dtype=np.int64)
+        if exclude_seen:
+            seen = self.bundle.seen
+            old = seen.indices[seen.indptr[u] : seen.indptr[u + 1]] if u >= 0 else np.empty(0, np.int64)
+            exclude = np.unique(np.concatenate([old.astype(np.int64), new]))
+        items = self._top(scores, k, exclude, allowed, retriever)
+        return RecList(_plain(user), items, self.version, self._new_list_id(), fallback)
+
+    def recommend_session(self, items: Sequence[Any], k: int = 10, exclude_seen: bool = True,
+                          allowed: np.ndarray | None = None) -> RecList:
+        """Top-k for an anonymous session given its items, oldest first (unknown ids raise)."""
+        k = self._check_k(k)
+        new = self.item_indices(list(items))
+        if len(new) and self.model.supports_history:
+            scores, fallback = self._history_scores(-1, new), None
+        else:
+            scores, fallback = np.asarray(self.model.popularity_, dtype=np.float32), "popular"
+        exclude = np.unique(new) if exclude_seen else np.empty(0, dtype=np.int64)
+        return RecList(None, self._top(scores, k, exclude, allowed), self.version, self._new_list_id(), fallback)
+
+    # -------------------------------------------------------------- similar
+    def _similarity(self) -> tuple[str, Any]:
+        """How this model measures item similarity, built once: (method, state)."""
+        with self._sim_lock:
+            if self._similar is None:
+                m = self.model
+                emb = _item_embeddings(m)
+                if emb is not None:
+                    v = np.asarray(emb, dtype=np.float32)
+                    norms = np.linalg.norm(v, axis=1, keepdims=True)
+                    unit = np.where(norms > 0, v / np.maximum(norms, 1e-12), 0.0).astype(np.float32)
+                    self._similar = ("embedding", (unit, make_retriever(unit)))
+                elif isinstance(getattr(m, "weights_", None), np.ndarray):
+                    self._similar = ("weights", m.weights_)
+                elif getattr(m, "sim_", None) is not None:
+                    self._similar = ("weights", m.sim_.tocsc())
+                else:
+                    seen = self.bundle.seen
+                    counts = np.asarray(seen.sum(axis=0)).ravel().astype(np.float64)
+                    self._similar = ("cooccurrence", (seen.T.tocsr(), seen, counts))
+            return self._similar
+
+    def similar(self, item: Any, k: int = 10) -> Similar:
+        """Items most similar to one item (cosine of item vectors, the item-item weights, or co-occurrence)."""
+        k = self._check_k(k)
+        i = int(self.item_indices([item])[0])
+        method, state = self._similarity()
+        exclude = np.asarray([i], dtype=np.int64)
+        if method == "embedding":
+            unit, retriever = state
+            items = self._top(unit[i], k, exclude, None, retriever)
+        else:
+            if method == "weights":
+                col = state[:, i]
+                scores = np.asarray(col.toarray() if hasattr(col, "toarray") else col, dtype=np.float32).ravel()
+            else:
+                by_item, seen, counts = state
+                co = np.asarray((by_item[i] @ seen).toarray(), dtype=np.float64).ravel()
+                scores = (co / np.sqrt(np.maximum(counts[i] * counts, 1e-12))).astype(np.float32)
+            allowed = scores > 0  # no evidence of similarity: not listed
+            items = self._top(scores, k, exclude, allowed)
+        return Similar(_plain(item), items, self.version, self._new_list_id(), method)
+
+
+def _manifest_version(path: Path, manifest: dict[str, Any] | None) -> str:
+    """A version id for a plain model directory: model name + a short hash of its manifest."""
+    raw = json.dumps(manifest or {}, sort_keys=True, default=str).encode()
+    name = (manifest or {}).get("model", path.name)
+    return f"{name}-{hashlib.sha256(raw).hexdigest()[:10]}"
+
+
+def is_registry(path: str | Path) -> bool:
+    """True when ``path`` is a model registry root (``versions/`` or ``CURRENT.json``) rather than a model directory."""
+    p = Path(path)
+    return (p / "CURRENT.json").is_file() or ((p / "versions").is_dir() and not (p / "manifest.json").is_file())
+
+
+def load_live_model(path: str | Path, item_table: pd.DataFrame | None = None) -> tuple[LiveModel, str]:
+    """Load a model directory or a registry root's promoted version: (live model, default event store URL).
+
+    The default store is a SQLite file beside the model (or the registry's
+    :meth:`~zenrec.store.ModelRegistry.events_url`).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{path}: no such model directory or registry")
+    if is_registry(path):
+        from zenrec.store.registry import ModelRegistry, RegistryError
+
+        reg = ModelRegistry(path)
+        cur = reg.current()
+        if cur is None:
+            raise RegistryError(f"{reg.current_file}: no version promoted yet; promote one to serve it")
+        bundle = ModelBundle.load(reg.path(cur.version))
+        return LiveModel(bundle, cur.version, item_table), reg.events_url()
+    bundle = ModelBundle.load(path)
+    url = f"sqlite:///{(path / 'events.db').resolve()}"
+    return LiveModel(bundle, _manifest_version(path, bundle.manifest), item_table), url

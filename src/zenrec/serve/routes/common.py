@@ -1,0 +1,121 @@
+"""What every route shares: the server state, API-key checks, filters and the response bodies."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from fastapi import Request, Security
+from fastapi.security import APIKeyHeader
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+
+from zenrec.errors import UnknownIdError, ZenrecError
+from zenrec.serve.errors import ApiError
+
+__all__ = [
+    "Id",
+    "ItemOut",
+    "ListOut",
+    "SimilarOut",
+    "state_of",
+    "read_access",
+    "write_access",
+    "parse_filter",
+    "allowed_for",
+    "plain_id",
+]
+
+#: a raw user or item id: a string or an integer
+Id = StrictStr | StrictInt
+
+api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="the server's API key")
+
+
+def state_of(request: Request) -> Any:
+    """The app's :class:`~zenrec.serve.app.ServeState` (503 while the app is not started)."""
+    state = getattr(request.app.state, "zenrec", None)
+    if state is None:
+        raise ApiError(503, "unavailable", "the model is not loaded yet")
+    return state
+
+
+def read_access(request: Request, key: Annotated[str | None, Security(api_key_header)] = None) -> None:
+    """Dependency of read endpoints: the API key, when the server requires it for reads."""
+    state_of(request).check_key(key, write=False)
+
+
+def write_access(request: Request, key: Annotated[str | None, Security(api_key_header)] = None) -> None:
+    """Dependency of write endpoints: the API key, whenever the server has one."""
+    state_of(request).check_key(key, write=True)
+
+
+def plain_id(raw: str, vocabulary: Any) -> Any:
+    """A path id as the vocabulary spells it: an integer for integer vocabularies when it parses."""
+    if getattr(vocabulary, "is_integer", False):
+        try:
+            return int(raw)
+        except ValueError:
+            return raw
+    return raw
+
+
+def parse_filter(text: str | None) -> Any:
+    """The ``filter`` query parameter: JSON (a list of item ids, or an attribute rule object), or a rule string."""
+    if text is None or not text.strip():
+        return None
+    stripped = text.strip()
+    if stripped[0] in "[{\"":
+        try:
+            return json.loads(stripped)
+        except ValueError as exc:
+            raise ApiError(422, "invalid_filter", f"filter: not valid JSON ({exc})") from None
+    return stripped
+
+
+def allowed_for(live: Any, rule: Any) -> Any:
+    """The allowed-items mask of a filter rule (422 naming what is wrong)."""
+    if rule is None:
+        return None
+    if isinstance(rule, list) and not all(isinstance(x, (str, int)) and not isinstance(x, bool) for x in rule):
+        raise ApiError(422, "invalid_filter", "filter: a list must hold item ids (strings or integers)")
+    if not isinstance(rule, (list, dict, str)):
+        raise ApiError(422, "invalid_filter", "filter: give a list of item ids, a rule object or a rule string")
+    try:
+        return live.allowed_mask(rule)
+    except UnknownIdError as exc:
+        raise ApiError(422, "unknown_item", f"filter: {exc}") from None
+    except ZenrecError as exc:
+        raise ApiError(422, "invalid_filter", str(exc)) from None
+    except (TypeError, ValueError) as exc:  # a rule value pandas cannot compare
+        raise ApiError(422, "invalid_filter", f"filter: {exc}") from None
+
+
+class ItemOut(BaseModel):
+    """One recommended item."""
+
+    item: Id
+    score: float
+    title: str | None = None
+
+
+class ListOut(BaseModel):
+    """A served recommendation list."""
+
+    model_config = ConfigDict(json_schema_extra={"description": "`fallback` is set when the model could not "
+                                                 "personalise (e.g. `popular` for an unknown user)"})
+
+    user: Id | None = None
+    items: list[ItemOut]
+    model_version: str
+    list_id: str = Field(description="fresh per served list; send it back with events to attribute them")
+    fallback: str | None = None
+
+
+class SimilarOut(BaseModel):
+    """Items similar to one item."""
+
+    item: Id
+    items: list[ItemOut]
+    model_version: str
+    list_id: str
+    method: str = Field(description="embedding (cosine of item vectors), weights (item-item model) or cooccurrence")

@@ -1,0 +1,97 @@
+"""``POST /events``: one event or a batch, stored durably, then visible to the next recommendation."""
+
+from __future__ import annotations
+
+from concurrent.futures import TimeoutError as FutureTimeout
+from types import SimpleNamespace
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from zenrec.errors import DataError
+from zenrec.serve.errors import ApiError
+from zenrec.serve.routes.common import Id, state_of, write_access
+
+router = APIRouter(tags=["events"], dependencies=[Depends(write_access)])
+
+#: most events in one request
+MAX_BATCH = 1000
+
+
+class EventIn(BaseModel):
+    """One behaviour event."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    user: Id = Field(description="raw user id (a new user is fine)")
+    item: Id = Field(description="raw item id (one the model does not know is stored but not scored)")
+    type: str = Field("click", description="view, click, cart, purchase, rating, …")
+    value: float | None = Field(None, description="strength or rating (default 1)")
+    timestamp: float | None = Field(None, description="epoch seconds (default: now)")
+    event_id: str | None = Field(None, description="client id: the same id twice is stored once")
+    list_id: str | None = Field(None, description="the served list this event answers (for attribution)")
+
+
+class EventBatch(BaseModel):
+    """Several events in one request (stored in one transaction)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    events: list[EventIn] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+class StoredOut(BaseModel):
+    """What the store acknowledged for one event."""
+
+    seq: int
+    event_id: str | None = None
+    duplicate: bool
+
+
+class EventsOut(BaseModel):
+    """The acknowledgement: sent only after the events are committed."""
+
+    stored: list[StoredOut]
+    model_version: str
+    unknown_items: list[Id] = Field(description="items the served model does not know: stored, not scored")
+
+
+@router.post("/events", response_model=EventsOut)
+def post_events(
+    request: Request,
+    body: Annotated[EventIn | EventBatch, Body(description="one event, or {\"events\": [...]}")],
+) -> dict[str, Any]:
+    """Store events durably (idempotent on `event_id`); the next recommendation for their users reflects them."""
+    from zenrec.store.events import Event
+
+    state = state_of(request)
+    live = state.live
+    given = body.events if isinstance(body, EventBatch) else [body]
+    events = []
+    for i, e in enumerate(given):
+        data = e.model_dump(exclude_none=True)
+        data["model_version"] = live.version_of_list(e.list_id)
+        try:
+            events.append(Event(**data))
+        except DataError as exc:
+            where = f"events[{i}]: " if isinstance(body, EventBatch) else ""
+            raise ApiError(422, "invalid_event", f"{where}{exc}") from None
+    try:
+        stored = state.writer.write(events, timeout=60)  # returns after the commit
+    except FutureTimeout:
+        raise ApiError(503, "store_unavailable", "the event store did not commit within 60 s; retry with the "
+                       "same event ids") from None
+    fresh = [SimpleNamespace(user=e.user, item=e.item, timestamp=e.timestamp, seq=s.seq)
+             for e, s in zip(events, stored, strict=True) if not s.duplicate]
+    live.apply_events(fresh)
+    n_dup = sum(s.duplicate for s in stored)
+    state.metrics.events_stored.inc(len(stored) - n_dup)
+    state.metrics.events_duplicate.inc(n_dup)
+    known = live.bundle.items.index([e.item for e in events], missing="mask")
+    unknown = list(dict.fromkeys(e.item for e, i in zip(events, known, strict=True) if i < 0))
+    return {
+        "stored": [{"seq": s.seq, "event_id": s.event_id, "duplicate": s.duplicate} for s in stored],
+        "model_version": live.version,
+        "unknown_items": unknown,
+    }

@@ -1,0 +1,37 @@
+"""``GET /healthz`` and ``GET /metrics`` (Prometheus text format)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from zenrec.serve.routes.common import read_access, state_of
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz")
+def healthz(request: Request) -> dict[str, Any]:
+    """Liveness and what is served: model version and name, catalogue size, live-state counts."""
+    state = state_of(request)
+    live = state.live
+    return {
+        "status": "ok",
+        "model_version": live.version,
+        "model": live.model.name,
+        "n_users": int(live.model.n_users_),
+        "n_items": live.n_items,
+        "users_with_new_events": live.users_with_events(),
+        "events_applied": live.events_applied,
+        "events_replayed": state.replayed,
+        "store": state.store.dialect,
+    }
+
+
+@router.get("/metrics", response_class=Response, responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}})
+def metrics(request: Request, _: Annotated[None, Depends(read_access)] = None) -> Response:
+    """Prometheus metrics: requests and latency per route, events stored, lists served, model version."""
+    state = state_of(request)
+    return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)

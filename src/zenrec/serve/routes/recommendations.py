@@ -1,0 +1,70 @@
+"""``GET /users/{user_id}/recommendations`` and ``POST /recommendations`` (anonymous sessions)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from zenrec.errors import UnknownIdError
+from zenrec.serve.errors import ApiError
+from zenrec.serve.routes.common import Id, ListOut, allowed_for, parse_filter, plain_id, read_access, state_of
+
+router = APIRouter(tags=["recommendations"], dependencies=[Depends(read_access)])
+
+_FILTER_HELP = (
+    "JSON list of allowed item ids, or an attribute rule on the item table: JSON "
+    '(`{"genre": "Comedy", "price": {"lt": 20}}`) or text (`genre=Comedy, price<20`)'
+)
+
+
+class SessionIn(BaseModel):
+    """An anonymous session: its recent items, oldest first."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    items: list[Id] = Field(max_length=1000, description="item ids the session interacted with, oldest first")
+    k: int = Field(10, description="list length")
+    exclude_seen: bool = Field(True, description="leave out the session's own items")
+    filter: list[Id] | dict[str, Any] | str | None = Field(None, description=_FILTER_HELP)
+
+
+def _served(state: Any, out: Any) -> dict[str, Any]:
+    state.metrics.lists_served.labels(out.model_version, "fallback" if out.fallback else "model").inc()
+    return out.to_dict()
+
+
+@router.get("/users/{user_id}/recommendations", response_model=ListOut)
+def user_recommendations(
+    request: Request,
+    user_id: Annotated[str, Path(max_length=512, description="raw user id")],
+    k: Annotated[int, Query(description="list length (1 … the server's max_k)")] = 10,
+    exclude_seen: Annotated[bool, Query(description="leave out items the user already interacted with")] = True,
+    filter: Annotated[str | None, Query(max_length=100_000, description=_FILTER_HELP)] = None,
+) -> dict[str, Any]:
+    """Top-k for a user, from its training history plus every event posted since.
+
+    An unknown user with posted events is scored from them; without any, the
+    list holds popular items and says `"fallback": "popular"`.
+    """
+    state = state_of(request)
+    state.check_k(k)
+    live = state.live
+    allowed = allowed_for(live, parse_filter(filter))
+    out = live.recommend(plain_id(user_id, live.bundle.users), k, exclude_seen=exclude_seen, allowed=allowed)
+    return _served(state, out)
+
+
+@router.post("/recommendations", response_model=ListOut)
+def session_recommendations(request: Request, body: SessionIn) -> dict[str, Any]:
+    """Top-k for an anonymous session given its recent items (sequence models read their order)."""
+    state = state_of(request)
+    state.check_k(body.k)
+    live = state.live
+    allowed = allowed_for(live, body.filter)
+    try:
+        out = live.recommend_session(body.items, body.k, exclude_seen=body.exclude_seen, allowed=allowed)
+    except UnknownIdError as exc:
+        raise ApiError(422, "unknown_item", f"items: {exc}") from None
+    return _served(state, out)
