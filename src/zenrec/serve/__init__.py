@@ -1,0 +1,4 @@
+"""Serving: top-k retrieval with filters (:mod:`zenrec.serve.retrieval`) and the HTTP layer.
+
+Nothing heavy is imported here; import the submodules you need.
+"""
