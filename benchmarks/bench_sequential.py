@@ -429,7 +429,7 @@ def render(rows: list[dict], note: str = "") -> str:
         for r in ok:
             if r["library"] == "zenrec" and "sampled100" in r:
                 s = r["sampled100"]
-                pap = PAPER.get(ds, {})
+                pap = PAPER.get(ds, {}) if r["model"] == "sasrec" else {}
                 sampled.append(f"| {ds} | zenrec {r['model']} | {s['hit@10']:.4f} | {s['ndcg@10']:.4f} | "
                                f"{_f(pap.get('hit@10'))} | {_f(pap.get('ndcg@10'))} |")
     lines += ["Targets:", "", *verdicts, ""]
