@@ -1,0 +1,301 @@
+"""The HTTP app through TestClient: real-time lists for EASE, ALS and SASRec, sessions, fallbacks,
+similar items, idempotent events, filters, bad input as JSON 4xx, API keys, metrics, restart replay."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from zenrec.pipeline import ModelBundle
+from zenrec.store.events import EventStore
+
+KEY = "test-key"
+SEQ_USERS = 300  # the users the sasrec fixture trains on (conftest.SEQ_USERS)
+AUTH = {"X-API-Key": KEY}
+
+
+@pytest.fixture(scope="module")
+def ease_dir(model_dirs):
+    return model_dirs("ease")
+
+
+@pytest.fixture(scope="module")
+def app_client(serve_app):
+    return serve_app
+
+
+def ranks(body) -> dict:
+    return {x["item"]: r for r, x in enumerate(body["items"])}
+
+
+@pytest.fixture()
+def client(ease_dir, tmp_path, app_client):
+    with app_client(ease_dir, tmp_path / "events.db", api_key=KEY, max_k=2000) as c:
+        yield c
+
+
+def _unseen(bundle: ModelBundle, user, skip: int = 0, n: int = 1) -> list:
+    u = int(bundle.users.index([user])[0])
+    seen = set(bundle.seen[u].indices.tolist())
+    order = np.argsort(-bundle.model.popularity_)
+    return [bundle.items.ids([i])[0].item() for i in order if i not in seen][skip : skip + n]
+
+
+def _error(r, status: int, code: str | None = None) -> str:
+    assert r.status_code == status, r.text
+    body = r.json()
+    assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}, body
+    if code is not None:
+        assert body["error"]["code"] == code, body
+    return body["error"]["message"]
+
+
+def test_known_user_list(client, ease_dir):
+    bundle = ModelBundle.load(ease_dir)
+    r = client.get("/users/196/recommendations", params={"k": 7})
+    assert r.status_code == 200
+    body = r.json()
+    assert body["user"] == 196 and body["fallback"] is None
+    assert body["model_version"] == client.get("/healthz").json()["model_version"]
+    uuid.UUID(body["list_id"])
+    items = [x["item"] for x in body["items"]]
+    assert len(items) == 7 and all(x["title"] for x in body["items"])
+    seen = set(bundle.items.ids(bundle.seen[bundle.users.index([196])[0]].indices).tolist())
+    assert seen.isdisjoint(items)
+    want = bundle.recommend([196], k=7)["item_id"].tolist()
+    assert items == want
+    assert client.get("/users/196/recommendations", params={"k": 7}).json()["list_id"] != body["list_id"]
+
+
+def test_unknown_user_gets_flagged_popular_items(client, ease_dir):
+    bundle = ModelBundle.load(ease_dir)
+    body = client.get("/users/never-seen/recommendations", params={"k": 5}).json()
+    assert body["fallback"] == "popular"
+    assert [x["item"] for x in body["items"]] == bundle.items.ids(np.argsort(-bundle.model.popularity_)[:5]).tolist()
+
+
+def test_realtime_ease(client, ease_dir):
+    bundle = ModelBundle.load(ease_dir)
+    x = _unseen(bundle, 196)[0]
+    n = bundle.model.n_items_
+    before = client.get("/users/196/recommendations", params={"k": n, "exclude_seen": False}).json()
+    r = client.post("/events", json={"user": 196, "item": x, "type": "click"}, headers=AUTH)
+    assert r.status_code == 200 and r.json()["stored"][0]["duplicate"] is False
+    after = client.get("/users/196/recommendations", params={"k": n, "exclude_seen": False}).json()
+    b = {i["item"]: i["score"] for i in before["items"]}
+    gain = {i["item"]: i["score"] - b[i["item"]] for i in after["items"]}
+    xi = int(bundle.items.index([x])[0])
+    ids = list(gain)
+    np.testing.assert_allclose([gain[i] for i in ids], bundle.model.weights_[xi, bundle.items.index(ids)], atol=1e-5)
+    listed = [i["item"] for i in client.get("/users/196/recommendations", params={"k": 50}).json()["items"]]
+    assert x not in listed
+
+
+def test_realtime_als_fold_in(model_dirs, tmp_path, app_client):
+    d = model_dirs("als")
+    bundle = ModelBundle.load(d)
+    m = bundle.model
+    user, xs = 196, _unseen(bundle, 196, skip=30, n=3)
+    with app_client(d, tmp_path / "events.db") as c:
+        before = c.get(f"/users/{user}/recommendations", params={"k": 1000, "exclude_seen": False}).json()
+        for x in xs:
+            assert c.post("/events", json={"user": user, "item": x}).status_code == 200
+        after = c.get(f"/users/{user}/recommendations", params={"k": 1000, "exclude_seen": False}).json()
+    # the served list is the model's fold-in of the training row plus the new items
+    u = int(bundle.users.index([user])[0])
+    row = bundle.seen[u].tolil()
+    row[0, bundle.items.index(xs)] = 1
+    row = row.tocsr()
+    want = np.argsort(-(m.fold_in(row) @ m.item_factors_.T)[0])[:20]
+    assert [i["item"] for i in after["items"][:20]] == bundle.items.ids(want).tolist()
+    assert [i["item"] for i in after["items"][:20]] != [i["item"] for i in before["items"][:20]]
+    rb, ra = ranks(before), ranks(after)
+    assert sum(ra.get(x, 10**6) < rb.get(x, 10**6) for x in xs) == len(xs)  # the new items moved up
+
+
+def test_realtime_sasrec(model_dirs, tmp_path, ml100k, app_client):
+    d = model_dirs("sasrec")
+    bundle = ModelBundle.load(d)
+    m, n = bundle.model, bundle.model.n_items_
+    inter = ml100k.interactions
+    part = inter.user < SEQ_USERS
+    same = (inter.user[:-1] == inter.user[1:]) & part[:-1]
+    prev, nxt = inter.item[:-1][same].astype(np.int64), inter.item[1:][same].astype(np.int64)
+    pairs = [divmod(int(p), n) for p in np.argsort(-np.bincount(prev * n + nxt, minlength=n * n))[:3]]
+    pool = iter(range(0, SEQ_USERS, 2))
+    moved, tried = 0, 0
+    q = {"k": 1000, "exclude_seen": False}
+    with app_client(d, tmp_path / "events.db") as c:
+        for xi, yi in pairs:  # x is most often followed by y in training
+            x, y = (v.item() for v in bundle.items.ids([xi, yi]))
+            for _ in range(5):
+                u = next(u for u in pool if not {xi, yi} & set(bundle.seen[u].indices.tolist()))
+                user = bundle.users.ids([u])[0].item()
+                before = c.get(f"/users/{user}/recommendations", params=q).json()
+                assert c.post("/events", json={"user": user, "item": x, "timestamp": 2e9}).status_code == 200
+                after = c.get(f"/users/{user}/recommendations", params=q).json()
+                # exactly the model reading the training sequence followed by the new item
+                seq = m.sequences_[u][m.sequences_[u] > 0]
+                want = np.argsort(-m.score_sequences(np.append(seq, xi + 1)[None, :])[0], kind="stable")[:10]
+                top = [i["item"] for i in after["items"][:10]]
+                assert top == bundle.items.ids(want).tolist()
+                assert top != [i["item"] for i in before["items"][:10]]
+                tried += 1
+                moved += ranks(after).get(y, 10**6) < ranks(before).get(y, 10**6)
+    assert moved >= 0.7 * tried, f"the appended item's successor moved up for only {moved} of {tried} users"
+
+
+def test_session_recommendations(client, ease_dir):
+    bundle = ModelBundle.load(ease_dir)
+    r = client.post("/recommendations", json={"items": [50, 172], "k": 5})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["fallback"] is None and body["user"] is None
+    w = bundle.model.weights_
+    s = w[bundle.items.index([50, 172])].sum(axis=0)
+    s[bundle.items.index([50, 172])] = -np.inf
+    assert [x["item"] for x in body["items"]] == bundle.items.ids(np.argsort(-s)[:5]).tolist()
+    empty = client.post("/recommendations", json={"items": [], "k": 3}).json()
+    assert empty["fallback"] == "popular"
+    msg = _error(client.post("/recommendations", json={"items": [50, 123456]}), 422, "unknown_item")
+    assert "123456" in msg
+
+
+def test_similar_items(client):
+    body = client.get("/items/50/similar", params={"k": 5}).json()
+    assert body["item"] == 50 and body["method"] == "weights"
+    items = [x["item"] for x in body["items"]]
+    assert len(items) == 5 and 50 not in items and 181 in items  # Return of the Jedi
+    assert "999999" in _error(client.get("/items/999999/similar"), 404, "unknown_item")
+
+
+def test_idempotent_events(client, tmp_path):
+    ev = {"user": "u-1", "item": 50, "event_id": "click-42"}
+    first = client.post("/events", json=ev, headers=AUTH).json()["stored"][0]
+    second = client.post("/events", json=ev, headers=AUTH).json()["stored"][0]
+    assert first["duplicate"] is False and second["duplicate"] is True and second["seq"] == first["seq"]
+    batch = client.post("/events", json={"events": [ev, {**ev, "event_id": "click-43"}]}, headers=AUTH).json()
+    assert [s["duplicate"] for s in batch["stored"]] == [True, False]
+    with EventStore(f"sqlite:///{tmp_path / 'events.db'}") as store:
+        assert store.count() == 2
+    assert client.get("/healthz").json()["events_applied"] == 2
+
+
+def test_events_on_unknown_items_are_stored_not_scored(client):
+    before = client.get("/users/196/recommendations").json()["items"]
+    r = client.post("/events", json={"user": 196, "item": "brand-new-item"}, headers=AUTH)
+    assert r.status_code == 200 and r.json()["unknown_items"] == ["brand-new-item"]
+    assert client.get("/users/196/recommendations").json()["items"] == before
+
+
+def test_filters(ease_dir, tmp_path, ml100k, app_client):
+    table = ml100k.item_table.assign(year=pd.to_numeric(ml100k.item_table["year"], errors="coerce"))
+    with app_client(ease_dir, tmp_path / "e.db", item_table=table) as c:
+        bundle = ModelBundle.load(ease_dir)
+        fresh = _unseen(bundle, 1, skip=5, n=4)
+        allow = [1, 2, *fresh]  # user 1 has seen items 1 and 2
+        body = c.get("/users/1/recommendations", params={"filter": json.dumps(allow), "k": 10}).json()
+        assert sorted(x["item"] for x in body["items"]) == sorted(fresh)
+        body = c.get("/users/1/recommendations", params={"filter": '{"year": {"ge": 1997}}', "k": 30}).json()
+        years = table["year"].to_numpy()[ml100k.items.index([x["item"] for x in body["items"]])]
+        assert len(years) == 30 and (years >= 1997).all()
+        text = c.get("/users/1/recommendations", params={"filter": "year>=1997", "k": 30}).json()
+        assert [x["item"] for x in text["items"]] == [x["item"] for x in body["items"]]
+        _error(c.get("/users/1/recommendations", params={"filter": '{"nope": 1}'}), 422, "invalid_filter")
+        _error(c.get("/users/1/recommendations", params={"filter": "[1, 777777]"}), 422, "unknown_item")
+        _error(c.get("/users/1/recommendations", params={"filter": "[1, "}), 422, "invalid_filter")
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "kwargs", "status", "code"),
+    [
+        ("post", "/recommendations", {"content": b'{"items": [50,', "headers": {"content-type": "application/json"}},
+         400, "malformed_json"),
+        ("post", "/events", {"content": b"{not json", "headers": {**AUTH, "content-type": "application/json"}},
+         400, "malformed_json"),
+        ("get", "/users/196/recommendations?k=0", {}, 422, "invalid_k"),
+        ("get", "/users/196/recommendations?k=-3", {}, 422, "invalid_k"),
+        ("get", "/users/196/recommendations?k=1000000000000", {}, 422, "invalid_k"),
+        ("get", "/users/196/recommendations?k=ten", {}, 422, "invalid_request"),
+        ("get", "/items/50/similar?k=99999999", {}, 422, "invalid_k"),
+        ("post", "/recommendations", {"json": {"items": [50], "k": 0}}, 422, "invalid_k"),
+        ("post", "/recommendations", {"json": {"items": "50"}}, 422, "invalid_request"),
+        ("post", "/recommendations", {"json": {"items": [50], "surprise": 1}}, 422, "invalid_request"),
+        ("post", "/events", {"json": {"user": 1, "item": 50}}, 401, "unauthorized"),
+        ("post", "/events", {"json": {"user": 1, "item": 50}, "headers": {"X-API-Key": "wrong"}}, 401, "unauthorized"),
+        ("post", "/events", {"json": {"item": 50}, "headers": AUTH}, 422, "invalid_request"),
+        ("post", "/events", {"json": {"user": "", "item": 50}, "headers": AUTH}, 422, "invalid_event"),
+        ("post", "/events", {"json": {"user": "a", "item": 50, "colour": 1}, "headers": AUTH}, 422, "invalid_request"),
+        ("post", "/events", {"json": {"events": []}, "headers": AUTH}, 422, "invalid_request"),
+        ("post", "/events", {"content": b'{"user": "a", "item": 50, "value": Infinity}',
+                             "headers": {**AUTH, "content-type": "application/json"}}, 422, "invalid_event"),
+        ("post", "/events", {"content": b"x" * 2_000_000, "headers": AUTH}, 413, "body_too_large"),
+        ("get", "/no/such/route", {}, 404, "not_found"),
+        ("delete", "/events", {"headers": AUTH}, 405, "method_not_allowed"),
+    ],
+)
+def test_bad_input_is_a_json_4xx(client, method, path, kwargs, status, code):
+    _error(getattr(client, method)(path, **kwargs) if method != "post" else client.post(path, **kwargs), status, code)
+
+
+def test_oversized_body_without_content_length(client):
+    def chunks():
+        for _ in range(40):
+            yield b"x" * 50_000
+
+    r = client.post("/events", content=chunks(), headers={**AUTH, "content-type": "application/json"})
+    _error(r, 413, "body_too_large")
+
+
+def test_api_key_on_reads(ease_dir, tmp_path, monkeypatch, app_client):
+    monkeypatch.setenv("ZENREC_API_KEY", "from-env")
+    with app_client(ease_dir, tmp_path / "e.db", require_key_for_reads=True) as c:
+        _error(c.get("/users/196/recommendations"), 401, "unauthorized")
+        _error(c.get("/items/50/similar"), 401, "unauthorized")
+        assert c.get("/users/196/recommendations", headers={"X-API-Key": "from-env"}).status_code == 200
+        assert c.get("/healthz").status_code == 200
+
+
+def test_metrics(client):
+    client.get("/users/196/recommendations")
+    client.get("/users/196/recommendations?k=0")
+    client.post("/events", json={"user": 196, "item": 50}, headers=AUTH)
+    version = client.get("/healthz").json()["model_version"]
+    text = client.get("/metrics").text
+    assert 'zenrec_requests_total{method="GET",route="/users/{user_id}/recommendations",status="200"} 1.0' in text
+    assert 'zenrec_requests_total{method="GET",route="/users/{user_id}/recommendations",status="422"} 1.0' in text
+    assert "zenrec_events_stored_total 1.0" in text
+    assert f'zenrec_model_info{{model="ease",model_version="{version}"}} 1.0' in text
+    assert 'zenrec_request_seconds_count{method="POST",route="/events"} 1.0' in text
+
+
+def test_restart_replays_stored_events(ease_dir, tmp_path, app_client):
+    store = tmp_path / "events.db"
+    with app_client(ease_dir, store) as c:
+        c.post("/events", json={"events": [{"user": "newcomer", "item": 50}, {"user": "newcomer", "item": 172}]})
+        c.post("/events", json={"user": 196, "item": 50})
+        first_new = c.get("/users/newcomer/recommendations").json()
+        first_old = c.get("/users/196/recommendations").json()
+        assert first_new["fallback"] is None
+    with app_client(ease_dir, store) as c:
+        assert c.get("/healthz").json()["events_replayed"] == 3
+        again_new = c.get("/users/newcomer/recommendations").json()
+        assert again_new["fallback"] is None and again_new["items"] == first_new["items"]
+        assert c.get("/users/196/recommendations").json()["items"] == first_old["items"]
+    with app_client(ease_dir, tmp_path / "other.db") as c:  # a fresh store: nothing to replay
+        assert c.get("/users/newcomer/recommendations").json()["fallback"] == "popular"
+
+
+def test_registry_root_is_served_with_its_version(ease_dir, tmp_path, app_client):
+    from zenrec.store.registry import ModelRegistry
+
+    reg = ModelRegistry(tmp_path / "reg")
+    v = reg.add(ease_dir)
+    reg.promote(v)
+    with app_client(tmp_path / "reg", tmp_path / "reg" / "events.db") as c:
+        assert c.get("/users/196/recommendations").json()["model_version"] == v
+        assert len(c.get("/users/196/recommendations").json()["items"]) == 10
