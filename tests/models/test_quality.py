@@ -51,7 +51,7 @@ def test_sasrec_learns_next_items_on_ml100k(ml100k):
 
     split = split_dataset(ml100k, "sequential")
     pop = evaluate_split(create_model("pop").fit(split.train), split, ks=(10,), beyond=False)["ndcg@10"]
-    model = create_model("sasrec", epochs=15, patience=100).fit(split.train, split.valid, TrainOptions(threads=1))
+    model = create_model("sasrec", epochs=8, patience=100).fit(split.train, split.valid, TrainOptions(threads=1))
     assert model.train_history_[-1]["valid"] > model.train_history_[0]["valid"] + 0.03
     ndcg = evaluate_split(model, split, ks=(10,), beyond=False)["ndcg@10"]
     assert ndcg >= 1.3 * pop, f"SASRec test NDCG@10 {ndcg:.4f} vs popularity {pop:.4f}"
