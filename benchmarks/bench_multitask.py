@@ -44,6 +44,11 @@ RUNS: list[tuple[str, str, dict, str]] = [
     ("multitask mmoe, purchases only", "multitask", {"architecture": "mmoe"}, "purchases"),
     ("multitask mmoe", "multitask", {"architecture": "mmoe"}, "all behaviours"),
     ("multitask shared_bottom", "multitask", {"architecture": "shared_bottom"}, "all behaviours"),
+    # ablation: the deep part alone, as before the wide part existed (uniform negatives)
+    ("multitask mmoe, deep only", "multitask", {"architecture": "mmoe", "wide": False, "sampler": "uniform"},
+     "all behaviours"),
+    ("multitask shared_bottom, deep only", "multitask",
+     {"architecture": "shared_bottom", "wide": False, "sampler": "uniform"}, "all behaviours"),
 ]
 MT_DEFAULTS = {"batch_size": 8192, "lr": 5e-3, "valid_users": 5000, "epochs": 12, "patience": 3}
 
@@ -89,7 +94,8 @@ def render(rows: list[dict], n_threads: int, note: str = "") -> str:
         "Full ranking of every item for each test user, training and validation purchases masked "
         "(favourited items stay candidates). Single-task models see the training purchases only; "
         "`MultiTask` on all behaviours treats favourites and carts as clicks (ESMM: "
-        "p(click)·p(purchase|click)). Neural models early-stop on validation purchase NDCG@10. "
+        "p(click)·p(purchase|click)) and adds, per task, a closed-form item-item (wide) part learnt from all "
+        "behaviours; the `deep only` rows switch it off (`wide=False`, uniform negatives). Neural models early-stop on validation purchase NDCG@10. "
         "AUCs: test purchases against 100 random unmasked items per user "
         "(click AUC scores the same pairs with p(click)). `ease, all behaviours` (EASE on purchases, favourites "
         "and carts, event-weighted) is a reference for how much the auxiliary behaviours can give; it is "
