@@ -20,8 +20,10 @@ $(STAMP): pyproject.toml
 	$(PIP) install -q -e '.[dev]'
 	touch $(STAMP)
 
+# ends by serving the demo model at http://127.0.0.1:8000 (OpenAPI at /docs); Ctrl-C stops it
 demo: $(STAMP)
 	$(ZENREC) demo --out out/demo
+	$(ZENREC) serve out/demo/model-ease --data out/demo/data --host 127.0.0.1 --port 8000
 
 # the PostgreSQL store tests must run here, not skip: ZENREC_REQUIRE_POSTGRES=1 fails them without a server
 test: $(STAMP)
