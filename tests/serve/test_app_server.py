@@ -96,3 +96,41 @@ def test_fuzz_openapi_finds_no_server_error(server):
     # ids are unknown to the model, so similar items answer 404 instead)
     ok = {(m, p) for m, p, c in statuses if c == 2} | {(m, p) for m, p, c in statuses if c == 4 and "similar" in p}
     assert ok == {(o.method.upper(), o.path) for o in ops}, statuses
+
+
+def test_cli_serve_runs_uvicorn_and_refuses_bad_paths(model_dirs, tmp_path):
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    from typer.testing import CliRunner
+
+    from zenrec.cli import app
+
+    bad = CliRunner().invoke(app, ["serve", str(tmp_path / "missing")])
+    assert bad.exit_code == 2 and "no such model directory" in bad.output
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "ZENREC_API_KEY": "cli-key", "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "zenrec.cli", "serve", str(model_dirs("ease")), "--port", str(port),
+           "--store", f"sqlite:///{tmp_path / 'cli.db'}"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                r = httpx.get(f"http://127.0.0.1:{port}/users/196/recommendations", params={"k": 3}, timeout=2)
+                break
+            except httpx.TransportError:
+                assert proc.poll() is None and time.monotonic() < deadline, "zenrec serve did not start"
+                time.sleep(0.2)
+        assert r.status_code == 200 and len(r.json()["items"]) == 3
+        denied = httpx.post(f"http://127.0.0.1:{port}/events", json={"user": 1, "item": 50})
+        assert denied.status_code == 401  # the key came from ZENREC_API_KEY
+    finally:
+        proc.terminate()
+        proc.wait(15)
