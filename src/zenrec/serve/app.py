@@ -75,7 +75,6 @@ class ServeState:
     api_key: str | None = None
     require_key_for_reads: bool = False
     max_k: int = 1000
-    max_batch: int = 1000
     started: float = field(default_factory=time.time)
     replayed: int = 0
 
