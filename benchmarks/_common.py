@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -93,3 +94,23 @@ def median_record(runs: list[dict], metrics: bool = False,
                 out[part] = {k: round(statistics.median(r[part][k] for r in ok), 5) for k in out[part]}
     return out
 
+
+
+def write_doc_section(name: str, section: str, path: Path | None = None) -> Path:
+    """Replace the ``<!-- name:start -->`` … ``<!-- name:end -->`` block of docs/benchmarks.md (append if absent).
+
+    The file is read right before writing and replaced atomically, so
+    benchmarks writing other sections do not lose each other's work.
+    """
+    path = path or REPO / "docs" / "benchmarks.md"
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    text = path.read_text() if path.exists() else "# zenrec benchmarks\n"
+    block = f"{start}\n{section.rstrip()}\n{end}"
+    if start in text and end in text:
+        text = re.sub(re.escape(start) + ".*?" + re.escape(end), lambda _: block, text, flags=re.S)
+    else:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    tmp = path.with_name(f".{path.name}.{name}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+    return path

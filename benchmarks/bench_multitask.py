@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import platform
-import re
 import sys
 import time
 from pathlib import Path
@@ -29,7 +28,7 @@ from pathlib import Path
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import DEFAULT_DATASETS, REPO, WORK, emit, peak_rss_mb  # noqa: E402
+from _common import DEFAULT_DATASETS, WORK, emit, peak_rss_mb, write_doc_section  # noqa: E402
 
 COMMAND = "python benchmarks/bench_multitask.py --write-docs"
 START, END = "<!-- multitask:start -->", "<!-- multitask:end -->"
@@ -138,16 +137,8 @@ def render(rows: list[dict], n_threads: int, note: str = "") -> str:
 
 
 def write_docs(section: str) -> None:
-    path = REPO / "docs" / "benchmarks.md"
-    text = path.read_text() if path.exists() else "# zenrec benchmarks\n"
-    block = f"{START}\n{section}\n{END}"
-    if START in text and END in text:
-        text = re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _: block, text, flags=re.S)
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    tmp = path.with_suffix(".md.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    """Write this benchmark's section of docs/benchmarks.md."""
+    write_doc_section("multitask", section)
 
 
 def main() -> None:

@@ -45,7 +45,6 @@ import inspect
 import json
 import os
 import platform
-import re
 import statistics
 import subprocess
 import sys
@@ -54,7 +53,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import DEFAULT_DATASETS, REPO, WORK, emit  # noqa: E402
+from _common import DEFAULT_DATASETS, REPO, WORK, emit, write_doc_section  # noqa: E402
 
 START, END = "<!-- neural-speed:start -->", "<!-- neural-speed:end -->"
 COMMAND = "python benchmarks/bench_neural_speed.py --threads 2 --write-docs"
@@ -432,16 +431,8 @@ def render(rows: list[dict], notes: list[str]) -> str:
 
 
 def write_docs(section: str) -> None:
-    path = REPO / "docs" / "benchmarks.md"
-    text = path.read_text() if path.exists() else "# zenrec benchmarks\n"  # read right before writing
-    block = f"{START}\n{section}\n{END}"
-    if START in text and END in text:
-        text = re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _: block, text, flags=re.S)
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    tmp = path.with_name(path.name + ".neural-speed.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    """Write this benchmark's section of docs/benchmarks.md."""
+    write_doc_section("neural-speed", section)
 
 
 def main(argv: list[str] | None = None) -> None:

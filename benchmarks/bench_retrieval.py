@@ -45,7 +45,10 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 RESULTS = HERE / ".work" / "results" / "retrieval.json"
 DOC = ROOT / "docs" / "benchmarks.md"
-START, END = "<!-- retrieval:start -->", "<!-- retrieval:end -->"
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import write_doc_section  # noqa: E402
+
 TARGET_P99_MS, TARGET_RATE, TARGET_RECALL = 20.0, 500, 0.95
 K = 10
 
@@ -373,19 +376,8 @@ def render(res: dict) -> str:
 
 
 def update_doc(text: str) -> None:
-    """Replace this benchmark's section of docs/benchmarks.md, re-reading the file just before writing."""
-    DOC.parent.mkdir(parents=True, exist_ok=True)
-    block = f"{START}\n{text.rstrip()}\n{END}"
-    old = DOC.read_text() if DOC.exists() else "# zenrec benchmarks\n"
-    if START in old and END in old:
-        head, rest = old.split(START, 1)
-        _, tail = rest.split(END, 1)
-        new = head + block + tail
-    else:
-        new = old.rstrip() + "\n\n" + block + "\n"
-    tmp = DOC.with_name(f".{DOC.name}.{os.getpid()}.tmp")
-    tmp.write_text(new)
-    tmp.replace(DOC)
+    """Replace this benchmark's section of docs/benchmarks.md."""
+    write_doc_section("retrieval", text, DOC)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -39,7 +39,6 @@ import argparse
 import json
 import os
 import platform
-import re
 import shlex
 import subprocess
 import sys
@@ -50,7 +49,7 @@ from pathlib import Path
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import DEFAULT_DATASETS, HERE, REPO, WORK, emit, peak_rss_mb  # noqa: E402
+from _common import DEFAULT_DATASETS, HERE, REPO, WORK, emit, peak_rss_mb, write_doc_section  # noqa: E402
 
 SEQ = WORK / "seq"
 RESULTS = WORK / "results" / "sequential.jsonl"
@@ -476,16 +475,8 @@ def render(rows: list[dict], note: str = "") -> str:
 
 
 def write_docs(section: str) -> None:
-    path = REPO / "docs" / "benchmarks.md"
-    text = path.read_text() if path.exists() else "# zenrec benchmarks\n"
-    block = f"{START}\n{section.rstrip()}\n{END}"
-    if START in text and END in text:
-        text = re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _: block, text, flags=re.S)
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    tmp = path.with_suffix(".md.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    """Write this benchmark's section of docs/benchmarks.md."""
+    write_doc_section("sequential", section)
 
 
 def _zenrec_params(items: list[str]) -> dict[str, dict]:
