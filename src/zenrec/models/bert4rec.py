@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -10,6 +9,7 @@ from pydantic import Field
 
 from zenrec.data.interactions import Interactions
 from zenrec.models.sequential import SequentialConfig, SequentialRecommender
+from zenrec.models.transformer import build_transformer
 from zenrec.train.params import Epochs, LearningRate, Patience
 
 __all__ = ["BERT4Rec", "BERT4RecConfig"]
@@ -33,43 +33,8 @@ class BERT4RecConfig(SequentialConfig):
 
 def build_bert4rec(n_items: int, c: BERT4RecConfig) -> Any:
     """The network: item ([MASK] = ``n_items + 1``) + learned position embeddings, bidirectional blocks."""
-    import torch
-    from torch import nn
-
-    if c.factors % c.heads:
-        from zenrec.errors import ConfigError
-
-        raise ConfigError(f"BERT4Rec: 'factors' ({c.factors}) must be divisible by 'heads' ({c.heads})")
-
-    class BERT4RecNet(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.item = nn.Embedding(n_items + 2, c.factors, padding_idx=0)
-            self.pos = nn.Embedding(c.max_len, c.factors)
-            self.drop = nn.Dropout(c.dropout)
-            layer = nn.TransformerEncoderLayer(
-                c.factors, c.heads, dim_feedforward=4 * c.factors, dropout=c.dropout,
-                activation="gelu", batch_first=True, norm_first=True,
-            )
-            self.blocks = nn.TransformerEncoder(layer, c.blocks, enable_nested_tensor=False)
-            self.norm = nn.LayerNorm(c.factors)
-            nn.init.normal_(self.item.weight, std=1.0 / math.sqrt(c.factors))
-            with torch.no_grad():
-                self.item.weight[0].zero_()
-
-        def forward(self, seq: torch.Tensor) -> torch.Tensor:
-            b, n = seq.shape
-            pad = seq == 0
-            x = self.item(seq) * math.sqrt(c.factors) + self.pos.weight[c.max_len - n :][None]
-            x = self.drop(x) * (~pad)[..., None]
-            # bidirectional: every position sees every item and [MASK], never padding (but itself)
-            eye = torch.eye(n, dtype=torch.bool, device=seq.device)
-            allowed = ~pad[:, None, :] | eye[None]
-            mask = torch.zeros(b, n, n, device=seq.device).masked_fill(~allowed, float("-inf"))
-            mask = mask.repeat_interleave(c.heads, dim=0)
-            return self.norm(self.blocks(x, mask=mask))
-
-    return BERT4RecNet()
+    return build_transformer(n_items + 2, c.factors, c.heads, c.blocks, c.max_len, c.dropout,
+                             ffn_size=4 * c.factors, causal=False, model="BERT4Rec")
 
 
 class BERT4Rec(SequentialRecommender):

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from pydantic import Field
 
 from zenrec.models.sequential import SequentialConfig, SequentialRecommender
+from zenrec.models.transformer import build_transformer
 from zenrec.train.params import LearningRate
 
 __all__ = ["SASRec", "SASRecConfig"]
@@ -25,45 +25,8 @@ class SASRecConfig(SequentialConfig):
 
 def build_sasrec(n_items: int, c: SASRecConfig) -> Any:
     """The network: item + learned position embeddings, pre-norm causal Transformer blocks."""
-    import torch
-    from torch import nn
-
-    if c.factors % c.heads:
-        from zenrec.errors import ConfigError
-
-        raise ConfigError(f"SASRec: 'factors' ({c.factors}) must be divisible by 'heads' ({c.heads})")
-
-    class SASRecNet(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.item = nn.Embedding(n_items + 1, c.factors, padding_idx=0)
-            self.pos = nn.Embedding(c.max_len, c.factors)
-            self.drop = nn.Dropout(c.dropout)
-            layer = nn.TransformerEncoderLayer(
-                c.factors, c.heads, dim_feedforward=c.factors, dropout=c.dropout,
-                activation="gelu", batch_first=True, norm_first=True,
-            )
-            self.blocks = nn.TransformerEncoder(layer, c.blocks, enable_nested_tensor=False)
-            self.norm = nn.LayerNorm(c.factors)
-            nn.init.normal_(self.item.weight, std=1.0 / math.sqrt(c.factors))
-            with torch.no_grad():
-                self.item.weight[0].zero_()
-
-        def forward(self, seq: torch.Tensor) -> torch.Tensor:
-            b, n = seq.shape
-            pad = seq == 0
-            x = self.item(seq) * math.sqrt(c.factors) + self.pos.weight[c.max_len - n :][None]
-            x = self.drop(x) * (~pad)[..., None]
-            # causal, padded keys hidden; every position may see itself (no empty rows)
-            eye = torch.eye(n, dtype=torch.bool, device=seq.device)
-            allowed = torch.tril(torch.ones(n, n, dtype=torch.bool, device=seq.device))[None] & ~pad[:, None, :]
-            allowed = allowed | eye[None]
-            mask = torch.zeros(b, n, n, device=seq.device).masked_fill(~allowed, float("-inf"))
-            mask = mask.repeat_interleave(c.heads, dim=0)
-            h = self.blocks(x, mask=mask)
-            return self.norm(h)
-
-    return SASRecNet()
+    return build_transformer(n_items + 1, c.factors, c.heads, c.blocks, c.max_len, c.dropout,
+                             ffn_size=c.factors, causal=True, model="SASRec")
 
 
 class SASRec(SequentialRecommender):
