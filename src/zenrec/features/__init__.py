@@ -4,7 +4,10 @@
 ``sentence-transformers`` only when it first encodes a text.
 """
 
-from zenrec.features.side import ItemFeatures, MultiHot
+from zenrec.features.side import ItemFeatures, MultiHot, Side, UserFeatures
 from zenrec.features.text import SentenceEncoder, TokenVocabulary, default_cache_dir, tokenize
 
-__all__ = ["ItemFeatures", "MultiHot", "SentenceEncoder", "TokenVocabulary", "default_cache_dir", "tokenize"]
+__all__ = [
+    "ItemFeatures", "MultiHot", "SentenceEncoder", "Side", "TokenVocabulary", "UserFeatures", "default_cache_dir",
+    "tokenize",
+]

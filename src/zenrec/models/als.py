@@ -86,6 +86,10 @@ class ALS(Recommender):
         rows = (history.csr if self.config.use_weights else history.binary)[users]
         return self.fold_in(rows) @ self.item_factors_.T
 
+    def item_embeddings(self) -> np.ndarray:
+        """The item vectors scores are dot products with."""
+        return self.item_factors_
+
     def _state(self) -> dict[str, np.ndarray]:
         return {"user_factors": self.user_factors_, "item_factors": self.item_factors_}
 

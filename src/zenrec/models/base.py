@@ -158,6 +158,14 @@ class Recommender(ABC):
         """
         raise ConfigError(f"{type(self).__name__} cannot score from a new history")
 
+    def item_embeddings(self) -> np.ndarray | None:
+        """``n_items × d`` item vectors of models that have them (for similar items and ANN retrieval), else None.
+
+        Factor and neural models return the vectors their scores are dot
+        products with; item-item and count models return None.
+        """
+        return None
+
     def score(self, users: np.ndarray | list[int], history: Interactions | None = None) -> np.ndarray:
         """``len(users) × n_items`` float32 scores; higher is better.
 

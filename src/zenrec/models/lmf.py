@@ -164,6 +164,10 @@ class LogisticMF(Recommender):
     def _score_history(self, users: np.ndarray, history: Interactions) -> np.ndarray:
         return self.fold_in(history.binary[users]) @ self.item_factors_.T + self.item_bias_[None, :]
 
+    def item_embeddings(self) -> np.ndarray:
+        """The item vectors scores are dot products with."""
+        return self.item_factors_
+
     def _state(self) -> dict[str, np.ndarray]:
         return {"user_factors": self.user_factors_, "item_factors": self.item_factors_, "item_bias": self.item_bias_}
 

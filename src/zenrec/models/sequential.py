@@ -135,6 +135,11 @@ class SequentialRecommender(Recommender):
         cand = in_batch_candidates(tgt, self._sampler, c.negatives)
         return sampled_softmax_loss(h, emb, tgt, cand, self._log_q)
 
+    def item_embeddings(self) -> np.ndarray:
+        """The output item embeddings (pad and special tokens left out)."""
+        self._check_fitted()
+        return self._item_vectors().detach().float().cpu().numpy()
+
     def _keep_sequences(self, train: Interactions) -> None:
         from zenrec.train.sequences import last_items
 

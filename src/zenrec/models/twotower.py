@@ -519,6 +519,10 @@ class TwoTower(Recommender):
         return (uv.float().cpu().numpy() @ self.item_vectors_.T).astype(np.float32)
 
     # -------------------------------------------------------- persistence
+    def item_embeddings(self) -> np.ndarray:
+        """The item vectors scores are dot products with."""
+        return self.item_vectors_
+
     def _state(self) -> dict[str, np.ndarray]:
         state = {f"net.{k}": v.detach().cpu().numpy() for k, v in self.net_.state_dict().items()}
         state.update({f"in.{k}": v for k, v in self.inputs_.items()})

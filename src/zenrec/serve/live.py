@@ -127,15 +127,8 @@ def _trained_at(manifest: dict[str, Any] | None) -> float:
 
 def _item_embeddings(model: Any) -> np.ndarray | None:
     """The model's item vectors (items × d) where it has them, else None."""
-    n = model.n_items_
-    for attr in ("item_factors_", "item_vectors_"):
-        v = getattr(model, attr, None)
-        if isinstance(v, np.ndarray) and v.ndim == 2 and len(v) == n:
-            return v
-    weight = getattr(getattr(getattr(model, "net_", None), "item", None), "weight", None)
-    if weight is not None and getattr(model, "sequential", False) and weight.shape[0] in (n + 1, n + 2):
-        return weight[1 : n + 1].detach().float().cpu().numpy()  # row 0 is padding, n + 1 a mask token
-    return None
+    v = model.item_embeddings()
+    return None if v is None else np.asarray(v, dtype=np.float32)
 
 
 class LiveModel:
