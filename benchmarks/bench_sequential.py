@@ -38,7 +38,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shlex
 import subprocess
 import sys
@@ -49,7 +48,7 @@ from pathlib import Path
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import DEFAULT_DATASETS, HERE, REPO, WORK, emit, peak_rss_mb, write_doc_section  # noqa: E402
+from _common import DEFAULT_DATASETS, HERE, REPO, WORK, emit, machine, peak_rss_mb, write_doc_section  # noqa: E402
 
 SEQ = WORK / "seq"
 RESULTS = WORK / "results" / "sequential.jsonl"
@@ -307,21 +306,7 @@ def _latest(rows: list[dict]) -> list[dict]:
 
 
 def _machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem = ""
-    try:
-        kb = int(Path("/proc/meminfo").read_text().split()[1])
-        mem = f", {kb / 2**20:.0f} GiB RAM"
-    except (OSError, ValueError, IndexError):
-        pass
-    return f"{os.cpu_count()} cores ({cpu}){mem}, Python {platform.python_version()}"
+    return machine()
 
 
 def _t_at(curve: list[dict], value: float) -> dict | None:
