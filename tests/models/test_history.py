@@ -84,3 +84,23 @@ def test_a_user_unseen_in_training_is_folded_in_from_its_events(name):
     scores = model.score([30], history=new)[0]
     scores[[0, 2, 4]] = -np.inf
     assert set(np.argsort(-scores)[:5]) <= set(range(0, 30, 2))
+
+
+def test_padded_row_blocks_give_back_every_nonempty_row():
+    """The batched fold-ins read rows through padded blocks: each row's items and values, in order, once."""
+    import scipy.sparse as sp
+
+    from zenrec.models.base import padded_row_blocks
+
+    m = sp.random(50, 30, density=0.1, format="csr", random_state=0)
+    m[7] = 0  # an empty row is skipped
+    m.eliminate_zeros()
+    seen = []
+    for r, idx, val, mask in padded_row_blocks(m, block=8):
+        assert len(r) <= 8 and idx.shape == val.shape == mask.shape
+        for k, row in enumerate(r):
+            np.testing.assert_array_equal(idx[k][mask[k]], m[row].indices)
+            np.testing.assert_allclose(val[k][mask[k]], m[row].data)
+            assert (val[k][~mask[k]] == 0).all()
+        seen += list(r)
+    assert seen == [i for i in range(50) if m[i].nnz]

@@ -7,7 +7,7 @@ import scipy.sparse as sp
 from pydantic import Field
 
 from zenrec.data.interactions import Interactions
-from zenrec.models.base import ModelConfig, Recommender, TrainOptions
+from zenrec.models.base import ModelConfig, Recommender, TrainOptions, padded_row_blocks
 
 __all__ = ["ALS", "ALSConfig"]
 
@@ -69,17 +69,12 @@ class ALS(Recommender):
         c = self.config
         v = self.item_factors_.astype(np.float64)
         gram = v.T @ v + c.regularization * np.eye(v.shape[1])
-        rows = rows.tocsr()
         out = np.zeros((rows.shape[0], v.shape[1]), dtype=np.float32)
-        for r in range(rows.shape[0]):
-            s, e = rows.indptr[r], rows.indptr[r + 1]
-            if s == e:
-                continue
-            idx = rows.indices[s:e]
-            conf = c.alpha * (rows.data[s:e] if c.use_weights else np.ones(e - s))
-            vi = v[idx]
-            a = gram + (vi * (conf - 1.0)[:, None]).T @ vi
-            out[r] = np.linalg.solve(a, (vi * conf[:, None]).sum(0))
+        for r, idx, val, mask in padded_row_blocks(rows):
+            conf = c.alpha * (val if c.use_weights else mask.astype(np.float64))  # 0 on padding
+            vi = v[idx]  # B × L × d
+            a = gram[None] + np.einsum("bld,ble->bde", vi * np.where(mask, conf - 1.0, 0.0)[..., None], vi)
+            out[r] = np.linalg.solve(a, np.einsum("bld,bl->bd", vi, conf)[..., None])[..., 0]
         return out
 
     def _score_history(self, users: np.ndarray, history: Interactions) -> np.ndarray:

@@ -32,7 +32,7 @@ from zenrec.data.interactions import Interactions
 from zenrec.errors import ArtifactError, ConfigError, DataError, NotFittedError, UnknownIdError
 from zenrec.evaluate.ranking import mask_rows, topk
 
-__all__ = ["ModelConfig", "Recommender", "TrainOptions", "MODEL_FORMAT", "topk", "pack_csr", "unpack_csr"]
+__all__ = ["ModelConfig", "Recommender", "TrainOptions", "MODEL_FORMAT", "topk", "pack_csr", "padded_row_blocks", "unpack_csr"]
 
 log = logging.getLogger(__name__)
 
@@ -275,6 +275,24 @@ class Recommender(ABC):
         if cls is not Recommender and not isinstance(model, cls):
             raise ArtifactError(f"{path}: holds a {type(model).__name__}, not a {cls.__name__}")
         return model
+
+
+def padded_row_blocks(rows: sp.csr_matrix, block: int = 256):
+    """Yield ``(row indices, item index B×L, value B×L, mask B×L)`` for blocks of non-empty CSR rows.
+
+    Rows are left-aligned and padded to the block's longest row (index 0,
+    value 0, mask False), so per-row work becomes batched array work.
+    """
+    rows = rows.tocsr()
+    lens = np.diff(rows.indptr)
+    nonempty = np.flatnonzero(lens)
+    for s in range(0, len(nonempty), block):
+        r = nonempty[s : s + block]
+        n = lens[r]
+        mask = np.arange(n.max())[None, :] < n[:, None]
+        pos = rows.indptr[r][:, None] + np.arange(n.max())[None, :]
+        pos = np.where(mask, pos, 0)
+        yield r, np.where(mask, rows.indices[pos], 0), np.where(mask, rows.data[pos], 0), mask
 
 
 def pack_csr(prefix: str, m: sp.csr_matrix, binary: bool = False) -> dict[str, np.ndarray]:

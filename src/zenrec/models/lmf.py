@@ -10,7 +10,7 @@ import scipy.sparse as sp
 from pydantic import Field
 
 from zenrec.data.interactions import Interactions
-from zenrec.models.base import ModelConfig, Recommender, TrainOptions
+from zenrec.models.base import ModelConfig, Recommender, TrainOptions, padded_row_blocks
 from zenrec.train.negatives import SamplerKind
 from zenrec.train.params import BatchSize, Epochs, LearningRate, Optimizer, Patience
 
@@ -143,21 +143,18 @@ class LogisticMF(Recommender):
         vn, bn = v[neg_idx], b[neg_idx]
         w_neg = c.negatives / n * (n / len(neg_idx))
         lam = c.weight_decay * (1 + c.negatives)
-        rows = rows.tocsr()
         out = np.zeros((rows.shape[0], d), dtype=np.float32)
-        for r in range(rows.shape[0]):
-            idx = rows.indices[rows.indptr[r] : rows.indptr[r + 1]]
-            if len(idx) == 0:
-                continue
-            vp, bp = v[idx], b[idx]
-            u = np.zeros(d)
+        for r, idx, _, mask in padded_row_blocks(rows, block=64):
+            vp, bp, m = v[idx], b[idx], mask.astype(np.float64)  # B × L × d, B × L, B × L
+            n_pos = m.sum(1)[:, None]
+            u = np.zeros((len(r), d))
             for _ in range(iterations):
-                sp_ = 1.0 / (1.0 + np.exp(-(vp @ u + bp)))  # σ(s) of the user's items
-                sn = 1.0 / (1.0 + np.exp(-(vn @ u + bn)))  # σ(s) of the negatives
-                grad = -(vp * (1 - sp_)[:, None]).mean(0) + w_neg * (vn * sn[:, None]).sum(0) + 2 * lam * u
-                hess = (vp * (sp_ * (1 - sp_))[:, None]).T @ vp / len(idx) \
-                    + w_neg * (vn * (sn * (1 - sn))[:, None]).T @ vn + 2 * lam * np.eye(d)
-                u = u - np.linalg.solve(hess, grad)
+                sp_ = 1.0 / (1.0 + np.exp(-(np.einsum("bld,bd->bl", vp, u) + bp)))  # σ(s) of the users' items
+                sn = 1.0 / (1.0 + np.exp(-(u @ vn.T + bn[None])))  # σ(s) of the negatives, B × k
+                grad = (-np.einsum("bld,bl->bd", vp, (1 - sp_) * m) / n_pos + w_neg * sn @ vn + 2 * lam * u)
+                hess = np.einsum("bld,ble->bde", vp * (sp_ * (1 - sp_) * m / n_pos)[..., None], vp, optimize=True) \
+                    + w_neg * (vn.T[None] * (sn * (1 - sn))[:, None, :]) @ vn + 2 * lam * np.eye(d)[None]
+                u = u - np.linalg.solve(hess, grad[..., None])[..., 0]
             out[r] = u
         return out
 
