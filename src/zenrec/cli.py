@@ -440,6 +440,8 @@ def serve(
     api_key: Annotated[str | None, typer.Option("--api-key", help="key for POST /events (default: $ZENREC_API_KEY)")] = None,
     keys_for_reads: Annotated[bool, typer.Option("--keys-for-reads", help="require the API key on reads too")] = False,
     data: Annotated[Path | None, typer.Option("--data", help="dataset directory whose item table enables attribute filters")] = None,
+    retrieval: Annotated[str, typer.Option(help="top-k backend of factor models: auto (exact up to 50,000 items, "
+                                                "faiss HNSW above), exact, faiss, hnsw or ivf")] = "auto",
 ) -> None:
     """Serve Top-N over HTTP with real-time events (FastAPI + uvicorn; OpenAPI at /docs).
 
@@ -463,7 +465,7 @@ def serve(
             raise ConfigError(f"{data}: its items are not the model's (train the model on this dataset)")
         item_table = ds.item_table
     app_ = create_app(model_dir, store_url=store, api_key=api_key, require_key_for_reads=keys_for_reads,
-                      item_table=item_table)
+                      item_table=item_table, retrieval=retrieval)
     out.print(f"serving {model_dir} at http://{host}:{port}  (OpenAPI: http://{host}:{port}/docs; Ctrl-C stops)")
     uvicorn.run(app_, host=host, port=port, log_level="info")
 

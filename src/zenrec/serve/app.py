@@ -195,6 +195,7 @@ def create_app(
     max_k: int = 1000,
     max_body_bytes: int = 1_000_000,
     item_table: pd.DataFrame | None = None,
+    retrieval: str = "auto",
 ) -> FastAPI:
     """A FastAPI app serving a model directory (``zenrec train``) or a registry root's promoted version.
 
@@ -205,6 +206,8 @@ def create_app(
     without a key writes are open (log warning).  ``max_k`` caps list length,
     ``max_body_bytes`` the request body (413 above).  ``item_table`` (one row
     per item, in the model's item order) enables attribute filters.
+    ``retrieval`` (auto, exact, faiss, hnsw, ivf) is the top-k backend of
+    factor models (``auto``: exact up to 50,000 items, faiss HNSW above).
     """
     from zenrec._io import read_manifest
     from zenrec.models.base import MODEL_FORMAT
@@ -216,6 +219,8 @@ def create_app(
         read_manifest(source, "model", MODEL_FORMAT)  # a clear error now rather than at startup
     max_k = _positive_int("max_k", max_k)
     max_body_bytes = _positive_int("max_body_bytes", max_body_bytes)
+    if retrieval not in ("auto", "exact", "faiss", "hnsw", "ivf"):
+        raise ConfigError(f"the 'retrieval' parameter must be auto, exact, faiss, hnsw or ivf; got {retrieval!r}")
     key = api_key if api_key is not None else os.environ.get(API_KEY_ENV) or None
     if key is not None and not key.strip():
         raise ConfigError("the API key must not be empty")
@@ -225,7 +230,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         from zenrec.store.events import BatchWriter, EventStore
 
-        live, default_url = load_live_model(source, item_table)
+        live, default_url = load_live_model(source, item_table, retrieval)
         store = EventStore(store_url or default_url)
         writer = BatchWriter(store)
         state = ServeState(live, store, writer, metrics, key, require_key_for_reads, max_k)

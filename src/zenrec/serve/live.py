@@ -136,10 +136,13 @@ class LiveModel:
 
     ``item_table`` (one row per item, in the bundle's item order) makes
     attribute filters possible; without it, a table of the item ids and
-    titles is used.
+    titles is used.  ``retrieval`` picks the top-k backend of factor models
+    for known users (:func:`~zenrec.serve.retrieval.make_retriever`: ``auto``
+    is exact up to 50,000 items and faiss HNSW above).
     """
 
-    def __init__(self, bundle: ModelBundle, version: str, item_table: pd.DataFrame | None = None) -> None:
+    def __init__(self, bundle: ModelBundle, version: str, item_table: pd.DataFrame | None = None,
+                 retrieval: str = "auto") -> None:
         self.bundle = bundle
         self.model = bundle.model
         self.version = str(version)
@@ -165,7 +168,7 @@ class LiveModel:
         uf, itf = getattr(m, "user_factors_", None), getattr(m, "item_factors_", None)
         if isinstance(uf, np.ndarray) and isinstance(itf, np.ndarray) and len(itf) == self.n_items:
             # known users without new events: their stored vector against the item factors
-            self._factor_retriever = make_retriever(itf, getattr(m, "item_bias_", None))
+            self._factor_retriever = make_retriever(itf, getattr(m, "item_bias_", None), backend=retrieval)
 
     # ------------------------------------------------------------------ ids
     def _user_index(self, user: Any) -> int:
@@ -388,7 +391,8 @@ def is_registry(path: str | Path) -> bool:
     return (p / "CURRENT.json").is_file() or ((p / "versions").is_dir() and not (p / "manifest.json").is_file())
 
 
-def load_live_model(path: str | Path, item_table: pd.DataFrame | None = None) -> tuple[LiveModel, str]:
+def load_live_model(path: str | Path, item_table: pd.DataFrame | None = None,
+                    retrieval: str = "auto") -> tuple[LiveModel, str]:
     """Load a model directory or a registry root's promoted version: (live model, default event store URL).
 
     The default store is a SQLite file beside the model (or the registry's
@@ -405,7 +409,7 @@ def load_live_model(path: str | Path, item_table: pd.DataFrame | None = None) ->
         if cur is None:
             raise RegistryError(f"{reg.current_file}: no version promoted yet; promote one to serve it")
         bundle = ModelBundle.load(reg.path(cur.version))
-        return LiveModel(bundle, cur.version, item_table), reg.events_url()
+        return LiveModel(bundle, cur.version, item_table, retrieval), reg.events_url()
     bundle = ModelBundle.load(path)
     url = f"sqlite:///{(path / 'events.db').resolve()}"
-    return LiveModel(bundle, _manifest_version(path, bundle.manifest), item_table), url
+    return LiveModel(bundle, _manifest_version(path, bundle.manifest), item_table, retrieval), url
