@@ -30,8 +30,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from zenrec import __version__
 from zenrec.errors import ConfigError
+from zenrec.pipeline import ModelBundle
 from zenrec.serve.errors import ApiError, error_body, install_error_handlers
-from zenrec.serve.live import LiveModel, is_registry, load_live_model
+from zenrec.serve.live import ListLog, LiveModel, default_store_url, is_registry, manifest_version
+from zenrec.serve.versions import RegistryWatcher, ServingView, registry_view
+from zenrec.store.registry import ModelRegistry
+from zenrec.store.served import ServedList, ServedLog
 
 __all__ = ["create_app", "ServeState", "Metrics", "API_KEY_ENV"]
 
@@ -58,17 +62,28 @@ class Metrics:
                                         "events refused as duplicates of a stored event id", registry=r)
         self.events_replayed = Counter("zenrec_events_replayed_total",
                                        "stored events replayed into the live state at startup", registry=r)
+        self.events_attributed = Counter("zenrec_events_attributed_total",
+                                         "events carrying a served list id, by the version that served the list "
+                                         "and event type", ["model_version", "type"], registry=r)
         self.lists_served = Counter("zenrec_lists_served_total", "recommendation lists served by model version",
                                     ["model_version", "kind"], registry=r)
+        self.list_latency = Histogram("zenrec_list_seconds", "time to build a recommendation list, by model version",
+                                      ["model_version"], registry=r,
+                                      buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1))
+        self.coverage = Gauge("zenrec_catalogue_coverage", "share of the catalogue recommended since the version "
+                              "was loaded", ["model_version"], registry=r)
         self.model_info = Gauge("zenrec_model_info", "the served model version (value 1)",
                                 ["model_version", "model"], registry=r)
 
 
 @dataclass
 class ServeState:
-    """What the routes share: the live model, the store, its writer, limits and keys."""
+    """What the routes share: the served versions (a :class:`ServingView`), the store, its writer, limits and keys.
 
-    live: LiveModel
+    Read :attr:`view` once per request: a hot swap replaces it with one assignment.
+    """
+
+    view: ServingView
     store: Any
     writer: Any
     metrics: Metrics
@@ -77,6 +92,27 @@ class ServeState:
     max_k: int = 1000
     started: float = field(default_factory=time.time)
     replayed: int = 0
+    lists: ListLog = field(default_factory=ListLog)
+    watcher: RegistryWatcher | None = None
+    served_log: ServedLog | None = None
+
+    def served(self, out: Any, live: LiveModel, kind: str, started: float) -> dict[str, Any]:
+        """Count, time and log one served list (``out``: a RecList); returns its JSON body."""
+        seconds = time.perf_counter() - started
+        v = out.model_version
+        self.metrics.lists_served.labels(v, "fallback" if out.fallback else "model").inc()
+        self.metrics.list_latency.labels(v).observe(seconds)
+        self.metrics.coverage.labels(v).set(live.coverage())
+        if self.served_log is not None:
+            user = None if out.user is None else str(out.user)
+            self.served_log.log(ServedList(out.list_id, user, v, kind, [r.item for r in out.items], live.n_items,
+                                           seconds * 1000.0, out.fallback))
+        return out.to_dict()
+
+    @property
+    def live(self) -> LiveModel:
+        """The promoted (default) version's model."""
+        return self.view.live
 
     def check_key(self, given: str | None, write: bool) -> None:
         """Raise a 401 :class:`ApiError` unless ``given`` is the API key (when one is required)."""
@@ -169,21 +205,25 @@ def _positive_int(name: str, value: Any) -> int:
     return value
 
 
-def replay_events(state: ServeState) -> int:
-    """Apply the events stored since the model was trained to the live overlay; returns how many were read."""
-    live, store = state.live, state.store
-    seq, n = 0, 0
+def replay_events(live: LiveModel, store: Any, since_seq: int | None = None) -> int:
+    """Apply the stored events the model was not trained on to its live overlay; returns how many.
+
+    With ``since_seq`` (the last store seq the version was trained on, from
+    the registry) every later event is replayed; without it, the events
+    stored after the model was written.  ``live.replayed_through`` ends at
+    the last seq read.
+    """
+    seq, n = max(int(since_seq or 0), live.replayed_through), 0
     while True:
         page = store.events_since(seq, limit=_REPLAY_PAGE)
         if not page:
             break
         seq = page[-1].seq
-        fresh = [e for e in page if e.created >= live.trained_at]
-        live.apply_events(fresh)
-        n += len(fresh)
+        fresh = page if since_seq is not None else [e for e in page if e.created >= live.trained_at]
+        n += live.apply_events(fresh)
         if len(page) < _REPLAY_PAGE:
             break
-    state.metrics.events_replayed.inc(n)
+    live.replayed_through = seq
     return n
 
 
@@ -196,6 +236,8 @@ def create_app(
     max_body_bytes: int = 1_000_000,
     item_table: pd.DataFrame | None = None,
     retrieval: str = "auto",
+    poll_seconds: float = 0.5,
+    log_lists: bool = True,
 ) -> FastAPI:
     """A FastAPI app serving a model directory (``zenrec train``) or a registry root's promoted version.
 
@@ -208,6 +250,14 @@ def create_app(
     per item, in the model's item order) enables attribute filters.
     ``retrieval`` (auto, exact, faiss, hnsw, ivf) is the top-k backend of
     factor models (``auto``: exact up to 50,000 items, faiss HNSW above).
+
+    Serving a registry, the app polls it every ``poll_seconds`` (0: never)
+    and hot-swaps a newly promoted version or traffic split in: the new
+    versions are loaded and their events replayed beside the served ones,
+    then requests move to them at once; a version that fails to load is
+    logged and the old ones keep serving.  With ``log_lists`` every served
+    list is logged (best-effort, off the request path) in the store's
+    ``served_lists`` table for ``zenrec report online``.
     """
     from zenrec._io import read_manifest
     from zenrec.models.base import MODEL_FORMAT
@@ -219,6 +269,8 @@ def create_app(
         read_manifest(source, "model", MODEL_FORMAT)  # a clear error now rather than at startup
     max_k = _positive_int("max_k", max_k)
     max_body_bytes = _positive_int("max_body_bytes", max_body_bytes)
+    if isinstance(poll_seconds, bool) or not isinstance(poll_seconds, (int, float)) or not 0 <= poll_seconds < 3600:
+        raise ConfigError(f"the 'poll_seconds' parameter must be a number of seconds from 0 to 3600; got {poll_seconds!r}")
     if retrieval not in ("auto", "exact", "faiss", "hnsw", "ivf"):
         raise ConfigError(f"the 'retrieval' parameter must be auto, exact, faiss, hnsw or ivf; got {retrieval!r}")
     key = api_key if api_key is not None else os.environ.get(API_KEY_ENV) or None
@@ -230,21 +282,65 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         from zenrec.store.events import BatchWriter, EventStore
 
-        live, default_url = load_live_model(source, item_table, retrieval)
-        store = EventStore(store_url or default_url)
-        writer = BatchWriter(store)
-        state = ServeState(live, store, writer, metrics, key, require_key_for_reads, max_k)
+        lists = ListLog()
+        registry = ModelRegistry(source) if is_registry(source) else None
+        store = EventStore(store_url or (registry.events_url() if registry else default_store_url(source)))
+        writer = None
         try:
-            state.replayed = replay_events(state)
-            metrics.model_info.labels(live.version, live.model.name).set(1)
+            replayed = [0]
+
+            def load(version: str) -> LiveModel:
+                assert registry is not None
+                live = LiveModel(ModelBundle.load(registry.path(version)), version, item_table, retrieval, lists)
+                replayed[0] += replay_events(live, store, getattr(registry.info(version), "last_event_seq", None))
+                return live
+
+            if registry is not None:
+                view = registry_view(registry, load)
+                assert view is not None
+            else:
+                bundle = ModelBundle.load(source)
+                live = LiveModel(bundle, manifest_version(source, bundle.manifest), item_table, retrieval, lists)
+                replayed[0] = replay_events(live, store)
+                view = ServingView(live.version, {live.version: live})
+            writer = BatchWriter(store)
+            state = ServeState(view, store, writer, metrics, key, require_key_for_reads, max_k, lists=lists,
+                               replayed=replayed[0], served_log=ServedLog(store) if log_lists else None)
+            for v, m in view.models.items():
+                metrics.model_info.labels(v, m.model.name).set(1)
+            if registry is not None:  # polled when poll_seconds > 0; state.watcher.check() swaps on demand
+
+                def set_view(new: ServingView) -> None:
+                    state.view = new
+
+                def swapped(old: ServingView, new: ServingView) -> None:
+                    for v, m in new.models.items():
+                        if v not in old.models:  # catch up with events stored while it loaded
+                            replay_events(m, store, m.replayed_through)
+                    for v, m in old.models.items():
+                        metrics.model_info.labels(v, m.model.name).set(0)
+                    for v, m in new.models.items():
+                        metrics.model_info.labels(v, m.model.name).set(1)
+
+                state.watcher = RegistryWatcher(registry, load, lambda: state.view, set_view, swapped,
+                                                poll_seconds or 1.0)
+                if poll_seconds > 0:
+                    state.watcher.start()
             if key is None:
                 log.warning("no API key set: POST /events is open to anyone who can reach the server")
-            log.info("serving %s (%s) from %s; events in %s; %d events replayed",
-                     live.version, live.model.name, source, store.url, state.replayed)
+            log.info("serving %s from %s; events in %s; %d events replayed", view.versions(), source, store.url,
+                     state.replayed)
             app.state.zenrec = state
             yield
         finally:
-            writer.close(timeout=30)
+            watcher = getattr(getattr(app.state, "zenrec", None), "watcher", None)
+            if watcher is not None:
+                watcher.stop()
+            served_log = getattr(getattr(app.state, "zenrec", None), "served_log", None)
+            if served_log is not None:
+                served_log.close()
+            if writer is not None:
+                writer.close(timeout=30)
             store.close()
 
     app = FastAPI(

@@ -41,7 +41,8 @@ from zenrec.errors import ConfigError, UnknownIdError
 from zenrec.pipeline import ModelBundle
 from zenrec.serve.retrieval import Retriever, ScoreRetriever, attribute_filter, make_retriever
 
-__all__ = ["LiveModel", "Recommendation", "RecList", "Similar", "load_live_model"]
+__all__ = ["ListLog", "LiveModel", "Recommendation", "RecList", "Similar", "is_registry", "manifest_version",
+           "default_store_url"]
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +112,31 @@ class Similar:
         }
 
 
+class ListLog:
+    """Served list ids → the model version that served them (the newest ``max_lists``, thread-safe)."""
+
+    def __init__(self, max_lists: int = MAX_LISTS) -> None:
+        self._lists: OrderedDict[str, str] = OrderedDict()
+        self._lock = threading.Lock()
+        self.max_lists = max_lists
+
+    def new(self, version: str) -> str:
+        """A fresh list id, remembered as served by ``version``."""
+        lid = uuid.uuid4().hex
+        with self._lock:
+            self._lists[lid] = version
+            while len(self._lists) > self.max_lists:
+                self._lists.popitem(last=False)
+        return lid
+
+    def version_of(self, list_id: str | None) -> str | None:
+        """The version that served ``list_id`` while it is remembered, else None."""
+        if list_id is None:
+            return None
+        with self._lock:
+            return self._lists.get(list_id)
+
+
 def _plain(x: Any) -> Any:
     """A numpy scalar as a plain Python value (for JSON)."""
     return x.item() if isinstance(x, np.generic) else x
@@ -142,7 +168,7 @@ class LiveModel:
     """
 
     def __init__(self, bundle: ModelBundle, version: str, item_table: pd.DataFrame | None = None,
-                 retrieval: str = "auto") -> None:
+                 retrieval: str = "auto", lists: ListLog | None = None) -> None:
         self.bundle = bundle
         self.model = bundle.model
         self.version = str(version)
@@ -157,7 +183,10 @@ class LiveModel:
         self.item_table = item_table.reset_index(drop=True)
         self._lock = threading.Lock()
         self._overlay: dict[str, deque[tuple[float, int, int]]] = {}
-        self._lists: OrderedDict[str, str] = OrderedDict()
+        self.lists = lists if lists is not None else ListLog()
+        self._served = np.zeros(self.n_items, dtype=bool)  # items this version has recommended
+        self.items_served = 0
+        self.replayed_through = 0  # the store seq up to which stored events were replayed
         self.events_applied = 0
         self.events_ignored = 0  # events on items the model does not know: stored, not scored
         self._scorer = ScoreRetriever(self.n_items)
@@ -189,7 +218,9 @@ class LiveModel:
     def apply_events(self, events: Iterable[Any]) -> int:
         """Add stored events (anything with ``user``, ``item``, ``timestamp`` and optionally ``seq``) to the overlay.
 
-        Events on items the model does not know are counted and ignored.
+        Events on items the model does not know are counted and ignored; an
+        event whose store ``seq`` is already in the user's overlay is skipped
+        (a replay after a hot swap may meet events the route applied).
         Returns how many were applied.
         """
         events = list(events)
@@ -205,7 +236,10 @@ class LiveModel:
                 q = self._overlay.get(str(e.user))
                 if q is None:
                     q = self._overlay[str(e.user)] = deque(maxlen=MAX_OVERLAY)
-                q.append((float(e.timestamp), int(getattr(e, "seq", 0) or 0), int(i)))
+                seq = int(getattr(e, "seq", 0) or 0)
+                if seq > 0 and any(s == seq for _, s, _ in q):
+                    continue
+                q.append((float(e.timestamp), seq, int(i)))
                 applied += 1
             self.events_applied += applied
         return applied
@@ -224,18 +258,10 @@ class LiveModel:
 
     def version_of_list(self, list_id: str | None) -> str | None:
         """The model version that served ``list_id`` (while remembered), else None."""
-        if list_id is None:
-            return None
-        with self._lock:
-            return self._lists.get(list_id)
+        return self.lists.version_of(list_id)
 
     def _new_list_id(self) -> str:
-        lid = uuid.uuid4().hex
-        with self._lock:
-            self._lists[lid] = self.version
-            while len(self._lists) > MAX_LISTS:
-                self._lists.popitem(last=False)
-        return lid
+        return self.lists.new(self.version)
 
     # -------------------------------------------------------------- filters
     def allowed_mask(self, rule: Any) -> np.ndarray | None:
@@ -287,6 +313,20 @@ class LiveModel:
             for j in range(len(idx))
         ]
 
+    def _mark_served(self, items: list[Recommendation]) -> None:
+        if not items:
+            return
+        idx = self.bundle.items.index([r.item for r in items], missing="mask")
+        idx = idx[idx >= 0]
+        with self._lock:
+            new = idx[~self._served[idx]]
+            self._served[new] = True
+            self.items_served += len(np.unique(new))
+
+    def coverage(self) -> float:
+        """The share of the catalogue this version has recommended since it was loaded."""
+        return self.items_served / max(self.n_items, 1)
+
     def _check_k(self, k: Any) -> int:
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0:
             raise ConfigError(f"the 'k' parameter must be a positive integer; got {k!r}")
@@ -320,6 +360,7 @@ class LiveModel:
             old = seen.indices[seen.indptr[u] : seen.indptr[u + 1]] if u >= 0 else np.empty(0, np.int64)
             exclude = np.unique(np.concatenate([old.astype(np.int64), new]))
         items = self._top(scores, k, exclude, allowed, retriever)
+        self._mark_served(items)
         return RecList(_plain(user), items, self.version, self._new_list_id(), fallback)
 
     def recommend_session(self, items: Sequence[Any], k: int = 10, exclude_seen: bool = True,
@@ -332,7 +373,9 @@ class LiveModel:
         else:
             scores, fallback = np.asarray(self.model.popularity_, dtype=np.float32), "popular"
         exclude = np.unique(new) if exclude_seen else np.empty(0, dtype=np.int64)
-        return RecList(None, self._top(scores, k, exclude, allowed), self.version, self._new_list_id(), fallback)
+        items = self._top(scores, k, exclude, allowed)
+        self._mark_served(items)
+        return RecList(None, items, self.version, self._new_list_id(), fallback)
 
     # -------------------------------------------------------------- similar
     def _similarity(self) -> tuple[str, Any]:
@@ -378,7 +421,7 @@ class LiveModel:
         return Similar(_plain(item), items, self.version, self._new_list_id(), method)
 
 
-def _manifest_version(path: Path, manifest: dict[str, Any] | None) -> str:
+def manifest_version(path: Path, manifest: dict[str, Any] | None) -> str:
     """A version id for a plain model directory: model name + a short hash of its manifest."""
     raw = json.dumps(manifest or {}, sort_keys=True, default=str).encode()
     name = (manifest or {}).get("model", path.name)
@@ -391,25 +434,6 @@ def is_registry(path: str | Path) -> bool:
     return (p / "CURRENT.json").is_file() or ((p / "versions").is_dir() and not (p / "manifest.json").is_file())
 
 
-def load_live_model(path: str | Path, item_table: pd.DataFrame | None = None,
-                    retrieval: str = "auto") -> tuple[LiveModel, str]:
-    """Load a model directory or a registry root's promoted version: (live model, default event store URL).
-
-    The default store is a SQLite file beside the model (or the registry's
-    :meth:`~zenrec.store.ModelRegistry.events_url`).
-    """
-    path = Path(path)
-    if not path.exists():
-        raise ConfigError(f"{path}: no such model directory or registry")
-    if is_registry(path):
-        from zenrec.store.registry import ModelRegistry, RegistryError
-
-        reg = ModelRegistry(path)
-        cur = reg.current()
-        if cur is None:
-            raise RegistryError(f"{reg.current_file}: no version promoted yet; promote one to serve it")
-        bundle = ModelBundle.load(reg.path(cur.version))
-        return LiveModel(bundle, cur.version, item_table, retrieval), reg.events_url()
-    bundle = ModelBundle.load(path)
-    url = f"sqlite:///{(path / 'events.db').resolve()}"
-    return LiveModel(bundle, _manifest_version(path, bundle.manifest), item_table, retrieval), url
+def default_store_url(model_dir: str | Path) -> str:
+    """The default event store of a plain model directory: ``events.db`` beside the model files."""
+    return f"sqlite:///{(Path(model_dir) / 'events.db').resolve()}"

@@ -97,6 +97,22 @@ events_table = sa.Table(
     sqlite_autoincrement=True,
 )
 
+# one row per served recommendation list (written best-effort by zenrec.store.served.ServedLog)
+served_table = sa.Table(
+    "served_lists",
+    _metadata,
+    sa.Column("list_id", sa.String(MAX_ID_LENGTH), primary_key=True),
+    sa.Column("user_id", sa.String(MAX_ID_LENGTH), nullable=True),  # None: an anonymous session or similar items
+    sa.Column("model_version", sa.String(MAX_ID_LENGTH), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),  # user, session or similar
+    sa.Column("fallback", sa.String(32), nullable=True),
+    sa.Column("items", sa.Text(), nullable=False),  # JSON list of the raw item ids, in rank order
+    sa.Column("catalogue", sa.Integer(), nullable=False),  # the serving model's number of items
+    sa.Column("latency_ms", sa.Double(), nullable=False),
+    sa.Column("created", sa.Double(), nullable=False),
+    sa.Index("ix_served_created", "created"),
+)
+
 
 # ---------------------------------------------------------------- events
 

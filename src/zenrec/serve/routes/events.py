@@ -66,12 +66,11 @@ def post_events(
     from zenrec.store.events import Event
 
     state = state_of(request)
-    live = state.live
     given = body.events if isinstance(body, EventBatch) else [body]
     events = []
     for i, e in enumerate(given):
         data = e.model_dump(exclude_none=True)
-        data["model_version"] = live.version_of_list(e.list_id)
+        data["model_version"] = state.lists.version_of(e.list_id)
         try:
             events.append(Event(**data))
         except DataError as exc:
@@ -84,7 +83,13 @@ def post_events(
                        "same event ids") from None
     fresh = [SimpleNamespace(user=e.user, item=e.item, timestamp=e.timestamp, seq=s.seq)
              for e, s in zip(events, stored, strict=True) if not s.duplicate]
-    live.apply_events(fresh)
+    view = state.view  # read after the commit: a version swapped in meanwhile gets the events too
+    for live in view.models.values():
+        live.apply_events(fresh)
+    live = view.live
+    for e, s in zip(events, stored, strict=True):
+        if e.model_version is not None and not s.duplicate:
+            state.metrics.events_attributed.labels(e.model_version, e.type).inc()
     n_dup = sum(s.duplicate for s in stored)
     state.metrics.events_stored.inc(len(stored) - n_dup)
     state.metrics.events_duplicate.inc(n_dup)

@@ -16,10 +16,13 @@ router = APIRouter(tags=["health"])
 def healthz(request: Request) -> dict[str, Any]:
     """Liveness and what is served: model version and name, catalogue size, live-state counts."""
     state = state_of(request)
-    live = state.live
+    view = state.view
+    live = view.live
     return {
         "status": "ok",
         "model_version": live.version,
+        "versions": view.versions(),
+        "traffic": dict(view.traffic) if view.traffic else None,
         "model": live.model.name,
         "n_users": int(live.model.n_users_),
         "n_items": live.n_items,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
@@ -30,11 +31,6 @@ class SessionIn(BaseModel):
     filter: list[Id] | dict[str, Any] | str | None = Field(None, description=_FILTER_HELP)
 
 
-def _served(state: Any, out: Any) -> dict[str, Any]:
-    state.metrics.lists_served.labels(out.model_version, "fallback" if out.fallback else "model").inc()
-    return out.to_dict()
-
-
 @router.get("/users/{user_id}/recommendations", response_model=ListOut)
 def user_recommendations(
     request: Request,
@@ -48,17 +44,21 @@ def user_recommendations(
     An unknown user with posted events is scored from them; without any, the
     list holds popular items and says `"fallback": "popular"`.
     """
+    started = time.perf_counter()
     state = state_of(request)
     state.check_k(k)
-    live = state.live
+    view = state.view
+    user = plain_id(user_id, view.live.bundle.users)
+    live = view.for_user(user)  # under a traffic split, the user's version
     allowed = allowed_for(live, parse_filter(filter))
-    out = live.recommend(plain_id(user_id, live.bundle.users), k, exclude_seen=exclude_seen, allowed=allowed)
-    return _served(state, out)
+    out = live.recommend(user, k, exclude_seen=exclude_seen, allowed=allowed)
+    return state.served(out, live, "user", started)
 
 
 @router.post("/recommendations", response_model=ListOut)
 def session_recommendations(request: Request, body: SessionIn) -> dict[str, Any]:
     """Top-k for an anonymous session given its recent items (sequence models read their order)."""
+    started = time.perf_counter()
     state = state_of(request)
     state.check_k(body.k)
     live = state.live
@@ -67,4 +67,4 @@ def session_recommendations(request: Request, body: SessionIn) -> dict[str, Any]
         out = live.recommend_session(body.items, body.k, exclude_seen=body.exclude_seen, allowed=allowed)
     except UnknownIdError as exc:
         raise ApiError(422, "unknown_item", f"items: {exc}") from None
-    return _served(state, out)
+    return state.served(out, live, "session", started)

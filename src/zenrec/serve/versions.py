@@ -1,0 +1,135 @@
+"""The model versions a server answers with, and hot swap between them.
+
+:class:`ServingView` is an immutable snapshot — the promoted version, an
+optional traffic split, and one loaded :class:`~zenrec.serve.live.LiveModel`
+per version in it.  A request reads the view once and uses it to the end, so
+it never sees half of a swap.  :class:`RegistryWatcher` polls the registry's
+:meth:`~zenrec.store.registry.ModelRegistry.state_token`; when a new version is
+promoted (or a split set) it loads the versions it lacks *beside* the ones
+being served, replays the events stored since each was trained, and only then
+replaces the view with one assignment.  A version that fails to load is
+logged and the old view keeps serving.
+
+:class:`ListLog` remembers which version served each list id, across
+versions, so events carrying a list id are attributed to the right one.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from zenrec.serve.live import ListLog, LiveModel
+
+__all__ = ["ListLog", "ServingView", "RegistryWatcher"]
+
+log = logging.getLogger(__name__)
+
+@dataclass(frozen=True)
+class ServingView:
+    """What the server answers with right now: a default version, an optional split, the loaded models."""
+
+    default: str
+    models: Mapping[str, LiveModel]
+    traffic: Mapping[str, float] | None = None
+    token: str = ""
+    choose: Callable[[str], str] | None = field(default=None, compare=False)
+
+    @property
+    def live(self) -> LiveModel:
+        """The promoted (default) version's model."""
+        return self.models[self.default]
+
+    def for_user(self, user: Any) -> LiveModel:
+        """The model that serves ``user``: picked by a stable hash of the id under a traffic split."""
+        if self.choose is None:
+            return self.live
+        return self.models.get(self.choose(str(user)), self.live)
+
+    def versions(self) -> list[str]:
+        """The loaded versions, the default first."""
+        return [self.default, *sorted(v for v in self.models if v != self.default)]
+
+
+class RegistryWatcher:
+    """A daemon thread that swaps in newly promoted registry versions (see the module docstring).
+
+    ``load(version)`` builds a ready :class:`LiveModel` (events replayed);
+    ``on_swap(old, new)`` runs after each swap; ``get_view``/``set_view`` read
+    and replace the server's view.
+    """
+
+    def __init__(self, registry: Any, load: Callable[[str], LiveModel], get_view: Callable[[], ServingView],
+                 set_view: Callable[[ServingView], None], on_swap: Callable[[ServingView, ServingView], None]
+                 | None = None, interval: float = 0.5) -> None:
+        self.registry = registry
+        self._load = load
+        self._get_view = get_view
+        self._set_view = set_view
+        self._on_swap = on_swap
+        self.interval = interval
+        self.swaps = 0
+        self.failures = 0
+        self.last_error: str | None = None
+        self._stop = threading.Event()
+        self._check_lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Start polling in a daemon thread."""
+        self._thread = threading.Thread(target=self._run, name="zenrec-registry-watcher", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop polling (waits for a load in progress up to ``timeout`` seconds)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.check()
+            except Exception as exc:  # noqa: BLE001 - a bad version must not stop the watcher
+                self.failures += 1
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.error("hot swap failed, still serving %s: %s", self._get_view().versions(), self.last_error)
+
+    def check(self) -> bool:
+        """Swap in the registry's current state when it changed; True when the view was replaced."""
+        with self._check_lock:
+            view = self._get_view()
+            new = registry_view(self.registry, self._load, view)
+            if new is None:
+                return False
+            self._set_view(new)
+            self.swaps += 1
+            log.info("now serving %s%s", new.default, f" with traffic split {new.traffic}" if new.traffic else "")
+            if self._on_swap is not None:
+                self._on_swap(view, new)
+            return True
+
+
+def registry_view(registry: Any, load: Callable[[str], LiveModel], old: ServingView | None = None) -> ServingView | None:
+    """The view of the registry's promoted version and traffic split; None when unchanged since ``old``.
+
+    Versions already in ``old`` are reused; the others are built by ``load``.
+    """
+    from zenrec.store.registry import RegistryError
+
+    token = registry.state_token()
+    if old is not None and token == old.token:
+        return None
+    cur = registry.current()
+    if cur is None:
+        if old is None:
+            raise RegistryError(f"{registry.current_file}: no version promoted yet; promote one to serve it")
+        return None
+    have = dict(old.models) if old is not None else {}
+    wanted = [cur.version, *sorted(v for v in (cur.traffic or {}) if v != cur.version)]
+    models = {v: have[v] if v in have else load(v) for v in wanted}
+    traffic = dict(cur.traffic) if cur.traffic else None
+    return ServingView(cur.version, models, traffic, token, cur.version_for if traffic else None)

@@ -1,0 +1,156 @@
+"""Served recommendation lists, logged beside the events for online metrics.
+
+Every list the server answers with has a ``list_id``; events posted with it
+are attributed to the version that served it.  To report click-through,
+conversion and coverage per version (``zenrec report online``) the lists
+themselves are kept too, in the store's ``served_lists`` table.
+
+Logging a list is off the request path: :class:`ServedLog` queues it and a
+background thread writes batches.  It is best-effort by design — a full
+queue drops lists (counted in :attr:`ServedLog.dropped`) rather than slowing
+a request, and lists queued when the process is killed are lost — so online
+rates are computed over the lists that were logged.  Events, unlike lists,
+are acknowledged only after their commit.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from zenrec.store.events import EventStore, served_table
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["ServedList", "ServedLog", "served_frame", "SERVED_COLUMNS"]
+
+log = logging.getLogger(__name__)
+
+#: columns of :func:`served_frame`, in order
+SERVED_COLUMNS = ("list_id", "user", "model_version", "kind", "fallback", "items", "catalogue", "latency_ms",
+                  "created")
+
+
+@dataclass(frozen=True)
+class ServedList:
+    """One served list: who got it, from which version, the raw item ids in rank order, and how fast."""
+
+    list_id: str
+    user: str | None
+    model_version: str
+    kind: str
+    items: Sequence[Any]
+    catalogue: int
+    latency_ms: float
+    fallback: str | None = None
+    created: float = 0.0
+
+    def row(self) -> dict[str, Any]:
+        """The table row."""
+        return {
+            "list_id": self.list_id, "user_id": self.user, "model_version": self.model_version, "kind": self.kind,
+            "fallback": self.fallback, "items": json.dumps([str(i) for i in self.items]),
+            "catalogue": int(self.catalogue), "latency_ms": float(self.latency_ms),
+            "created": float(self.created or time.time()),
+        }
+
+
+class ServedLog:
+    """Queue served lists and write them in batches from a background thread (best-effort, never blocks)."""
+
+    def __init__(self, store: EventStore, max_batch: int = 500, max_wait_s: float = 0.2,
+                 max_queue: int = 100_000) -> None:
+        self.store = store
+        self.max_batch = max_batch
+        self.max_wait = max_wait_s
+        self._queue: queue.Queue[ServedList | None] = queue.Queue(maxsize=max_queue)
+        self.written = 0
+        self.dropped = 0
+        self.failed = 0
+        self._idle = threading.Event()
+        self._idle.set()
+        self._thread = threading.Thread(target=self._run, name="zenrec-served-log", daemon=True)
+        self._thread.start()
+
+    def log(self, served: ServedList) -> None:
+        """Queue one list (dropped, and counted, when the queue is full)."""
+        try:
+            self._idle.clear()
+            self._queue.put_nowait(served)
+        except queue.Full:
+            self.dropped += 1
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until every queued list is written; False on timeout."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._queue.empty() and self._idle.wait(0.01) and self._queue.empty():
+                return True
+        return False
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            deadline = time.monotonic() + self.max_wait
+            stop = False
+            while len(batch) < self.max_batch:
+                wait = deadline - time.monotonic()
+                try:
+                    nxt = self._queue.get(timeout=wait) if wait > 0 else self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    stop = True
+                    break
+                batch.append(nxt)
+            self._write(batch)
+            if self._queue.empty():
+                self._idle.set()
+            if stop:
+                return
+
+    def _write(self, batch: list[ServedList]) -> None:
+        try:
+            with self.store._write("log served lists") as conn:
+                conn.execute(sa.insert(served_table), [s.row() for s in batch])
+            self.written += len(batch)
+        except Exception as exc:  # noqa: BLE001 - losing a log batch must not stop serving
+            self.failed += len(batch)
+            log.warning("could not log %d served lists: %s", len(batch), exc)
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Write what is queued, then stop."""
+        try:
+            self._queue.put(None, timeout=timeout)
+        except queue.Full:
+            pass
+        self._thread.join(timeout)
+
+
+def served_frame(store: EventStore, since_ts: float | None = None, until_ts: float | None = None) -> pd.DataFrame:
+    """Served lists with ``since_ts <= created < until_ts`` as a DataFrame (``items``: lists of raw ids)."""
+    import pandas as pd
+
+    t = served_table.c
+    stmt = sa.select(t.list_id, t.user_id, t.model_version, t.kind, t.fallback, t["items"], t.catalogue, t.latency_ms,
+                     t.created)
+    if since_ts is not None:
+        stmt = stmt.where(t.created >= float(since_ts))
+    if until_ts is not None:
+        stmt = stmt.where(t.created < float(until_ts))
+    rows = store._read(stmt.order_by(t.created))
+    df = pd.DataFrame([tuple(r) for r in rows], columns=list(SERVED_COLUMNS))
+    df["items"] = [json.loads(x) for x in df["items"]]
+    return df.astype({"catalogue": "int64", "latency_ms": "float64", "created": "float64"})
