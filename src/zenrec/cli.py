@@ -469,6 +469,12 @@ def serve(
     out.print(f"serving {model_dir} at http://{host}:{port}  (OpenAPI: http://{host}:{port}/docs; Ctrl-C stops)")
     uvicorn.run(app_, host=host, port=port, log_level="info")
 
+
+from zenrec.cli_report import report_app  # noqa: E402 - the sub-commands use this module's console
+
+app.add_typer(report_app, name="report")
+
+
 def main() -> None:
     """Console-script entry point."""
     try:
