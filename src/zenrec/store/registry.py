@@ -4,6 +4,8 @@
 
     ROOT/
       versions/v0001/     a model directory (``ModelBundle.save``) + registry.json
+                          (created, metrics, note, model; from ``zenrec retrain`` also
+                          last_event_seq, trained_until and training_log.npz)
       versions/v0002/
       CURRENT.json        {"version", "promoted_at", "reason", "previous", "traffic"}
       events.db           the default event store, beside the models
@@ -68,7 +70,16 @@ class _Saveable(Protocol):
 
 @dataclass(frozen=True)
 class VersionInfo:
-    """One registered model version."""
+    """One registered model version.
+
+    ``last_event_seq`` is the largest event-store ``seq`` the version was
+    trained on (written by ``zenrec retrain``): a server that loads it
+    replays only the stored events with a larger seq into its live state.
+    None for versions added without it (their training time is then the only
+    clue).  ``trained_until`` is the largest event timestamp it was trained
+    on, when known.  ``extra`` holds every key ``add(extra=...)`` wrote into
+    ``registry.json`` (those two included).
+    """
 
     id: str
     created: float
@@ -76,6 +87,9 @@ class VersionInfo:
     note: str
     path: Path
     model: str | None = None
+    last_event_seq: int | None = None
+    trained_until: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
 @dataclass(frozen=True)
@@ -126,6 +140,49 @@ def _metrics(metrics: Mapping[str, Any] | None) -> dict[str, float]:
     return out
 
 
+_CORE_KEYS = frozenset({"created", "metrics", "note", "model"})
+
+
+def _last_event_seq(value: Any) -> int | None:
+    """A stored ``last_event_seq``: None or an integer >= 0 (ValueError otherwise)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+        raise ValueError(f"last_event_seq={value!r}")
+    return int(value)
+
+
+def _trained_until(value: Any) -> float | None:
+    """A stored ``trained_until``: None or a finite number (ValueError otherwise)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(float(value)):
+        raise ValueError(f"trained_until={value!r}")
+    return float(value)
+
+
+def _extra(extra: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Validate the extra ``registry.json`` keys of :meth:`ModelRegistry.add` (JSON values, no core key)."""
+    if extra is None:
+        return {}
+    if not isinstance(extra, Mapping):
+        raise ConfigError(f"the 'extra' parameter must be a mapping; got {type(extra).__name__}")
+    out = dict(extra)
+    for k in out:
+        if not isinstance(k, str) or not k:
+            raise ConfigError(f"extra registry keys must be non-empty strings; got {k!r}")
+        if k in _CORE_KEYS:
+            raise ConfigError(f"extra registry key {k!r} is reserved; pass it as its own parameter")
+    try:
+        for key, check in (("last_event_seq", _last_event_seq), ("trained_until", _trained_until)):
+            if key in out:
+                out[key] = check(out[key])  # numpy scalars become plain numbers
+        json.dumps(out, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"extra registry data must be finite JSON values ({exc})") from None
+    return out
+
+
 class ModelRegistry:
     """Versioned model directories under ``root/versions`` and the promoted one in ``root/CURRENT.json``."""
 
@@ -151,16 +208,21 @@ class ModelRegistry:
 
     # ---------------------------------------------------------------- versions
 
-    def add(self, source: str | Path | _Saveable, metrics: Mapping[str, Any] | None = None, note: str = "") -> str:
+    def add(self, source: str | Path | _Saveable, metrics: Mapping[str, Any] | None = None, note: str = "",
+            *, extra: Mapping[str, Any] | None = None) -> str:
         """Register a model directory (or anything with ``save(path)``, e.g. a ``ModelBundle``); returns its id.
 
         The directory is copied, so the source may be removed afterwards.  It
         must hold a valid model manifest (:class:`~zenrec.errors.ArtifactError`
-        otherwise, naming the file).
+        otherwise, naming the file).  ``extra`` keys are written into the
+        version's ``registry.json`` beside the core ones (JSON values only);
+        ``last_event_seq`` (an integer >= 0) and ``trained_until`` (epoch
+        seconds) are read back as :class:`VersionInfo` fields.
         """
         from zenrec.models.base import MODEL_FORMAT
 
         metrics_ = _metrics(metrics)
+        extra_ = _extra(extra)
         if not isinstance(note, str):
             raise ConfigError(f"the 'note' parameter must be a string; got {type(note).__name__}")
         stage = Path(tempfile.mkdtemp(prefix=".add-", dir=self.versions_dir))
@@ -175,7 +237,7 @@ class ModelRegistry:
                 manifest = read_manifest(staged, "model", MODEL_FORMAT)
             else:
                 raise ConfigError(f"cannot register a {type(source).__name__}: give a model directory or a ModelBundle")
-            info = {"created": time.time(), "metrics": metrics_, "note": note, "model": manifest.get("model")}
+            info = {**extra_, "created": time.time(), "metrics": metrics_, "note": note, "model": manifest.get("model")}
             with open(staged / _INFO_FILE, "w") as fh:
                 json.dump(info, fh, indent=2, sort_keys=True)
                 fh.write("\n")
@@ -223,13 +285,17 @@ class ModelRegistry:
             metrics = {str(k): float(v) for k, v in dict(data.get("metrics") or {}).items()}
             note = str(data.get("note", ""))
             model = data.get("model")
+            last_seq = _last_event_seq(data.get("last_event_seq"))
+            until = _trained_until(data.get("trained_until"))
+            extra = {k: v for k, v in data.items() if k not in _CORE_KEYS}
         except FileNotFoundError:
             raise RegistryError(f"{f}: missing; {p} was not added through the registry") from None
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             raise RegistryError(f"{f}: corrupted version metadata ({exc})") from None
         if not (p / "manifest.json").is_file():
             raise RegistryError(f"{p}: no manifest.json; the version directory is damaged")
-        return VersionInfo(version, created, metrics, note, p, model if isinstance(model, str) else None)
+        return VersionInfo(version, created, metrics, note, p, model if isinstance(model, str) else None,
+                           last_seq, until, extra)
 
     def versions(self) -> list[VersionInfo]:
         """Every version, oldest first."""
