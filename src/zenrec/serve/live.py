@@ -59,12 +59,15 @@ class Recommendation:
     item: Any
     score: float
     title: str | None = None
+    reasons: list[dict[str, Any]] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form (no title key when there is none)."""
+        """JSON-ready form (no title or reasons key when there is none)."""
         out: dict[str, Any] = {"item": self.item, "score": self.score}
         if self.title is not None:
             out["title"] = self.title
+        if self.reasons is not None:
+            out["reasons"] = self.reasons
         return out
 
 
@@ -344,7 +347,7 @@ class LiveModel:
         return np.asarray(m.popularity_, dtype=np.float32), None, "popular"
 
     def recommend(self, user: Any, k: int = 10, exclude_seen: bool = True,
-                  allowed: np.ndarray | None = None) -> RecList:
+                  allowed: np.ndarray | None = None, reasons: bool = False) -> RecList:
         """Top-k for a raw user id, from its training history plus the events that arrived since.
 
         An unknown user is scored from its events alone; without any, popular
@@ -361,10 +364,13 @@ class LiveModel:
             exclude = np.unique(np.concatenate([old.astype(np.int64), new]))
         items = self._top(scores, k, exclude, allowed, retriever)
         self._mark_served(items)
+        if reasons:
+            hist = np.concatenate([self._base_sequence(u), new]) if u >= 0 else new
+            items = self._with_reasons(items, hist)
         return RecList(_plain(user), items, self.version, self._new_list_id(), fallback)
 
     def recommend_session(self, items: Sequence[Any], k: int = 10, exclude_seen: bool = True,
-                          allowed: np.ndarray | None = None) -> RecList:
+                          allowed: np.ndarray | None = None, reasons: bool = False) -> RecList:
         """Top-k for an anonymous session given its items, oldest first (unknown ids raise)."""
         k = self._check_k(k)
         new = self.item_indices(list(items))
@@ -375,6 +381,8 @@ class LiveModel:
         exclude = np.unique(new) if exclude_seen else np.empty(0, dtype=np.int64)
         items = self._top(scores, k, exclude, allowed)
         self._mark_served(items)
+        if reasons:
+            items = self._with_reasons(items, new)
         return RecList(None, items, self.version, self._new_list_id(), fallback)
 
     # -------------------------------------------------------------- similar
@@ -398,6 +406,49 @@ class LiveModel:
                     counts = np.asarray(seen.sum(axis=0)).ravel().astype(np.float64)
                     self._similar = ("cooccurrence", (seen.T.tocsr(), seen, counts))
             return self._similar
+
+    def _affinity(self, hist: np.ndarray, recs: np.ndarray) -> tuple[str, np.ndarray]:
+        """How strongly each history item relates to each recommended item (``len(hist) × len(recs)``)."""
+        method, state = self._similarity()
+        if method == "embedding":
+            unit, _ = state
+            return "embedding", unit[hist] @ unit[recs].T
+        if method == "weights":
+            block = state[hist][:, recs]
+            return "weights", np.asarray(block.toarray() if hasattr(block, "toarray") else block, dtype=np.float64)
+        by_item, seen, counts = state
+        co = np.asarray((by_item[hist] @ seen[:, recs]).toarray(), dtype=np.float64)
+        return "cooccurrence", co / np.sqrt(np.maximum(np.outer(counts[hist], counts[recs]), 1e-12))
+
+    def _with_reasons(self, items: list[Recommendation], hist: np.ndarray, n: int = 3) -> list[Recommendation]:
+        """``items`` with up to ``n`` reasons each: the user's items most related to it, strongest first.
+
+        A reason is ``{"item", "title"?, "weight", "method"}``: the history
+        item, its item-item weight in the model (``weights``: EASE, ItemKNN),
+        the cosine of the model's item vectors (``embedding``) or normalised
+        co-occurrence in training (``cooccurrence``).  Only positive evidence
+        is listed, so a reason list may be empty (e.g. popular fallbacks).
+        """
+        hist = np.unique(np.asarray(hist, dtype=np.int64))
+        if not items or not len(hist):
+            return [Recommendation(r.item, r.score, r.title, []) for r in items]
+        recs = self.bundle.items.index([r.item for r in items], missing="mask")
+        method, aff = self._affinity(hist, recs)
+        raw, titles = self.bundle.items.ids(hist), self.bundle.titles
+        out = []
+        for j, r in enumerate(items):
+            col = aff[:, j]
+            best = np.argsort(-col, kind="stable")[:n]
+            why = []
+            for b in best:
+                if not col[b] > 0:
+                    break
+                reason: dict[str, Any] = {"item": _plain(raw[b]), "weight": float(col[b]), "method": method}
+                if titles is not None:
+                    reason["title"] = str(titles[hist[b]])
+                why.append(reason)
+            out.append(Recommendation(r.item, r.score, r.title, why))
+        return out
 
     def similar(self, item: Any, k: int = 10) -> Similar:
         """Items most similar to one item (cosine of item vectors, the item-item weights, or co-occurrence)."""

@@ -90,12 +90,23 @@ def allowed_for(live: Any, rule: Any) -> Any:
         raise ApiError(422, "invalid_filter", f"filter: {exc}") from None
 
 
+class ReasonOut(BaseModel):
+    """Why an item was recommended: one of the user's items related to it."""
+
+    item: Id
+    title: str | None = None
+    weight: float = Field(description="strength of the relation in the model (larger: stronger)")
+    method: str = Field(description="weights (the model's item-item weight), embedding (cosine of item vectors) "
+                        "or cooccurrence")
+
+
 class ItemOut(BaseModel):
     """One recommended item."""
 
     item: Id
     score: float
     title: str | None = None
+    reasons: list[ReasonOut] | None = Field(None, description="with reasons=true: the user's items behind it")
 
 
 class ListOut(BaseModel):

@@ -29,6 +29,7 @@ class SessionIn(BaseModel):
     k: int = Field(10, description="list length")
     exclude_seen: bool = Field(True, description="leave out the session's own items")
     filter: list[Id] | dict[str, Any] | str | None = Field(None, description=_FILTER_HELP)
+    reasons: bool = Field(False, description="explain each item by the session's items related to it")
 
 
 @router.get("/users/{user_id}/recommendations", response_model=ListOut)
@@ -38,6 +39,7 @@ def user_recommendations(
     k: Annotated[int, Query(description="list length (1 … the server's max_k)")] = 10,
     exclude_seen: Annotated[bool, Query(description="leave out items the user already interacted with")] = True,
     filter: Annotated[str | None, Query(max_length=100_000, description=_FILTER_HELP)] = None,
+    reasons: Annotated[bool, Query(description="explain each item by the user's items related to it")] = False,
 ) -> dict[str, Any]:
     """Top-k for a user, from its training history plus every event posted since.
 
@@ -51,7 +53,7 @@ def user_recommendations(
     user = plain_id(user_id, view.live.bundle.users)
     live = view.for_user(user)  # under a traffic split, the user's version
     allowed = allowed_for(live, parse_filter(filter))
-    out = live.recommend(user, k, exclude_seen=exclude_seen, allowed=allowed)
+    out = live.recommend(user, k, exclude_seen=exclude_seen, allowed=allowed, reasons=reasons)
     return state.served(out, live, "user", started)
 
 
@@ -64,7 +66,8 @@ def session_recommendations(request: Request, body: SessionIn) -> dict[str, Any]
     live = state.live
     allowed = allowed_for(live, body.filter)
     try:
-        out = live.recommend_session(body.items, body.k, exclude_seen=body.exclude_seen, allowed=allowed)
+        out = live.recommend_session(body.items, body.k, exclude_seen=body.exclude_seen, allowed=allowed,
+                                     reasons=body.reasons)
     except UnknownIdError as exc:
         raise ApiError(422, "unknown_item", f"items: {exc}") from None
     return state.served(out, live, "session", started)
