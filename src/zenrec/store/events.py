@@ -441,9 +441,10 @@ class EventStore:
         return got
 
     def delete_user(self, user: str) -> int:
-        """Erase every event of ``user``; returns how many were deleted."""
+        """Erase every event of ``user`` and the lists served to it; returns how many events were deleted."""
         uid = _text("user", user, True)
         with self._write("delete_user") as conn:
+            conn.execute(sa.delete(served_table).where(served_table.c.user_id == uid))
             return int(conn.execute(sa.delete(events_table).where(_T.user_id == uid)).rowcount)
 
     # ---------------------------------------------------------------- reads
