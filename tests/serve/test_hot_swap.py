@@ -158,3 +158,27 @@ def test_a_version_that_fails_to_load_leaves_the_old_one_serving(tmp_path, model
         reg.promote(v1, "roll back")
         assert watcher.check() is True  # the pointer changed back: a new view of the same version
         assert client.get("/users/1/recommendations").json()["model_version"] == v1
+
+
+def test_replay_starts_after_the_versions_last_event_seq(tmp_path, model_dirs):
+    from zenrec.pipeline import ModelBundle
+    from zenrec.serve.app import replay_events
+    from zenrec.serve.live import LiveModel
+    from zenrec.store.events import Event
+
+    bundle = ModelBundle.load(model_dirs("ease"))
+    store = EventStore(f"sqlite:///{tmp_path}/e.db")
+    try:
+        seqs = [s.seq for s in store.append([Event("1", "50", timestamp=1.0), Event("1", "172", timestamp=2.0),
+                                             Event("1", "133", timestamp=3.0)])]
+        trained_on_first = LiveModel(bundle, "v")
+        assert replay_events(trained_on_first, store, since_seq=seqs[0]) == 2
+        assert bundle.items.ids(trained_on_first.new_items(1)).tolist() == [172, 133]
+        assert trained_on_first.replayed_through == seqs[-1]
+        # without a seq: the events stored after the model was written (all three here)
+        unknown = LiveModel(bundle, "w")
+        assert replay_events(unknown, store) == 3
+        assert replay_events(unknown, store, unknown.replayed_through) == 0  # nothing new; nothing twice
+        assert len(unknown.new_items(1)) == 3
+    finally:
+        store.close()

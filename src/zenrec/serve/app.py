@@ -292,7 +292,7 @@ def create_app(
             def load(version: str) -> LiveModel:
                 assert registry is not None
                 live = LiveModel(ModelBundle.load(registry.path(version)), version, item_table, retrieval, lists)
-                replayed[0] += replay_events(live, store, getattr(registry.info(version), "last_event_seq", None))
+                replayed[0] += replay_events(live, store, registry.info(version).last_event_seq)
                 return live
 
             if registry is not None:
