@@ -470,6 +470,77 @@ def serve(
     uvicorn.run(app_, host=host, port=port, log_level="info")
 
 
+EXIT_REJECTED = 3
+
+
+@command
+def retrain(
+    registry: Annotated[Path, typer.Argument(help="model registry root (versions/, CURRENT.json, events.db)")],
+    model: Annotated[str, typer.Option("--model", "-m", help="registered model name")],
+    param: Annotated[list[str] | None, typer.Option("--param", "-p", help="NAME=VALUE hyper-parameter (repeatable)")] = None,
+    base: Annotated[Path | None, typer.Option("--base", help="dataset directory from `zenrec ingest`, read before "
+                                                           "the stored events (full mode)")] = None,
+    store: Annotated[str | None, typer.Option("--store", help="event store URL (default: the registry's events.db)")] = None,
+    mode: Annotated[str, typer.Option(help="full (base + every stored event) or incremental (the current version's "
+                                           "training log + the events stored after it)")] = "full",
+    window_days: Annotated[float | None, typer.Option("--window-days", help="evaluate on the last D days of events "
+                                                      "(default: the events the current version was not trained on)")] = None,
+    metric: Annotated[str, typer.Option(help="gate metric, NAME@K")] = "ndcg@10",
+    tolerance: Annotated[float, typer.Option(help="promote when candidate >= current - tolerance")] = 0.0,
+    no_promote: Annotated[bool, typer.Option("--no-promote", help="register a passing version without promoting it")] = False,
+    fail_if_rejected: Annotated[bool, typer.Option("--fail-if-rejected", help="exit 3 when the candidate is rejected "
+                                                   "(for CI)")] = False,
+    json_out: Annotated[Path | None, typer.Option("--json", help="also write the report as JSON")] = None,
+    seed: Annotated[int, typer.Option(help="random seed")] = 2020,
+) -> None:
+    """Train a candidate on the registry's events, judge it against the served version, promote if not worse.
+
+    The candidate is evaluated on the events the served version has not seen
+    (or the last --window-days), then refitted on all data and promoted when
+    its metric is at least the current one's minus --tolerance.  A rejected
+    candidate is registered for inspection; the served version stays.  Exit
+    code 0 either way (3 with --fail-if-rejected).
+
+      zenrec retrain registry/ --model ease --param reg=500 --base data/
+    """
+    from zenrec._io import write_json
+    from zenrec.models.registry import get_model_class
+    from zenrec.retrain import retrain as run_retrain
+
+    get_model_class(model)  # unknown names fail before any data is read
+    if window_days is not None and not window_days > 0:
+        raise ConfigError(f"--window-days must be a positive number of days; got {window_days}")
+    with err.status(f"retraining {model} ({mode}) from {registry}"):
+        report = run_retrain(registry, model, _parse_params(param), base=base, store_url=store, mode=mode,
+                             window=None if window_days is None else window_days * 86400.0, metric=metric,
+                             tolerance=tolerance, seed=seed, promote=not no_promote)
+    if report.candidate or report.current:
+        t = Table(title=f"retrain {model} ({mode}): gate on {report.metric}")
+        t.add_column("metric")
+        t.add_column(f"candidate ({model})", justify="right")
+        t.add_column(f"current ({report.current_version})", justify="right")
+        for key in dict.fromkeys([*report.candidate, *report.current]):
+            c, v = report.candidate.get(key), report.current.get(key)
+            t.add_row(key, "-" if c is None else f"{c:.4f}", "-" if v is None else f"{v:.4f}")
+        out.print(t)
+        w = report.window
+        out.print(f"window: {w.get('description')}: {w.get('events', 0):,} events by {w.get('users', 0):,} users, "
+                  f"{w.get('evaluated_users', 0):,} with new items", highlight=False)
+        out.print(f"scoring: candidate from {report.scoring.get('candidate')}, current from "
+                  f"{report.scoring.get('current')}", highlight=False)
+    style = {"promoted": "bold green", "rejected": "bold red"}.get(report.decision, "bold yellow")
+    registered = f"; registered {report.version} ({report.registered})" if report.version else ""
+    out.print(f"[{style}]{report.decision.replace('_', ' ')}[/{style}]{registered}: {report.reason}", highlight=False)
+    for note in report.notes:
+        out.print(f"note: {note}", highlight=False)
+    out.print(f"served version: {report.served_version or 'none'}")
+    if json_out is not None:
+        write_json(json_out, report.to_dict())
+        out.print(f"wrote {json_out}")
+    if fail_if_rejected and report.decision == "rejected":
+        raise typer.Exit(EXIT_REJECTED)
+
+
 from zenrec.cli_report import report_app  # noqa: E402 - the sub-commands use this module's console
 
 app.add_typer(report_app, name="report")
