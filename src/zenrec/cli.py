@@ -524,7 +524,7 @@ def retrain(
             t.add_row(key, "-" if c is None else f"{c:.4f}", "-" if v is None else f"{v:.4f}")
         out.print(t)
         w = report.window
-        out.print(f"window: {w.get('description')}: {w.get('events', 0):,} events by {w.get('users', 0):,} users, "
+        out.print(f"window ({w.get('description')}): {w.get('events', 0):,} events by {w.get('users', 0):,} users, "
                   f"{w.get('evaluated_users', 0):,} with new items", highlight=False)
         out.print(f"scoring: candidate from {report.scoring.get('candidate')}, current from "
                   f"{report.scoring.get('current')}", highlight=False)

@@ -291,17 +291,17 @@ def select_window(log: TrainingLog, info: VersionInfo, manifest: Mapping[str, An
         end = float(log.timestamp.max()) if len(log) else 0.0
         start = end - window
         return WindowChoice(log.timestamp > start, "recent",
-                            f"the last {window / 86400:g} days of events (after {_iso(start)})", None, start)
+                            f"the last {window / 86400:g} days of events, after {_iso(start)}", None, start)
     if info.last_event_seq is not None:
         s = info.last_event_seq
         return WindowChoice(log.seq > s, "since_last_event_seq",
-                            f"events stored after seq {s} (the last one {info.id} was trained on)", s, None)
+                            f"events stored after seq {s}, the last one {info.id} was trained on", s, None)
     if info.trained_until is not None:
         t = info.trained_until
         return WindowChoice(log.timestamp > t, "since_trained_until",
-                            f"events after {_iso(t)} (the last one {info.id} was trained on)", None, t)
+                            f"events after {_iso(t)}, the last one {info.id} was trained on", None, t)
     t = _created(info, manifest)
-    return WindowChoice(log.timestamp > t, "since_created", f"events after {_iso(t)} (when {info.id} was written)",
+    return WindowChoice(log.timestamp > t, "since_created", f"events after {_iso(t)}, when {info.id} was written",
                         None, t)
 
 
@@ -651,8 +651,8 @@ def retrain(
         notes.extend(_leak_notes(log, choice, info))
     if not choice.mask.any():
         report.decision = "nothing_to_evaluate"
-        report.reason = (f"no events in the window ({choice.description}): nothing to evaluate, nothing trained; "
-                         f"{info.id} stays (pass a window in days to compare on the most recent events)")
+        report.reason = (f"no event in the window ({choice.description}): nothing trained, {info.id} stays; "
+                         "give a window of recent days to compare anyway")
         return finish()
     pre = log.subset(~choice.mask)
     if len(pre) == 0:
@@ -663,8 +663,8 @@ def retrain(
     report.window["users"], report.window["evaluated_users"] = ew.n_window_users, len(ew.users)
     if len(ew.users) == 0:
         report.decision = "nothing_to_evaluate"
-        report.reason = (f"the window's {ew.n_events} events hold no item a user had not had before: nothing to "
-                         f"evaluate, nothing trained; {info.id} stays")
+        report.reason = (f"the window's {ew.n_events} events hold no item a user had not had before: nothing "
+                         f"trained, {info.id} stays")
         return finish()
 
     cand_ds = pre.to_dataset(titles, name=f"retrain-{mode}-evaluation")
@@ -681,6 +681,8 @@ def retrain(
         if promote:
             reg.promote(vid, reason=f"retrain: {verdict}")
             report.promoted, report.served_version = True, vid
+            if cur.traffic:
+                notes.append(f"the promotion ended the traffic split {cur.traffic}: {vid} now serves every user")
     else:
         report.decision = "rejected"
         report.reason = (f"candidate {metric} {c:.4f} < current {info.id} {v:.4f} - tolerance {tolerance:g} {on}; "
@@ -702,9 +704,10 @@ def _dataset_titles(ds: Dataset) -> np.ndarray | None:
 def _leak_notes(log: TrainingLog, choice: WindowChoice, info: VersionInfo) -> list[str]:
     """Warn when a recent-events window overlaps what the current version was trained on (in its favour)."""
     if info.last_event_seq is not None:
-        n = int(((log.seq > 0) & (log.seq <= info.last_event_seq) & choice.mask).sum())
+        n = int(((log.seq <= info.last_event_seq) & choice.mask).sum())
         if n:
-            return [f"{info.id} was trained on {n} of the window's events, which favours it"]
+            return [f"{n} of the window's {int(choice.mask.sum())} events are at or below {info.id}'s last_event_seq "
+                    f"{info.last_event_seq} (base rows included): it was probably trained on them, which favours it"]
         return []
     if info.trained_until is not None and choice.start_ts is not None and info.trained_until > choice.start_ts:
         return [f"{info.id} was trained on events until {_iso(info.trained_until)}, inside the window, "
