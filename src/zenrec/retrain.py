@@ -79,6 +79,7 @@ __all__ = [
     "EvalWindow",
     "WindowChoice",
     "read_store_events",
+    "gather_training_log",
     "select_window",
     "build_window",
     "window_scorer",
@@ -266,6 +267,7 @@ class WindowChoice:
 
 
 def _iso(ts: float) -> str:
+    """Epoch seconds as an ISO-8601 UTC time."""
     return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="seconds")
 
 
@@ -320,6 +322,7 @@ class EvalWindow:
 
 
 def _pairs(rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int]) -> sp.csr_matrix:
+    """A 0/1 matrix of the (row, col) pairs (repeats merged)."""
     m = sp.csr_matrix((np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=shape)
     m.sum_duplicates()
     m.data[:] = 1.0
@@ -485,6 +488,7 @@ class _VersionWriter:
         self.bundle, self.log, self.metadata = bundle, log, metadata
 
     def save(self, path: str | Path) -> Path:
+        """Write the bundle to ``path``, then the training log inside it."""
         out = self.bundle.save(path, metadata=self.metadata)
         self.log.save(Path(path) / TRAINING_LOG_FILE)
         return out
@@ -505,6 +509,7 @@ def _register(reg: ModelRegistry, bundle: ModelBundle, log: TrainingLog, ds: Dat
 
 
 def _open_registry(root: str | Path) -> ModelRegistry:
+    """An existing registry root (never creates one: a typo must not start an empty registry)."""
     p = Path(root)
     if not p.exists():
         raise ConfigError(f"{p}: no such model registry (create the directory to start a new one)")
@@ -516,6 +521,7 @@ def _open_registry(root: str | Path) -> ModelRegistry:
 
 
 def _training_log_of(info: VersionInfo) -> TrainingLog:
+    """The training log kept in a version written by :func:`retrain` (ConfigError for other versions)."""
     f = info.path / str(info.extra.get("training_log") or TRAINING_LOG_FILE)
     if not f.is_file() or info.last_event_seq is None:
         raise ConfigError(
@@ -526,6 +532,7 @@ def _training_log_of(info: VersionInfo) -> TrainingLog:
 
 
 def _window_seconds(window: float | timedelta | None) -> float | None:
+    """A window as positive seconds, or None."""
     if window is None:
         return None
     if isinstance(window, timedelta):
@@ -535,8 +542,37 @@ def _window_seconds(window: float | timedelta | None) -> float | None:
     return float(window)
 
 
-def _fmt(metrics: Mapping[str, float]) -> str:
-    return ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+def gather_training_log(reg: ModelRegistry, info: VersionInfo | None, mode: str, base: str | Path | None,
+                        store_url: str | None) -> tuple[TrainingLog, int, Dataset | None]:
+    """The training log of a run, how many store events it read, and the base dataset (full mode).
+
+    ``full``: the base dataset's rows, then every stored event.  ``incremental``:
+    the current version ``info``'s training log, then only the events stored
+    after its ``last_event_seq``.
+    """
+    if mode == "incremental":
+        if info is None:
+            raise ConfigError("incremental mode starts from the current version, and none is promoted; "
+                              "run --mode full first")
+        if base is not None:
+            raise ConfigError("a base dataset is read only in full mode; incremental mode starts from the "
+                              "current version's training log")
+    base_ds = Dataset.load(base) if base is not None else None
+    log = TrainingLog.from_dataset(base_ds) if base_ds is not None else TrainingLog.empty()
+    after = 0
+    if info is not None and mode == "incremental":
+        log = _training_log_of(info)
+        after = int(info.last_event_seq or 0)
+    store = EventStore(store_url or reg.events_url())
+    try:
+        new = read_store_events(store, after)
+    finally:
+        store.close()
+    log = log.concat(new)
+    if len(log) == 0:
+        raise DataError(f"nothing to train on: the event store {store.url} holds no events"
+                        + (" and no base dataset was given" if base is None else ""))
+    return log, len(new), base_ds
 
 
 def retrain(
@@ -581,30 +617,7 @@ def retrain(
     info = reg.info(cur.version) if cur is not None else None
     cur_bundle = ModelBundle.load(info.path) if info is not None else None
     notes: list[str] = []
-    store = EventStore(store_url or reg.events_url())
-    try:
-        if mode == "full":
-            base_ds = Dataset.load(base) if base is not None else None
-            log = TrainingLog.from_dataset(base_ds) if base_ds is not None else TrainingLog.empty()
-            new = read_store_events(store, 0)
-        else:
-            if info is None:
-                raise ConfigError("incremental mode starts from the current version, and none is promoted; "
-                                  "run --mode full first")
-            if base is not None:
-                raise ConfigError("a base dataset is read only in full mode; incremental mode starts from the "
-                                  "current version's training log")
-            base_ds = None
-            log = _training_log_of(info)
-            assert info.last_event_seq is not None
-            new = read_store_events(store, info.last_event_seq)
-        store_shown = store.url
-    finally:
-        store.close()
-    log = log.concat(new)
-    if len(log) == 0:
-        raise DataError(f"nothing to train on: the event store {store_shown} holds no events"
-                        + (" and no base dataset was given" if mode == "full" and base is None else ""))
+    log, n_read, base_ds = gather_training_log(reg, info, mode, base, store_url)
     titles = _titles(*([(base_ds.items, _dataset_titles(base_ds))] if base_ds is not None else []),
                      *([(cur_bundle.items, cur_bundle.titles)] if cur_bundle is not None else []))
 
@@ -612,7 +625,7 @@ def retrain(
         registry=str(reg.root), model=model, params=params, mode=mode, decision="", reason="", promoted=False,
         version=None, registered=None, current_version=cur.version if cur else None,
         served_version=cur.version if cur else None, metric=metric, tolerance=float(tolerance),
-        events_read=len(new), notes=notes,
+        events_read=n_read, notes=notes,
     )
 
     def finish() -> RetrainReport:
@@ -681,7 +694,7 @@ def retrain(
         if promote:
             reg.promote(vid, reason=f"retrain: {verdict}")
             report.promoted, report.served_version = True, vid
-            if cur.traffic:
+            if cur is not None and cur.traffic:
                 notes.append(f"the promotion ended the traffic split {cur.traffic}: {vid} now serves every user")
     else:
         report.decision = "rejected"
@@ -695,6 +708,7 @@ def retrain(
 
 
 def _dataset_titles(ds: Dataset) -> np.ndarray | None:
+    """Item titles of a dataset's item table, in item order, when it has them."""
     t = ds.item_table
     if t is None or "title" not in t.columns:
         return None
