@@ -544,6 +544,9 @@ def retrain(
 from zenrec.cli_report import report_app  # noqa: E402 - the sub-commands use this module's console
 
 app.add_typer(report_app, name="report")
+from zenrec.cli_registry import registry_app  # noqa: E402
+
+app.add_typer(registry_app, name="registry")
 
 
 def main() -> None:
