@@ -1,0 +1,1082 @@
+"""HTTP load benchmark of the serving layer: ``zenrec serve`` on loopback under locust, bounded.
+
+Issue "Serving with a real-time feedback loop": p50/p99 latency and
+throughput on 2 cores for
+
+* (a) ``ml-1m-ultragcn`` EASE, exact scoring: ``GET /users/{u}/recommendations?k=10``
+  for random known users at fixed rates (``--rates``); the highest rate whose
+  p99 stays ≤ 20 ms (with the rate achieved and no errors) is reported;
+* (b) SASRec (ml-100k, the package's bundled data, a few epochs) with
+  real-time history: background GET load (``--b-rate``) while this script
+  posts an event for a probe user (the item at the top of the user's list)
+  and GETs the user's list until the item is gone (``exclude_seen``):
+  event-to-visible = from sending the POST to receiving the first GET
+  without the item, over ``--trials`` trials;
+* (c) a synthetic catalogue of 1M items × 64-d (``bench_retrieval.make_catalogue``)
+  as an ALS bundle (item factors = the catalogue, users = queries around the
+  same centres, a few random seen items each; nothing is fitted), served
+  with ``--retrieval faiss`` (HNSW, defaults) and ``--retrieval exact``;
+  faiss under ``--rates``, exact at ``--exact-rate`` and closed-loop (its
+  maximum throughput); Recall@10 of faiss vs exact from the HTTP answers of
+  ``--recall-users`` users.
+
+The load generator is locust (``pip install 'zenrec[bench]'``), headless,
+``FastHttpUser`` with ``constant_throughput`` over enough users that each
+waits ≥ 250 ms between its requests (open-loop-ish: a user whose request
+is slow still delays its next one; achieved req/s shows when that happens).
+This file is its own locustfile (the user class exists only when locust
+imports it).  Each measurement: locust starts, ``--warmup`` seconds pass,
+then the measured window of ``--seconds`` seconds; latency percentiles come
+from every request *started* inside the window (raw per-request times
+recorded by a locust event hook, not locust's rounded histogram; locust's
+``--csv`` files of the whole run are kept beside), together with the
+server's own ``zenrec_request_seconds`` histogram and the CPU time the
+server, locust and everything else on the machine used in that window.
+
+With ``--pin`` (default where there are ≥ 2 cores and ``taskset``): the server
+runs on core 0 with one BLAS/OpenMP thread, locust and this script on core 1.
+The faiss server builds its HNSW index on both cores (OpenMP 2) and is
+pinned to core 0 once ``/healthz`` answers.  One uvicorn worker; its access
+log goes to a file.  Every process is started and killed here, with timeouts.
+
+Results: one JSON line per measurement in ``benchmarks/.work/results/serving.jsonl``;
+``--write-docs`` renders the ``serving-load`` section of ``docs/benchmarks.md``
+(``--reuse``: from the saved lines only, the latest run of each case).
+
+    .venv/bin/pip install 'locust>=2.40'
+    .venv/bin/python benchmarks/bench_serving.py --seconds 20 --repeats 1 --write-docs    # ~12 min on 2 cores
+    .venv/bin/python benchmarks/bench_serving.py --only a --seconds 5 --rates 100 --repeats 1  # a smoke run
+    .venv/bin/python benchmarks/bench_serving.py --reuse --write-docs
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from _common import DEFAULT_DATASETS, REPO, WORK, machine, write_doc_section  # noqa: E402
+
+SERVING = WORK / "serving"
+RESULTS = WORK / "results" / "serving.jsonl"
+ROUTE = "/users/{user_id}/recommendations"
+K = 10
+TARGET_P99_MS, TARGET_RATE, TARGET_RECALL, TARGET_E2V_P99_MS = 20.0, 500, 0.95, 50.0
+#: locust users wait about this long between their requests (so rate / PER_USER_RATE users)
+PER_USER_RATE = 4.0
+
+# ----------------------------------------------------------- the locust side
+if os.environ.get("ZENREC_BENCH_LOCUST") == "1":  # imported by locust as its locustfile
+    from locust import FastHttpUser, constant, constant_throughput, events, task
+
+    _CFG = json.loads(os.environ["ZENREC_BENCH_CFG"])
+    _USERS = Path(_CFG["users_file"]).read_text().split()
+    _LOG: list[tuple[float, float, bool]] = []
+
+    class ServingUser(FastHttpUser):
+        """One client: GETs a random user's list, ``per_user`` times a second (0: back to back)."""
+
+        wait_time = constant_throughput(_CFG["per_user"]) if _CFG["per_user"] > 0 else constant(0)
+
+        @task
+        def recommendations(self) -> None:
+            user = random.choice(_USERS)
+            self.client.get(f"/users/{user}/recommendations?k={_CFG['k']}", name=ROUTE)
+
+    @events.request.add_listener
+    def _record(request_type, name, response_time, response_length, exception=None, start_time=None, **_kw):
+        start = start_time if start_time is not None else time.time() - response_time / 1000.0
+        _LOG.append((start, float(response_time), exception is None))
+
+    @events.test_start.add_listener
+    def _started(**_kw) -> None:
+        Path(_CFG["started_file"]).write_text(str(time.time()))
+
+    @events.quitting.add_listener
+    def _dump(**_kw) -> None:
+        import numpy as np
+
+        tmp = _CFG["latency_file"] + ".tmp.npy"
+        np.save(tmp, np.asarray(_LOG, dtype=np.float64).reshape(-1, 3))
+        os.replace(tmp, _CFG["latency_file"])
+
+
+# ------------------------------------------------------------------ helpers
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def emit_result(rec: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as fh:
+        fh.write(json.dumps(rec, sort_keys=True) + "\n")
+    print(json.dumps(rec, sort_keys=True), flush=True)
+
+
+def loadavg() -> list[float]:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:  # pragma: no cover
+        return []
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def proc_cpu_seconds(pid: int | None) -> float:
+    """User + system CPU seconds of a process (all its threads) so far; 0 when it is gone."""
+    if pid is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def system_cpu() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine, all cores, from /proc/stat."""
+    try:
+        v = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return 0.0, 0.0
+    hz = os.sysconf("SC_CLK_TCK")
+    idle = v[3] + (v[4] if len(v) > 4 else 0)
+    total = sum(v[:8])
+    return (total - idle) / hz, total / hz
+
+
+def can_pin() -> bool:
+    import shutil
+
+    return (os.cpu_count() or 1) >= 2 and shutil.which("taskset") is not None and hasattr(os, "sched_setaffinity")
+
+
+def versions() -> dict:
+    import importlib.metadata as md
+    import importlib.util
+
+    out = {}
+    for pkg in ("zenrec", "locust", "uvicorn", "fastapi", "faiss-cpu", "numpy", "torch", "httpx"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            out[pkg] = None
+    out["uvloop"] = importlib.util.find_spec("uvloop") is not None
+    out["httptools"] = importlib.util.find_spec("httptools") is not None
+    return out
+
+
+def git_state() -> str:
+    import subprocess
+
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
+                              timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "src"], cwd=REPO, capture_output=True,
+                               text=True, timeout=10).stdout.strip()
+        return head + (" (src/ with uncommitted changes)" if dirty else "")
+    except (OSError, ValueError):
+        return "unknown"
+
+
+def percentiles(ms, prefix: str = "") -> dict:
+    import numpy as np
+
+    ms = np.asarray(ms, dtype=np.float64)
+    if not len(ms):
+        return {}
+    q = np.percentile(ms, [50, 90, 99])
+    return {f"{prefix}p50_ms": round(float(q[0]), 3), f"{prefix}p90_ms": round(float(q[1]), 3),
+            f"{prefix}p99_ms": round(float(q[2]), 3), f"{prefix}max_ms": round(float(ms.max()), 3),
+            f"{prefix}mean_ms": round(float(ms.mean()), 3)}
+
+
+# --------------------------------------------------------- server metrics
+def parse_metrics(text: str) -> dict[tuple[str, tuple], float]:
+    """Prometheus text → {(name, sorted label items): value}."""
+    import re
+
+    out: dict[tuple[str, tuple], float] = {}
+    lab = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        head, _, value = line.rpartition(" ")
+        name, _, labels = head.partition("{")
+        try:
+            out[(name, tuple(sorted(lab.findall(labels))))] = float(value)
+        except ValueError:
+            continue
+    return out
+
+
+def histogram(metrics: dict, name: str, match: dict[str, str]) -> tuple[list[tuple[float, float]], float, float]:
+    """Cumulative ``(le, count)`` buckets, sum and count of one histogram (summed over matching series)."""
+    buckets: dict[float, float] = {}
+    total = count = 0.0
+    for (n, labels), v in metrics.items():
+        d = dict(labels)
+        if any(d.get(k) != val for k, val in match.items()):
+            continue
+        if n == name + "_bucket":
+            le = float("inf") if d["le"] == "+Inf" else float(d["le"])
+            buckets[le] = buckets.get(le, 0.0) + v
+        elif n == name + "_sum":
+            total += v
+        elif n == name + "_count":
+            count += v
+    return sorted(buckets.items()), total, count
+
+
+def hist_delta(before: dict, after: dict, name: str, match: dict[str, str]) -> dict:
+    """Count, mean and bucket-interpolated p50/p99 (ms) of a histogram between two scrapes."""
+    b0, s0, c0 = histogram(before, name, match)
+    b1, s1, c1 = histogram(after, name, match)
+    n = c1 - c0
+    if n <= 0:
+        return {"count": 0}
+    prev = dict(b0)
+    cum = [(le, c - prev.get(le, 0.0)) for le, c in b1]
+
+    def quantile(q: float) -> float:
+        want, lo, below = q * n, 0.0, 0.0
+        for le, c in cum:
+            if c >= want:
+                if le == float("inf"):
+                    return lo * 1000.0  # beyond the last bound: report the bound
+                return (lo + (le - lo) * (want - below) / max(c - below, 1e-12)) * 1000.0
+            lo, below = le, c
+        return lo * 1000.0
+
+    return {"count": int(n), "mean_ms": round((s1 - s0) / n * 1000.0, 3), "p50_ms": round(quantile(0.5), 3),
+            "p99_ms": round(quantile(0.99), 3)}
+
+
+# ------------------------------------------------------------------ server
+class Server:
+    """``zenrec serve MODEL_DIR`` in its own process on a free loopback port (started and killed here)."""
+
+    def __init__(self, model_dir: Path, retrieval: str, name: str, core: int | None, build_threads: int = 1) -> None:
+        self.model_dir, self.retrieval, self.name = Path(model_dir).resolve(), retrieval, name
+        self.core, self.build_threads = core, build_threads
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.proc = None
+        self.logs = SERVING / "logs"
+        self.log_path = self.logs / f"server-{name}.log"
+        self.store = SERVING / "stores" / f"{name}.db"
+        self.startup_s: float | None = None
+        self.pinned = "no"
+
+    @property
+    def pid(self) -> int | None:
+        return None if self.proc is None else self.proc.pid
+
+    def start(self, timeout: float) -> float:
+        """Start and wait for ``/healthz``; returns the seconds it took."""
+        import shutil
+        import subprocess
+
+        import httpx
+
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.store.parent.mkdir(parents=True, exist_ok=True)
+        for suffix in ("", "-wal", "-shm", "-journal"):  # a fresh event store: nothing replayed
+            Path(str(self.store) + suffix).unlink(missing_ok=True)
+        exe = Path(sys.executable).with_name("zenrec")
+        cli = [str(exe)] if exe.exists() else [shutil.which("zenrec") or "zenrec"]
+        cmd = cli + ["serve", str(self.model_dir), "--port", str(self.port), "--retrieval", self.retrieval,
+                     "--store", f"sqlite:///{self.store.resolve()}"]
+        threads = str(self.build_threads)
+        env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS=threads, OPENBLAS_NUM_THREADS="1",
+                   MKL_NUM_THREADS="1", NUMEXPR_NUM_THREADS="1")
+        env.pop("ZENREC_API_KEY", None)  # POST /events open, as the benchmark posts without a key
+        if self.core is not None and self.build_threads <= 1:
+            cmd = ["taskset", "-c", str(self.core)] + cmd
+            self.pinned = f"core {self.core}"
+        log(f"server {self.name}: {' '.join(cmd)}")
+        t0 = time.perf_counter()
+        self._log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env, cwd=SERVING)
+        deadline = time.monotonic() + timeout
+        with httpx.Client(timeout=5.0) as c:
+            while True:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"server {self.name} exited with {self.proc.returncode}:\n{self.tail()}")
+                try:
+                    if c.get(self.base + "/healthz").status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"server {self.name}: no /healthz within {timeout:.0f}s:\n{self.tail()}")
+                time.sleep(0.5)
+        self.startup_s = time.perf_counter() - t0
+        if self.core is not None and self.build_threads > 1:  # built on every core; serve on one
+            self.set_cores(str(self.core))
+            self.pinned = f"core {self.core} (after start-up; built with {self.build_threads} threads)"
+        log(f"server {self.name}: up in {self.startup_s:.1f}s at {self.base}")
+        return self.startup_s
+
+    def set_cores(self, cores: str) -> None:
+        """Move every thread of the server to ``cores`` (a taskset list such as ``0`` or ``0,1``)."""
+        import subprocess
+
+        subprocess.run(["taskset", "-a", "-p", "-c", cores, str(self.pid)], check=True, capture_output=True,
+                       timeout=30)
+
+    def tail(self, n: int = 3000) -> str:
+        try:
+            return self.log_path.read_text()[-n:]
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        import signal
+        import subprocess
+
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=30)
+        if getattr(self, "_log", None) is not None:
+            self._log.close()
+            self._log = None
+
+
+# ------------------------------------------------------------------ load
+def snapshot(client, server: Server, locust_pid: int | None) -> dict:
+    t = time.time()
+    try:
+        metrics = parse_metrics(client.get(server.base + "/metrics").text)
+    except Exception as exc:  # noqa: BLE001 - the window's server-side numbers are then missing
+        log(f"metrics scrape failed: {exc}")
+        metrics = {}
+    busy, total = system_cpu()
+    return {"t": t, "metrics": metrics, "server_cpu": proc_cpu_seconds(server.pid),
+            "locust_cpu": proc_cpu_seconds(locust_pid), "self_cpu": proc_cpu_seconds(os.getpid()),
+            "busy": busy, "total": total}
+
+
+def window_record(s0: dict, s1: dict, server: Server) -> dict:
+    dt = s1["t"] - s0["t"]
+    cores = os.cpu_count() or 1
+    busy = (s1["busy"] - s0["busy"]) / max(s1["total"] - s0["total"], 1e-9) * cores
+    own = {k: (s1[k] - s0[k]) / dt for k in ("server_cpu", "locust_cpu", "self_cpu")}
+    rec = {"window_s": round(dt, 2), **{k: round(v, 2) for k, v in own.items()},
+           "machine_busy_cores": round(busy, 2), "other_cores": round(max(busy - sum(own.values()), 0.0), 2)}
+    rec["server"] = hist_delta(s0["metrics"], s1["metrics"], "zenrec_request_seconds",
+                               {"route": ROUTE, "method": "GET"})
+    rec["server_list"] = hist_delta(s0["metrics"], s1["metrics"], "zenrec_list_seconds", {})
+    rec["server_post"] = hist_delta(s0["metrics"], s1["metrics"], "zenrec_request_seconds",
+                                    {"route": "/events", "method": "POST"})
+    return rec
+
+
+def run_load(server: Server, users_file: Path, tag: str, args, rate: float | None, closed_users: int | None = None,
+             during=None, during_cap: float = 0.0) -> dict:
+    """One locust run against ``server``; the measured window is ``args.seconds`` (or ``during``'s own run).
+
+    ``rate``: requests/s over ``ceil(rate / PER_USER_RATE)`` users (≥ 10); ``closed_users``: that many
+    users back to back (maximum throughput).  ``during(seconds)`` runs in the window (case b's probes).
+    """
+    import math
+    import signal
+    import subprocess
+
+    import httpx
+    import numpy as np
+
+    ldir = SERVING / "locust"
+    ldir.mkdir(parents=True, exist_ok=True)
+    if closed_users:
+        n_users, per_user = closed_users, 0.0
+    else:
+        n_users = max(10, math.ceil(rate / PER_USER_RATE))
+        per_user = rate / n_users
+    started, lat = ldir / f"{tag}.started", ldir / f"{tag}.latency.npy"
+    for f in (started, lat):
+        f.unlink(missing_ok=True)
+    cfg = {"users_file": str(users_file), "per_user": per_user, "k": K, "started_file": str(started),
+           "latency_file": str(lat)}
+    run_time = int(args.warmup + max(args.seconds, during_cap) + 60)  # an upper bound: stopped by SIGTERM
+    exe = Path(sys.executable).with_name("locust")
+    cmd = [str(exe) if exe.exists() else "locust", "-f", str(Path(__file__).resolve()), "--headless",
+           "-u", str(n_users), "-r", str(n_users), "-t", f"{run_time}s", "--host", server.base,
+           "--csv", str(ldir / tag), "--only-summary", "--stop-timeout", "2", "--exit-code-on-error", "0",
+           "--loglevel", "WARNING"]
+    if args.pin:
+        cmd = ["taskset", "-c", str(args.client_core)] + cmd
+    env = dict(os.environ, ZENREC_BENCH_LOCUST="1", ZENREC_BENCH_CFG=json.dumps(cfg), PYTHONUNBUFFERED="1")
+    what = f"{closed_users} users back to back" if closed_users else f"{rate:g} req/s ({n_users} users)"
+    log(f"load {tag}: {what}, warm-up {args.warmup:g}s, window {args.seconds:g}s")
+    out = open(ldir / f"{tag}.log", "w")  # noqa: SIM115
+    proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ldir)
+    extra: dict = {}
+    try:
+        deadline = time.monotonic() + 60
+        while not started.exists():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"locust did not start: {(ldir / f'{tag}.log').read_text()[-2000:]}")
+            time.sleep(0.05)
+        time.sleep(args.warmup)
+        with httpx.Client(timeout=10.0) as c:
+            s0 = snapshot(c, server, proc.pid)
+            if during is not None:
+                extra = during(args.seconds)
+            else:
+                time.sleep(args.seconds)
+            s1 = snapshot(c, server, proc.pid)
+        if server.proc is not None and server.proc.poll() is not None:
+            raise RuntimeError(f"server {server.name} died under load:\n{server.tail()}")
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+        out.close()
+    if not lat.exists():
+        raise RuntimeError(f"locust wrote no latencies: {(ldir / f'{tag}.log').read_text()[-2000:]}")
+    rows = np.load(lat)
+    sel = rows[(rows[:, 0] >= s0["t"]) & (rows[:, 0] < s1["t"])] if len(rows) else rows
+    ok = sel[:, 2] > 0 if len(sel) else np.zeros(0, dtype=bool)
+    rec = {"users": n_users, "per_user_rate": round(per_user, 3), "target_rate": rate, "closed_users": closed_users,
+           "requests": int(len(sel)), "errors": int((~ok).sum()),
+           "achieved_rps": round(len(sel) / max(s1["t"] - s0["t"], 1e-9), 1),
+           **percentiles(sel[ok, 1] if len(sel) else []), **window_record(s0, s1, server), **extra}
+    return rec
+
+
+UNPINNED = ", server on both cores"
+
+
+def unpinned_run(server: Server, users_file: Path, tag: str, args) -> dict | None:
+    """One run at ``--unpinned-rate`` with the server allowed on every core (locust stays on its own)."""
+    if not (args.pin and args.unpinned_rate > 0):
+        return None
+    server.set_cores(",".join(str(c) for c in sorted(os.sched_getaffinity(server.pid) | {0, 1})))
+    try:
+        return run_load(server, users_file, tag, args, args.unpinned_rate)
+    finally:
+        server.set_cores(str(server.core))
+
+
+# --------------------------------------------------------------- bundles
+def _fresh(dir_: Path, spec: dict) -> bool:
+    marker = dir_ / "bench-spec.json"
+    return marker.exists() and (dir_ / "manifest.json").exists() and json.loads(marker.read_text()) == spec
+
+
+def _mark(dir_: Path, spec: dict) -> None:
+    (dir_ / "bench-spec.json").write_text(json.dumps(spec, sort_keys=True))
+
+
+def ease_bundle(args) -> tuple[Path, list, dict]:
+    """EASE (defaults) on ml-1m-ultragcn's train file, saved once; (dir, user ids, info)."""
+    import numpy as np
+    from bench_neural_speed import load_dataset
+
+    from zenrec.data.vocab import Vocabulary
+    from zenrec.models import TrainOptions, create_model
+    from zenrec.pipeline import ModelBundle
+
+    folder = args.datasets / "ml-1m-ultragcn"
+    path = SERVING / "ml1m-ease"
+    spec = {"model": "ease", "data": str((folder / "train.txt").resolve()),
+            "size": (folder / "train.txt").stat().st_size}
+    inter = load_dataset(folder, "ml-1m-ultragcn")
+    info = {"users": inter.n_users, "items": inter.n_items, "pairs": len(inter)}
+    if not _fresh(path, spec) or args.retrain:
+        log(f"training EASE on {folder / 'train.txt'}")
+        t0 = time.perf_counter()
+        model = create_model("ease").fit(inter, None, TrainOptions(threads=2))
+        info["fit_s"] = round(time.perf_counter() - t0, 1)
+        ModelBundle(model, Vocabulary(np.arange(inter.n_users), "user"), Vocabulary(np.arange(inter.n_items), "item"),
+                    inter.binary).save(path, metadata={"dataset": "ml-1m-ultragcn"})
+        _mark(path, spec)
+    return path, list(range(inter.n_users)), info
+
+
+def sasrec_bundle(args) -> tuple[Path, list, dict]:
+    """SASRec on the bundled ml-100k, ``--sasrec-epochs`` epochs, saved once."""
+    from zenrec.datasets import load_ml100k
+    from zenrec.models import TrainOptions
+    from zenrec.pipeline import train_bundle
+
+    path = SERVING / "ml100k-sasrec"
+    spec = {"model": "sasrec", "data": "zenrec.datasets.load_ml100k", "epochs": args.sasrec_epochs}
+    ds = load_ml100k()
+    info = {"users": len(ds.users), "items": len(ds.items), "pairs": len(ds.interactions),
+            "epochs": args.sasrec_epochs}
+    if not _fresh(path, spec) or args.retrain:
+        log(f"training SASRec on ml-100k, {args.sasrec_epochs} epochs")
+        t0 = time.perf_counter()
+        bundle = train_bundle(ds, "sasrec", {"epochs": args.sasrec_epochs}, TrainOptions(threads=2, device="cpu"))
+        info["fit_s"] = round(time.perf_counter() - t0, 1)
+        bundle.save(path, metadata={"dataset": "ml-100k"})
+        _mark(path, spec)
+    return path, [x.item() if hasattr(x, "item") else x for x in ds.users.to_array()], info
+
+
+def synthetic_bundle(args) -> tuple[Path, list, dict]:
+    """ALS bundle over bench_retrieval's synthetic catalogue: item factors = items, user factors = queries."""
+    import numpy as np
+    import scipy.sparse as sp
+    from bench_retrieval import make_catalogue
+
+    from zenrec.data.vocab import Vocabulary
+    from zenrec.models.als import ALS
+    from zenrec.pipeline import ModelBundle
+
+    n, d, users = args.items, args.dim, args.users
+    path = SERVING / f"synthetic-{n}x{d}"
+    spec = {"items": n, "dim": d, "users": users, "clusters": args.clusters, "seen": args.seen, "seed": args.seed}
+    info = dict(spec)
+    if not _fresh(path, spec) or args.retrain:
+        log(f"building the synthetic catalogue {n:,} × {d} with {users:,} users")
+        t0 = time.perf_counter()
+        items, queries = make_catalogue(n, d, args.clusters, users, args.seed)
+        rng = np.random.default_rng(args.seed + 7)
+        cols = np.sort(np.stack([rng.choice(n, size=args.seen, replace=False) for _ in range(users)]), axis=1)
+        seen = sp.csr_matrix((np.ones(users * args.seen, dtype=np.float32), cols.reshape(-1),
+                              np.arange(users + 1) * args.seen), shape=(users, n))
+        model = ALS(factors=d)  # not fitted: the arrays are set, as a load would
+        model.n_users_, model.n_items_ = users, n
+        counts = np.bincount(cols.reshape(-1), minlength=n).astype(np.float32)
+        model.popularity_ = counts / max(float(counts.max()), 1.0)
+        model.user_factors_, model.item_factors_ = queries, items
+        ModelBundle(model, Vocabulary(np.arange(users), "user"), Vocabulary(np.arange(n), "item"), seen).save(
+            path, metadata={"dataset": "synthetic (benchmarks/bench_retrieval.py make_catalogue)"})
+        _mark(path, spec)
+        info["build_s"] = round(time.perf_counter() - t0, 1)
+    return path, list(range(users)), info
+
+
+def write_users(name: str, users: list) -> Path:
+    f = SERVING / f"users-{name}.txt"
+    f.parent.mkdir(parents=True, exist_ok=True)
+    f.write_text("\n".join(str(u) for u in users) + "\n")
+    return f
+
+
+# ----------------------------------------------------------------- cases
+def case_a(args, out: dict) -> None:
+    folder = args.datasets / "ml-1m-ultragcn"
+    if not (folder / "train.txt").exists():
+        out["emit"]({"case": "a", "kind": "skipped", "reason": f"{folder}/train.txt not found"})
+        return
+    path, users, info = ease_bundle(args)
+    users_file = write_users("a", users)
+    server = Server(path, "exact", "a-ease", args.server_core)
+    meta = {"case": "a", "kind": "meta", "model": "ease", "dataset": "ml-1m-ultragcn", **info,
+            "loadavg_before": loadavg()}
+    try:
+        meta["startup_s"] = round(server.start(args.start_timeout), 1)
+        meta["pinned"] = server.pinned
+        for rep in range(args.repeats):
+            for rate in args.rates:
+                rec = run_load(server, users_file, f"a-{rate:g}-r{rep}", args, rate)
+                out["emit"]({"case": "a", "kind": "load", "backend": "exact", "rate": rate, "repeat": rep, **rec})
+            rec = unpinned_run(server, users_file, f"a-unpinned-r{rep}", args)
+            if rec is not None:
+                out["emit"]({"case": "a", "kind": "load", "backend": "exact" + UNPINNED, "rate": args.unpinned_rate,
+                             "repeat": rep, **rec})
+    finally:
+        server.stop()
+        meta["loadavg_after"] = loadavg()
+        out["emit"](meta)
+
+
+def case_b(args, out: dict) -> None:
+    import httpx
+    import numpy as np
+
+    path, users, info = sasrec_bundle(args)
+    rng = random.Random(args.seed)
+    probes = rng.sample(users, min(args.probe_users, len(users) // 2))
+    held_out = set(probes)
+    background = [u for u in users if u not in held_out]
+    users_file = write_users("b", background)
+    server = Server(path, "auto", "b-sasrec", args.server_core)
+    meta = {"case": "b", "kind": "meta", "model": "sasrec", "dataset": "ml-100k", **info,
+            "probe_users": len(probes), "loadavg_before": loadavg()}
+
+    def probe(seconds: float) -> dict:
+        """``args.trials`` trials paced over ``seconds`` (capped at 3×): POST an event, GET until it shows."""
+        e2v, post, gets, misses = [], [], [], 0
+        pace = seconds / args.trials
+        t_end = time.monotonic() + 3 * seconds
+        with httpx.Client(base_url=server.base, timeout=10.0) as c:
+            for t in range(args.trials):
+                if time.monotonic() > t_end:
+                    break
+                t_next = time.monotonic() + pace
+                user = probes[t % len(probes)]
+                url = f"/users/{user}/recommendations?k={K}"
+                top = c.get(url).json()["items"][0]["item"]
+                t0 = time.perf_counter()
+                r = c.post("/events", json={"user": user, "item": top, "type": "click"})
+                t_post = time.perf_counter()
+                r.raise_for_status()
+                n = 0
+                while True:
+                    n += 1
+                    items = [x["item"] for x in c.get(url).json()["items"]]
+                    t1 = time.perf_counter()
+                    if top not in items:
+                        break
+                    if t1 - t0 > 2.0:
+                        misses += 1
+                        break
+                e2v.append((t1 - t0) * 1000.0)
+                post.append((t_post - t0) * 1000.0)
+                gets.append(n)
+                time.sleep(max(0.0, t_next - time.monotonic()))
+        return {"trials": len(e2v), "not_visible_2s": misses, "gets_max": int(max(gets, default=0)),
+                "gets_mean": round(float(np.mean(gets)), 3) if gets else None,
+                **percentiles(e2v, "e2v_"), **percentiles(post, "post_")}
+
+    try:
+        meta["startup_s"] = round(server.start(args.start_timeout), 1)
+        meta["pinned"] = server.pinned
+        for rep in range(args.repeats):
+            rec = run_load(server, users_file, f"b-{args.b_rate:g}-r{rep}", args, args.b_rate, during=probe,
+                           during_cap=3 * args.seconds)
+            out["emit"]({"case": "b", "kind": "load", "backend": "sasrec", "rate": args.b_rate, "repeat": rep, **rec})
+    finally:
+        server.stop()
+        meta["loadavg_after"] = loadavg()
+        out["emit"](meta)
+
+
+def fetch_lists(server: Server, users: list) -> tuple[list[list], list[float]]:
+    """Top-10 item ids of each user from ``server``, one request at a time (no other load), and the latencies."""
+    import httpx
+
+    lists, ms = [], []
+    with httpx.Client(base_url=server.base, timeout=30.0) as c:
+        for u in users:
+            t0 = time.perf_counter()
+            r = c.get(f"/users/{u}/recommendations?k={K}")
+            ms.append((time.perf_counter() - t0) * 1000.0)
+            r.raise_for_status()
+            lists.append([x["item"] for x in r.json()["items"]])
+    return lists, ms
+
+
+def case_c(args, out: dict) -> None:
+    path, users, info = synthetic_bundle(args)
+    users_file = write_users("c", users)
+    rng = random.Random(args.seed + 1)
+    recall_users = rng.sample(users, min(args.recall_users, len(users)))
+    lists: dict[str, list] = {}
+    for backend in args.c_backends:
+        if backend == "faiss":
+            server = Server(path, "faiss", "c-faiss", args.server_core, build_threads=args.build_threads)
+        else:
+            server = Server(path, "exact", "c-exact", args.server_core)
+        meta = {"case": "c", "kind": "meta", "backend": backend, "model": "als (synthetic)", **info,
+                "loadavg_before": loadavg()}
+        try:
+            meta["startup_s"] = round(server.start(args.start_timeout), 1)
+            meta["pinned"] = server.pinned
+            for rep in range(args.repeats):
+                if backend == "faiss":
+                    for rate in args.rates:
+                        rec = run_load(server, users_file, f"c-faiss-{rate:g}-r{rep}", args, rate)
+                        out["emit"]({"case": "c", "kind": "load", "backend": backend, "rate": rate, "repeat": rep,
+                                     **rec})
+                    rec = unpinned_run(server, users_file, f"c-faiss-unpinned-r{rep}", args)
+                    if rec is not None:
+                        out["emit"]({"case": "c", "kind": "load", "backend": backend + UNPINNED,
+                                     "rate": args.unpinned_rate, "repeat": rep, **rec})
+                else:
+                    for rate in args.exact_rates:
+                        rec = run_load(server, users_file, f"c-exact-{rate:g}-r{rep}", args, rate)
+                        out["emit"]({"case": "c", "kind": "load", "backend": backend, "rate": rate, "repeat": rep,
+                                     **rec})
+                if args.max_users > 0:
+                    rec = run_load(server, users_file, f"c-{backend}-max-r{rep}", args, None,
+                                   closed_users=args.max_users)
+                    out["emit"]({"case": "c", "kind": "load", "backend": backend, "rate": "max", "repeat": rep,
+                                 **rec})
+            got, ms = fetch_lists(server, recall_users)
+            lists[backend] = got
+            out["emit"]({"case": "c", "kind": "unloaded", "backend": backend, "requests": len(ms),
+                         **percentiles(ms)})
+        except Exception as exc:  # noqa: BLE001 - the other backend still runs
+            log(f"case c, {backend} failed: {exc}")
+            out["emit"]({"case": "c", "kind": "error", "backend": backend, "error": str(exc)[-3000:]})
+        finally:
+            server.stop()
+            meta["loadavg_after"] = loadavg()
+            out["emit"](meta)
+    if "faiss" in lists and "exact" in lists:
+        per_user = [len(set(f) & set(e)) / max(len(e), 1) for f, e in zip(lists["faiss"], lists["exact"], strict=True)]
+        out["emit"]({"case": "c", "kind": "recall", "users": len(per_user), "k": K,
+                     "recall": round(sum(per_user) / len(per_user), 4),
+                     "users_below_0_8": sum(r < 0.8 for r in per_user)})
+
+
+# ---------------------------------------------------------------- render
+def _num(x, spec: str = ".1f", dash: str = "–") -> str:
+    if x is None or x == "":
+        return dash
+    try:
+        return format(float(x), spec)
+    except (TypeError, ValueError):
+        return str(x)
+
+
+def _median(vals):
+    import statistics
+
+    vals = [v for v in vals if v is not None]
+    return statistics.median(vals) if vals else None
+
+
+def latest_run(records: list[dict]) -> dict[str, list[dict]]:
+    """The records of the latest run of each case."""
+    out: dict[str, list[dict]] = {}
+    for case in ("a", "b", "c"):
+        mine = [r for r in records if r.get("case") == case]
+        if mine:
+            last = max(r["run_id"] for r in mine)
+            out[case] = [r for r in mine if r["run_id"] == last]
+    return out
+
+
+def group_load(recs: list[dict]) -> list[dict]:
+    """Load records per (backend, rate): medians over repeats (p99 range kept)."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in recs:
+        if r.get("kind") == "load":
+            groups.setdefault((r.get("backend"), str(r["rate"])), []).append(r)
+    rows = []
+    for (backend, _rate), rs in groups.items():
+        row = {"backend": backend, "rate": rs[0]["rate"], "repeats": len(rs), "users": rs[0].get("users"),
+               "closed_users": rs[0].get("closed_users"), "errors": sum(r.get("errors", 0) for r in rs),
+               "requests": sum(r.get("requests", 0) for r in rs)}
+        for key in ("achieved_rps", "p50_ms", "p90_ms", "p99_ms", "max_ms", "mean_ms", "server_cpu", "locust_cpu",
+                    "other_cores", "machine_busy_cores", "e2v_p50_ms", "e2v_p99_ms", "e2v_max_ms", "post_p50_ms",
+                    "post_p99_ms", "trials", "gets_mean", "gets_max", "not_visible_2s"):
+            row[key] = _median([r.get(key) for r in rs])
+        for key in ("p50_ms", "p99_ms", "mean_ms"):
+            row["server_" + key] = _median([r.get("server", {}).get(key) for r in rs])
+        row["list_mean_ms"] = _median([r.get("server_list", {}).get("mean_ms") for r in rs])
+        for key in ("mean_ms", "p99_ms"):
+            row["server_post_" + key] = _median([r.get("server_post", {}).get(key) for r in rs])
+        p99s = [r.get("p99_ms") for r in rs if r.get("p99_ms") is not None]
+        row["p99_range"] = (min(p99s), max(p99s)) if len(p99s) > 1 else None
+        row["e2v_trials_total"] = sum(r.get("trials", 0) or 0 for r in rs)
+        rows.append(row)
+    rate_key = lambda r: (r["backend"] or "", 1e12 if r["rate"] == "max" else float(r["rate"]))  # noqa: E731
+    return sorted(rows, key=rate_key)
+
+
+def _sustains(row: dict) -> bool:
+    return (row["rate"] != "max" and row["p99_ms"] is not None and row["p99_ms"] <= TARGET_P99_MS
+            and row["errors"] == 0 and row["achieved_rps"] >= 0.95 * float(row["rate"]))
+
+
+LOAD_HEAD = ("| backend | target req/s (users) | achieved req/s | errors | p50 ms | p90 ms | p99 ms | max ms | "
+             "server p50 / p99 / mean ms | list build mean ms | CPU cores: server / locust / other |\n"
+             "|---|---|---|---|---|---|---|---|---|---|---|")
+
+
+def load_row(r: dict) -> str:
+    rate = (f"closed loop ({r['closed_users']} users)" if r["rate"] == "max" else f"{float(r['rate']):g} ({r['users']})")
+    p99 = _num(r["p99_ms"], ".2f")
+    if r.get("p99_range"):
+        p99 += f" ({r['p99_range'][0]:.1f}–{r['p99_range'][1]:.1f})"
+    server = f"{_num(r['server_p50_ms'], '.2f')} / {_num(r['server_p99_ms'], '.2f')} / {_num(r['server_mean_ms'], '.2f')}"
+    cpu = f"{_num(r['server_cpu'], '.2f')} / {_num(r['locust_cpu'], '.2f')} / {_num(r['other_cores'], '.2f')}"
+    return (f"| {r['backend']} | {rate} | {_num(r['achieved_rps'])} | {r['errors']} | {_num(r['p50_ms'], '.2f')} | "
+            f"{_num(r['p90_ms'], '.2f')} | {p99} | {_num(r['max_ms'], '.1f')} | {server} | "
+            f"{_num(r['list_mean_ms'], '.2f')} | {cpu} |")
+
+
+def _meta_line(m: dict) -> str:
+    return (f"Server start-up {_num(m.get('startup_s'))} s, pinned: {m.get('pinned', '–')}; "
+            f"load average (1/5/15 min) before {m.get('loadavg_before')}, after {m.get('loadavg_after')}")
+
+
+def render(records: list[dict]) -> str:
+    done = {r["run_id"]: r["env"] for r in records if r.get("kind") == "done"}
+    for r in records:  # the finish time is known only at the end of a run
+        if "env" in r and r.get("run_id") in done:
+            r["env"] = done[r["run_id"]]
+    runs = latest_run(records)
+    if not runs:
+        return "## Serving under HTTP load\n\nNo results yet: run `python benchmarks/bench_serving.py --write-docs`.\n"
+    first = min((r for rs in runs.values() for r in rs), key=lambda r: r["run_id"])
+    env = first.get("env", {})
+    v = env.get("versions", {})
+    lines = [
+        "## Serving under HTTP load (issue: serving with a real-time feedback loop)",
+        "",
+        f"`zenrec serve` (one uvicorn worker; HTTP stack: uvicorn {v.get('uvicorn')} with "
+        f"{'httptools' if v.get('httptools') else 'h11'} and {'uvloop' if v.get('uvloop') else 'asyncio'}, "
+        f"FastAPI {v.get('fastapi')}; access log to a file) on loopback, loaded by locust {v.get('locust')} "
+        "(headless, `FastHttpUser`, `constant_throughput` with one user per "
+        f"{PER_USER_RATE:g} req/s, at least 10), keep-alive connections, `GET /users/{{user}}/recommendations?k=10` "
+        "for random known users (seen items excluded). Each measurement: locust starts, "
+        f"{env.get('warmup')} s warm-up, then a {env.get('seconds')} s window; latencies are client-side (locust's "
+        "per-request times of the requests started in the window, not its rounded histogram), p50/p90/p99/max; "
+        "*server* = the server's own `zenrec_request_seconds` histogram over the same window (bucket-interpolated), "
+        "*list build* = `zenrec_list_seconds` (the model part of the handler); CPU = cores used in the window by the "
+        "server, locust, and everything else on the machine (other jobs, this script). "
+        f"{env.get('repeats')} repeat(s) per row, medians (p99 range across repeats in brackets).",
+        "",
+        f"Pinning: {env.get('pinning')}.",
+        "",
+        f"Machine: {env.get('machine')}; zenrec at {env.get('git')}; numpy {v.get('numpy')}, faiss {v.get('faiss-cpu')}, "
+        f"torch {v.get('torch')}. Run {env.get('started')} – {env.get('finished')}. The machine was shared with other "
+        "jobs: see the load averages and the *other* CPU column; absolute latencies are pessimistic.",
+        "",
+        "Command:",
+        "",
+        f"    {env.get('command')}",
+        "",
+    ]
+    if len({rs[0]["run_id"] for rs in runs.values()}) > 1:
+        for case, rs in sorted(runs.items()):
+            e = next((r["env"] for r in rs if "env" in r), {})
+            lines += [f"* ({case}) from run {rs[0]['run_id']}: `{e.get('command')}`"]
+        lines.append("")
+    targets: list[str] = []
+    a = runs.get("a", [])
+    if a:
+        lines += ["### (a) ml-1m EASE, exact scoring", ""]
+        skipped = [r for r in a if r.get("kind") == "skipped"]
+        if skipped:
+            lines += [f"Skipped: {skipped[0]['reason']}.", ""]
+        for m in (r for r in a if r.get("kind") == "meta"):
+            lines += [f"EASE (defaults) on ml-1m-ultragcn's train file ({m.get('users'):,} users, {m.get('items'):,} "
+                      f"items, {m.get('pairs'):,} pairs). {_meta_line(m)}.", ""]
+        rows = group_load(a)
+        if rows:
+            lines += [LOAD_HEAD] + [load_row(r) for r in rows] + [""]
+            ok = [r for r in rows if _sustains(r) and not r["backend"].endswith(UNPINNED)]
+            best = max((float(r["rate"]) for r in ok), default=None)
+            lines += [f"Highest measured rate with p99 ≤ {TARGET_P99_MS:g} ms (rate achieved, no errors): "
+                      + (f"**{best:g} req/s**." if best is not None else "none of the measured rates."), ""]
+    b = runs.get("b", [])
+    if b:
+        lines += ["### (b) SASRec with real-time history", ""]
+        for m in (r for r in b if r.get("kind") == "meta"):
+            lines += [f"SASRec (defaults, {m.get('epochs')} epochs) on the bundled ml-100k ({m.get('users'):,} users, "
+                      f"{m.get('items'):,} items); every GET scores the user's sequence with the network. "
+                      f"{m.get('probe_users')} probe users are kept out of the background load. {_meta_line(m)}.", ""]
+        rows = group_load(b)
+        if rows:
+            lines += ["Background load:", "", LOAD_HEAD] + [load_row(r) for r in rows] + [""]
+            lines += ["Event-to-visible (a probe: `GET` the user's list, `POST /events` with its top item, `GET` "
+                      "until the item is gone; timed from sending the POST to receiving that GET; trials spread "
+                      "over the window, during the background load):", "",
+                      "| background req/s | trials | e2v p50 ms | e2v p99 ms | e2v max ms | POST p50 / p99 ms | "
+                      "server POST mean / p99 ms | GETs until visible (mean / max) | not visible in 2 s |",
+                      "|---|---|---|---|---|---|---|---|---|"]
+            for r in rows:
+                lines.append(f"| {float(r['rate']):g} | {r['e2v_trials_total']} | {_num(r['e2v_p50_ms'], '.2f')} | "
+                             f"{_num(r['e2v_p99_ms'], '.2f')} | {_num(r['e2v_max_ms'], '.1f')} | "
+                             f"{_num(r['post_p50_ms'], '.2f')} / {_num(r['post_p99_ms'], '.2f')} | "
+                             f"{_num(r['server_post_mean_ms'], '.2f')} / {_num(r['server_post_p99_ms'], '.2f')} | "
+                             f"{_num(r['gets_mean'], '.2f')} / {_num(r['gets_max'], '.0f')} | {r['not_visible_2s']} |")
+            lines.append("")
+            worst = max((r["e2v_p99_ms"] for r in rows if r["e2v_p99_ms"] is not None), default=None)
+            if worst is not None:
+                holds = worst <= TARGET_E2V_P99_MS and all(not r["not_visible_2s"] for r in rows)
+                targets.append(f"* real-time event-to-visible ≤ {TARGET_E2V_P99_MS:g} ms p99 (SASRec, under "
+                               f"background load): **{'holds' if holds else 'MISSES'}** — p99 {worst:.1f} ms.")
+    c = runs.get("c", [])
+    if c:
+        lines += ["### (c) 1M items × 64-d: faiss HNSW vs exact", ""]
+        for m in (r for r in c if r.get("kind") == "meta"):
+            if m.get("backend") == "faiss":
+                lines += [f"ALS bundle over `bench_retrieval.make_catalogue` ({m.get('items'):,} items × {m.get('dim')}-d, "
+                          f"{m.get('clusters'):,} centres, seed {m.get('seed')}; {m.get('users'):,} users drawn around "
+                          f"the same centres, {m.get('seen')} random seen items each, excluded from their lists), "
+                          "not fitted: the factors are set and saved.", ""]
+            lines += [f"* `--retrieval {m.get('backend')}`: {_meta_line(m)}"
+                      + (" (start-up includes loading the bundle and building the HNSW index, M=32, "
+                         "efConstruction=80, efSearch=64)" if m.get("backend") == "faiss" else "") + "."]
+        lines.append("")
+        rows = group_load(c)
+        if rows:
+            lines += [LOAD_HEAD] + [load_row(r) for r in rows] + [""]
+        unl = [r for r in c if r.get("kind") == "unloaded"]
+        if unl:
+            lines += ["Unloaded (one request at a time, the recall users): "
+                      + "; ".join(f"{r['backend']} p50 {_num(r.get('p50_ms'), '.2f')} ms, p99 "
+                                  f"{_num(r.get('p99_ms'), '.2f')} ms" for r in unl) + ".", ""]
+        faiss500 = [r for r in rows if r["backend"] == "faiss" and r["rate"] != "max"
+                    and float(r["rate"]) == TARGET_RATE]
+        if faiss500:
+            r = faiss500[0]
+            holds = _sustains(r)
+            line = (f"* p99 ≤ {TARGET_P99_MS:g} ms at {TARGET_RATE} req/s, 1M items with faiss: "
+                    f"**{'holds' if holds else 'MISSES'}** — p99 {_num(r['p99_ms'], '.2f')} ms at "
+                    f"{_num(r['achieved_rps'])} req/s achieved, {r['errors']} errors (server-side p99 "
+                    f"{_num(r['server_p99_ms'], '.2f')} ms; server on one core)")
+            free = [x for x in rows if x["backend"] == "faiss" + UNPINNED and float(x["rate"]) == TARGET_RATE]
+            if free:
+                x = free[0]
+                line += (f"; with the server on both cores: **{'holds' if _sustains(x) else 'MISSES'}**, p99 "
+                         f"{_num(x['p99_ms'], '.2f')} ms at {_num(x['achieved_rps'])} req/s")
+            targets.append(line + ".")
+        else:
+            targets.append(f"* p99 ≤ {TARGET_P99_MS:g} ms at {TARGET_RATE} req/s with faiss: not measured "
+                           f"(add {TARGET_RATE} to --rates).")
+        ex = [r for r in rows if r["backend"] == "exact"]
+        if ex:
+            mx = [r for r in ex if r["rate"] == "max"]
+            ok = [float(r["rate"]) for r in ex if _sustains(r)]
+            lines += ["Exact scoring of 1M items: "
+                      + (f"maximum throughput {_num(mx[0]['achieved_rps'])} req/s (closed loop, p50 "
+                         f"{_num(mx[0]['p50_ms'], '.1f')} ms); " if mx else "")
+                      + (f"p99 ≤ {TARGET_P99_MS:g} ms held at {max(ok):g} req/s." if ok else
+                         f"p99 ≤ {TARGET_P99_MS:g} ms held at none of the measured rates."), ""]
+        rec = [r for r in c if r.get("kind") == "recall"]
+        if rec:
+            r = rec[0]
+            holds = r["recall"] >= TARGET_RECALL
+            lines += [f"Recall@10 of faiss vs exact over the HTTP answers of {r['users']} users: **{r['recall']:.4f}** "
+                      f"({r['users_below_0_8']} users below 0.8).", ""]
+            targets.append(f"* faiss Recall@10 vs exact ≥ {TARGET_RECALL}: **{'holds' if holds else 'MISSES'}** — "
+                           f"{r['recall']:.4f} over {r['users']} users (through HTTP).")
+    errors = [r for rs in runs.values() for r in rs if r.get("kind") == "error"]
+    if errors:
+        lines += ["### Failures", ""] + [
+            f"* ({r['case']}{', ' + r['backend'] if r.get('backend') else ''}): "
+            f"`{r['error'].strip().splitlines()[-1][:300]}`" for r in errors] + [""]
+    if targets:
+        lines += ["### Targets", ""] + targets + [""]
+    notes = [r for r in records if r.get("kind") == "note"]
+    if notes:
+        lines += ["### Findings", ""] + [r["note"].rstrip() + "\n" for r in notes]
+    lines += ["(`--reuse --write-docs` re-renders this section from `benchmarks/.work/results/serving.jsonl`.)"]
+    return "\n".join(lines) + "\n"
+
+
+def read_results(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return out
+
+
+# ------------------------------------------------------------------ main
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+    import shlex
+    from datetime import datetime, timezone
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--only", nargs="+", choices=("a", "b", "c"), default=["a", "b", "c"])
+    ap.add_argument("--seconds", type=float, default=20.0, help="measured window per load run")
+    ap.add_argument("--warmup", type=float, default=5.0, help="seconds of load before each window")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--rates", type=float, nargs="+", default=[100, 300, 500], help="req/s for (a) and (c) faiss")
+    ap.add_argument("--b-rate", type=float, default=150, help="background req/s during (b)")
+    ap.add_argument("--trials", type=int, default=300, help="event-to-visible trials per (b) window")
+    ap.add_argument("--probe-users", type=int, default=100)
+    ap.add_argument("--sasrec-epochs", type=int, default=3)
+    ap.add_argument("--unpinned-rate", type=float, default=500,
+                    help="with --pin: one more run of (a) and (c) faiss at this rate, the server on both cores (0: no)")
+    ap.add_argument("--exact-rates", type=float, nargs="+", default=[10], help="req/s for (c) exact")
+    ap.add_argument("--max-users", type=int, default=4, help="(c) closed-loop users for max throughput (0: skip)")
+    ap.add_argument("--c-backends", nargs="+", choices=("faiss", "exact"), default=["faiss", "exact"])
+    ap.add_argument("--items", type=int, default=1_000_000)
+    ap.add_argument("--dim", type=int, default=64)
+    ap.add_argument("--users", type=int, default=10_000, help="(c) synthetic users")
+    ap.add_argument("--clusters", type=int, default=1024)
+    ap.add_argument("--seen", type=int, default=10, help="(c) random seen items per user")
+    ap.add_argument("--recall-users", type=int, default=500)
+    ap.add_argument("--build-threads", type=int, default=2, help="OpenMP threads of the faiss server's start-up")
+    ap.add_argument("--seed", type=int, default=2020)
+    ap.add_argument("--datasets", type=Path, default=DEFAULT_DATASETS)
+    ap.add_argument("--start-timeout", type=float, default=1200.0, help="seconds to wait for /healthz")
+    ap.add_argument("--pin", action=argparse.BooleanOptionalAction, default=None,
+                    help="server on core 0, locust and this script on core 1 (default: when possible)")
+    ap.add_argument("--retrain", action="store_true", help="rebuild the saved bundles")
+    ap.add_argument("--results", type=Path, default=RESULTS)
+    ap.add_argument("--reuse", action="store_true", help="measure nothing: render from --results")
+    ap.add_argument("--write-docs", action="store_true", help="write the serving-load section of docs/benchmarks.md")
+    ap.add_argument("--note", action="append", default=[],
+                    help="a paragraph for the Findings part of the section (kept in --results; "
+                         "--clear-notes drops the earlier ones)")
+    ap.add_argument("--clear-notes", action="store_true")
+    args = ap.parse_args(argv)
+    args.datasets = args.datasets.resolve()
+    args.pin = can_pin() if args.pin is None else args.pin and can_pin()
+    args.server_core, args.client_core = (0, 1) if args.pin else (None, None)
+
+    if not args.reuse:
+        SERVING.mkdir(parents=True, exist_ok=True)
+        if args.pin:
+            os.sched_setaffinity(0, {args.client_core})
+        run_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        env = {"command": "python benchmarks/bench_serving.py " + shlex.join(sys.argv[1:] if argv is None else argv),
+               "machine": machine(), "versions": versions(), "git": git_state(), "seconds": args.seconds,
+               "warmup": args.warmup, "repeats": args.repeats,
+               "pinning": ("server on core 0 with one BLAS/OpenMP thread (faiss: built with "
+                           f"{args.build_threads} OpenMP threads on both cores, then every thread moved to core 0 "
+                           "with `taskset -a -p`), locust and this script on core 1" if args.pin else
+                           "none (`--no-pin`): server and load generator share the cores"),
+               "started": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+        records: list[dict] = []
+
+        def emit(rec: dict) -> None:
+            rec = {"run_id": run_id, **rec}
+            if rec.get("kind") == "meta" or not records:
+                rec["env"] = env
+            records.append(rec)
+            emit_result(rec, args.results)
+
+        out = {"emit": emit}
+        cases = {"a": case_a, "b": case_b, "c": case_c}
+        for name in ("a", "b", "c"):
+            if name in args.only:
+                log(f"case {name}; load average {loadavg()}")
+                try:
+                    cases[name](args, out)
+                except Exception as exc:  # noqa: BLE001 - one case failing must not lose the others
+                    log(f"case {name} failed: {exc}")
+                    emit({"case": name, "kind": "error", "error": str(exc)[-3000:]})
+        env["finished"] = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        emit({"case": "all", "kind": "done", "env": env})
+    if args.clear_notes or args.note:
+        kept = [r for r in read_results(args.results) if not (args.clear_notes and r.get("kind") == "note")]
+        kept += [{"case": "all", "kind": "note", "note": n, "run_id": "note"} for n in args.note]
+        args.results.parent.mkdir(parents=True, exist_ok=True)
+        args.results.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in kept))
+    if args.write_docs:
+        path = write_doc_section("serving-load", render(read_results(args.results)))
+        log(f"wrote the serving-load section of {path}")
+
+
+if __name__ == "__main__":
+    main()
