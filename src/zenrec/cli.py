@@ -442,6 +442,7 @@ def serve(
     data: Annotated[Path | None, typer.Option("--data", help="dataset directory whose item table enables attribute filters")] = None,
     retrieval: Annotated[str, typer.Option(help="top-k backend of factor models: auto (exact up to 50,000 items, "
                                                 "faiss HNSW above), exact, faiss, hnsw or ivf")] = "auto",
+    access_log: Annotated[bool, typer.Option("--access-log", help="log every request (costs CPU under load)")] = False,
 ) -> None:
     """Serve Top-N over HTTP with real-time events (FastAPI + uvicorn; OpenAPI at /docs).
 
@@ -467,7 +468,7 @@ def serve(
     app_ = create_app(model_dir, store_url=store, api_key=api_key, require_key_for_reads=keys_for_reads,
                       item_table=item_table, retrieval=retrieval)
     out.print(f"serving {model_dir} at http://{host}:{port}  (OpenAPI: http://{host}:{port}/docs; Ctrl-C stops)")
-    uvicorn.run(app_, host=host, port=port, log_level="info")
+    uvicorn.run(app_, host=host, port=port, log_level="info", access_log=access_log)
 
 
 EXIT_REJECTED = 3

@@ -354,9 +354,15 @@ def create_app(
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    from zenrec.serve.routes import events, health, items, recommendations
+    from fastapi import Depends
 
-    for module in (recommendations, items, events, health):
+    from zenrec.serve.routes import events, health, items, recommendations
+    from zenrec.serve.routes.common import read_access
+
+    reads = [Depends(read_access)] if require_key_for_reads else []  # no per-request dependency otherwise
+    for module in (recommendations, items):
+        app.include_router(module.router, dependencies=reads)
+    for module in (events, health):
         app.include_router(module.router)
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)  # refuses a large body before it is read
     app.add_middleware(RequestMetrics, metrics=metrics)  # outermost: counts every answer, 413s included

@@ -50,6 +50,8 @@ log = logging.getLogger(__name__)
 MAX_OVERLAY = 500
 #: served list ids remembered for attributing events to the version that served them
 MAX_LISTS = 100_000
+#: catalogues up to this size are scored in the server's event loop (no thread hand-off)
+INLINE_MAX_ITEMS = 50_000
 
 
 @dataclass(frozen=True)
@@ -62,13 +64,8 @@ class Recommendation:
     reasons: list[dict[str, Any]] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form (no title or reasons key when there is none)."""
-        out: dict[str, Any] = {"item": self.item, "score": self.score}
-        if self.title is not None:
-            out["title"] = self.title
-        if self.reasons is not None:
-            out["reasons"] = self.reasons
-        return out
+        """JSON-ready form, every key of the API's ``ItemOut`` present (None when there is none)."""
+        return {"item": self.item, "score": self.score, "title": self.title, "reasons": self.reasons}
 
 
 @dataclass(frozen=True)
@@ -82,16 +79,14 @@ class RecList:
     fallback: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form (no fallback key when the model scored the user itself)."""
-        out: dict[str, Any] = {
+        """JSON-ready form, as the API's ``ListOut`` (``fallback`` None when the model scored the user itself)."""
+        return {
             "user": self.user,
             "items": [r.to_dict() for r in self.items],
             "model_version": self.model_version,
             "list_id": self.list_id,
+            "fallback": self.fallback,
         }
-        if self.fallback is not None:
-            out["fallback"] = self.fallback
-        return out
 
 
 @dataclass(frozen=True)
@@ -253,6 +248,20 @@ class LiveModel:
             q = list(self._overlay.get(str(user), ()))
         q.sort()
         return np.asarray([i for _, _, i in q], dtype=np.int64)
+
+    def cheap_for(self, user: Any) -> bool:
+        """True when a list for ``user`` takes well under a millisecond or two of CPU to build.
+
+        Small catalogues are scored exactly; a known user without new events
+        of a factor model on a large catalogue is one ANN search.  Anything
+        else (scoring a large catalogue exactly) is worth a worker thread.
+        """
+        if self.n_items <= INLINE_MAX_ITEMS:
+            return True
+        if self._factor_retriever is None or isinstance(self._factor_retriever, ScoreRetriever):
+            return False
+        with self._lock:
+            return str(user) not in self._overlay and self._user_index(user) >= 0
 
     def users_with_events(self) -> int:
         """How many users have events in the overlay."""

@@ -551,14 +551,16 @@ def _why(exc: SQLAlchemyError) -> str:
 class BatchWriter:
     """Group events from many threads into few transactions.
 
-    A background thread takes the first pending submission, waits up to
-    ``max_wait_ms`` for more (until ``max_batch`` events), appends them all in
-    one transaction, and then resolves each submission's future with its
-    :class:`Stored` list — only after the commit.  A failed write fails every
+    A background thread takes the first pending submission, with everything
+    queued behind it (waiting up to ``max_wait_ms`` for more; by default not
+    at all), up to ``max_batch`` events, appends them all in one transaction,
+    and then resolves each submission's future with its :class:`Stored` list
+    — only after the commit.  Under load the submissions that arrive during
+    one commit form the next batch, so batching needs no waiting.  A failed write fails every
     future of that batch.  :meth:`close` writes what is pending and stops.
     """
 
-    def __init__(self, store: EventStore, max_batch: int = 256, max_wait_ms: float = 5.0) -> None:
+    def __init__(self, store: EventStore, max_batch: int = 256, max_wait_ms: float = 0.0) -> None:
         if isinstance(max_batch, bool) or not isinstance(max_batch, numbers.Integral) or max_batch < 1:
             raise ConfigError(f"the 'max_batch' parameter must be a positive integer; got {max_batch!r}")
         if isinstance(max_wait_ms, bool) or not isinstance(max_wait_ms, numbers.Real) or not (

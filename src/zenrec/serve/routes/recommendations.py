@@ -5,14 +5,25 @@ from __future__ import annotations
 import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
 
 from zenrec.errors import UnknownIdError
 from zenrec.serve.errors import ApiError
-from zenrec.serve.routes.common import Id, ListOut, allowed_for, parse_filter, plain_id, read_access, state_of
+from zenrec.serve.live import INLINE_MAX_ITEMS
+from zenrec.serve.routes.common import (
+    Id,
+    ListOut,
+    allowed_for,
+    json_response,
+    parse_filter,
+    plain_id,
+    state_of,
+)
 
-router = APIRouter(tags=["recommendations"], dependencies=[Depends(read_access)])
+# read_access is added by create_app when reads need the API key (no dependency to resolve otherwise)
+router = APIRouter(tags=["recommendations"])
 
 _FILTER_HELP = (
     "JSON list of allowed item ids, or an attribute rule on the item table: JSON "
@@ -33,14 +44,14 @@ class SessionIn(BaseModel):
 
 
 @router.get("/users/{user_id}/recommendations", response_model=ListOut)
-def user_recommendations(
+async def user_recommendations(
     request: Request,
     user_id: Annotated[str, Path(max_length=512, description="raw user id")],
     k: Annotated[int, Query(description="list length (1 … the server's max_k)")] = 10,
     exclude_seen: Annotated[bool, Query(description="leave out items the user already interacted with")] = True,
     filter: Annotated[str | None, Query(max_length=100_000, description=_FILTER_HELP)] = None,
     reasons: Annotated[bool, Query(description="explain each item by the user's items related to it")] = False,
-) -> dict[str, Any]:
+) -> Response:
     """Top-k for a user, from its training history plus every event posted since.
 
     An unknown user with posted events is scored from them; without any, the
@@ -53,12 +64,15 @@ def user_recommendations(
     user = plain_id(user_id, view.live.bundle.users)
     live = view.for_user(user)  # under a traffic split, the user's version
     allowed = allowed_for(live, parse_filter(filter))
-    out = live.recommend(user, k, exclude_seen=exclude_seen, allowed=allowed, reasons=reasons)
-    return state.served(out, live, "user", started)
+    if live.cheap_for(user):  # in the event loop: a thread hand-off would cost more than the list
+        out = live.recommend(user, k, exclude_seen=exclude_seen, allowed=allowed, reasons=reasons)
+    else:
+        out = await run_in_threadpool(live.recommend, user, k, exclude_seen, allowed, reasons)
+    return json_response(state.served(out, live, "user", started))
 
 
 @router.post("/recommendations", response_model=ListOut)
-def session_recommendations(request: Request, body: SessionIn) -> dict[str, Any]:
+async def session_recommendations(request: Request, body: SessionIn) -> Response:
     """Top-k for an anonymous session given its recent items (sequence models read their order)."""
     started = time.perf_counter()
     state = state_of(request)
@@ -66,8 +80,11 @@ def session_recommendations(request: Request, body: SessionIn) -> dict[str, Any]
     live = state.live
     allowed = allowed_for(live, body.filter)
     try:
-        out = live.recommend_session(body.items, body.k, exclude_seen=body.exclude_seen, allowed=allowed,
-                                     reasons=body.reasons)
+        args = (body.items, body.k, body.exclude_seen, allowed, body.reasons)
+        if live.n_items <= INLINE_MAX_ITEMS:
+            out = live.recommend_session(*args)
+        else:
+            out = await run_in_threadpool(live.recommend_session, *args)
     except UnknownIdError as exc:
         raise ApiError(422, "unknown_item", f"items: {exc}") from None
-    return state.served(out, live, "session", started)
+    return json_response(state.served(out, live, "session", started))
