@@ -6,20 +6,18 @@ Every command maps zenrec's own errors to a one-line message and exit code 2
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from zenrec import __version__
-from zenrec.errors import ConfigError, DataError, ZenrecError
+from zenrec.cli_common import commands, err, out
+from zenrec.errors import ConfigError, DataError
 
 app = typer.Typer(
     name="zenrec",
@@ -36,34 +34,8 @@ app = typer.Typer(
     add_completion=False,
     rich_markup_mode="rich",
 )
-out = Console()
-if not out.is_terminal:  # piped or in CI: tables keep their columns
-    out = Console(width=140)
-err = Console(stderr=True)
 log = logging.getLogger("zenrec")
-
-EXIT_USAGE = 2
-
-
-def _fail(message: str) -> typer.Exit:
-    err.print(f"[bold red]error:[/bold red] {message}", highlight=False, soft_wrap=True)
-    return typer.Exit(EXIT_USAGE)
-
-
-def command(fn: Callable) -> Callable:
-    """Register a command whose zenrec errors become one line and exit code 2."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except ZenrecError as exc:
-            raise _fail(str(exc)) from None
-        except KeyboardInterrupt:
-            err.print("interrupted")
-            raise typer.Exit(130) from None
-
-    return app.command()(wrapper)
+command = commands(app)
 
 
 def _version(value: bool) -> None:

@@ -6,8 +6,6 @@ promotion or a traffic split within a second, without dropping a request.
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated, Any
@@ -15,26 +13,13 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from zenrec.errors import ConfigError, ZenrecError
+from zenrec.cli_common import commands, out
+from zenrec.errors import ConfigError
 
 registry_app = typer.Typer(help="Model versions: list, add, promote, split traffic.", no_args_is_help=True)
 
 
-def _command(fn: Callable | None = None, *, name: str | None = None) -> Any:
-    """A ``registry`` sub-command whose zenrec errors become one line and exit code 2."""
-    if fn is None:
-        return functools.partial(_command, name=name)
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from zenrec.cli import _fail
-
-        try:
-            return fn(*args, **kwargs)
-        except ZenrecError as exc:
-            raise _fail(str(exc)) from None
-
-    return registry_app.command(name)(wrapper)
+_command = commands(registry_app)
 
 
 def _open(root: Path, create: bool = False) -> Any:
@@ -54,7 +39,6 @@ def list_versions(
     root: Annotated[Path, typer.Argument(help="registry root")],
 ) -> None:
     """The versions, oldest first, with the promoted one and any traffic split marked."""
-    from zenrec.cli import out
 
     reg = _open(root)
     cur = reg.current()
@@ -82,7 +66,6 @@ def add(
     promote: Annotated[bool, typer.Option("--promote", help="also promote it")] = False,
 ) -> None:
     """Copy a trained model directory into the registry as a new version."""
-    from zenrec.cli import out
 
     reg = _open(root, create=True)
     vid = reg.add(model_dir, note=note)
@@ -99,7 +82,6 @@ def promote(
     reason: Annotated[str, typer.Option(help="why (kept in CURRENT.json)")] = "",
 ) -> None:
     """Serve VERSION from now on (atomic; clears any traffic split)."""
-    from zenrec.cli import out
 
     cur = _open(root).promote(version, reason)
     out.print(f"promoted {cur.version} (previous: {cur.previous or 'none'})")
@@ -112,7 +94,6 @@ def split(
                                                           "v0001=0.5 v0002=0.5; none removes the split")] = None,
 ) -> None:
     """Split users between versions by a stable hash of the user id (an A/B test)."""
-    from zenrec.cli import out
 
     parsed: dict[str, float] = {}
     for w in weights or []:

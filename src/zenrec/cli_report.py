@@ -2,35 +2,22 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import math
-from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from zenrec.errors import ConfigError, ZenrecError
+from zenrec.cli_common import commands, out
+from zenrec.errors import ConfigError
 
 report_app = typer.Typer(help="Reports over what the service recorded.", no_args_is_help=True)
 
 
-def _command(fn: Callable) -> Callable:
-    """A ``report`` sub-command whose zenrec errors become one line and exit code 2."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from zenrec.cli import _fail
-
-        try:
-            return fn(*args, **kwargs)
-        except ZenrecError as exc:
-            raise _fail(str(exc)) from None
-
-    return report_app.command()(wrapper)
+_command = commands(report_app)
 
 
 def _when(text: str | None, what: str) -> float | None:
@@ -86,7 +73,6 @@ def online(
     import time
 
     from zenrec._io import atomic_file
-    from zenrec.cli import out
     from zenrec.serve.online import online_report
     from zenrec.store.events import EventStore
     from zenrec.store.served import served_frame
