@@ -28,7 +28,7 @@ import numbers
 import queue
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
@@ -548,6 +548,27 @@ def _why(exc: SQLAlchemyError) -> str:
 # ---------------------------------------------------------------- batching
 
 
+def drain(q: queue.Queue | queue.SimpleQueue, first: Any, max_size: int, max_wait: float,
+          size: Callable[[Any], int] = lambda _: 1) -> tuple[list[Any], bool]:
+    """``first`` and what follows it on ``q`` (waiting up to ``max_wait`` s), up to ``max_size`` in all.
+
+    Returns the batch and whether the stop marker (None) was met.
+    """
+    batch, n = [first], size(first)
+    deadline = time.monotonic() + max_wait
+    while n < max_size:
+        wait = deadline - time.monotonic()
+        try:
+            nxt = q.get(timeout=wait) if wait > 0 else q.get_nowait()
+        except queue.Empty:
+            break
+        if nxt is None:
+            return batch, True
+        batch.append(nxt)
+        n += size(nxt)
+    return batch, False
+
+
 class BatchWriter:
     """Group events from many threads into few transactions.
 
@@ -600,20 +621,7 @@ class BatchWriter:
             item = self._queue.get()
             if item is None:
                 break
-            batch = [item]
-            n = len(item[0])
-            deadline = time.monotonic() + self.max_wait
-            while n < self.max_batch:
-                wait = deadline - time.monotonic()
-                try:
-                    nxt = self._queue.get(timeout=wait) if wait > 0 else self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is None:
-                    stop = True
-                    break
-                batch.append(nxt)
-                n += len(nxt[0])
+            batch, stop = drain(self._queue, item, self.max_batch, self.max_wait, size=lambda x: len(x[0]))
             self._flush(batch)
 
     def _flush(self, batch: list[tuple[list[Event], Future[list[Stored]]]]) -> None:

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from zenrec.store.events import EventStore, served_table
+from zenrec.store.events import EventStore, drain, served_table
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -102,19 +102,7 @@ class ServedLog:
             first = self._queue.get()
             if first is None:
                 return
-            batch = [first]
-            deadline = time.monotonic() + self.max_wait
-            stop = False
-            while len(batch) < self.max_batch:
-                wait = deadline - time.monotonic()
-                try:
-                    nxt = self._queue.get(timeout=wait) if wait > 0 else self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is None:
-                    stop = True
-                    break
-                batch.append(nxt)
+            batch, stop = drain(self._queue, first, self.max_batch, self.max_wait)
             self._write(batch)
             if self._queue.empty():
                 self._idle.set()
