@@ -312,28 +312,26 @@ class LiveModel:
         return self.model.score(np.asarray([row]), history=hist)[0]
 
     def _top(self, scores: np.ndarray, k: int, exclude: np.ndarray, allowed: np.ndarray | None,
-             retriever: Retriever | None = None) -> list[Recommendation]:
-        """Best k items of one score row (or one query vector for ``retriever``) after the filters."""
+             retriever: Retriever | None = None, served: bool = False) -> list[Recommendation]:
+        """Best k items of one score row (or one query vector for ``retriever``) after the filters.
+
+        ``served``: the list goes to a user, so its items count for :meth:`coverage`.
+        """
         r = retriever or self._scorer
         ids, sc = r.search(scores[None, :], k, exclude=[exclude], allowed=allowed)
         keep = (ids[0] >= 0) & np.isfinite(sc[0])  # a -inf/NaN score is no recommendation (and not JSON)
         idx, vals = ids[0][keep], sc[0][keep]
+        if served:
+            with self._lock:
+                new = np.unique(idx[~self._served[idx]])
+                self._served[new] = True
+                self.items_served += len(new)
         raw = self.bundle.items.ids(idx)
         titles = self.bundle.titles
         return [
             Recommendation(_plain(raw[j]), float(vals[j]), None if titles is None else str(titles[idx[j]]))
             for j in range(len(idx))
         ]
-
-    def _mark_served(self, items: list[Recommendation]) -> None:
-        if not items:
-            return
-        idx = self.bundle.items.index([r.item for r in items], missing="mask")
-        idx = idx[idx >= 0]
-        with self._lock:
-            new = idx[~self._served[idx]]
-            self._served[new] = True
-            self.items_served += len(np.unique(new))
 
     def coverage(self) -> float:
         """The share of the catalogue this version has recommended since it was loaded."""
@@ -371,8 +369,7 @@ class LiveModel:
             seen = self.bundle.seen
             old = seen.indices[seen.indptr[u] : seen.indptr[u + 1]] if u >= 0 else np.empty(0, np.int64)
             exclude = np.unique(np.concatenate([old.astype(np.int64), new]))
-        items = self._top(scores, k, exclude, allowed, retriever)
-        self._mark_served(items)
+        items = self._top(scores, k, exclude, allowed, retriever, served=True)
         if reasons:
             hist = np.concatenate([self._base_sequence(u), new]) if u >= 0 else new
             items = self._with_reasons(items, hist)
@@ -388,8 +385,7 @@ class LiveModel:
         else:
             scores, fallback = np.asarray(self.model.popularity_, dtype=np.float32), "popular"
         exclude = np.unique(new) if exclude_seen else np.empty(0, dtype=np.int64)
-        items = self._top(scores, k, exclude, allowed)
-        self._mark_served(items)
+        items = self._top(scores, k, exclude, allowed, served=True)
         if reasons:
             items = self._with_reasons(items, new)
         return RecList(None, items, self.version, self._new_list_id(), fallback)
