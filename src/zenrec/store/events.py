@@ -66,6 +66,7 @@ MAX_TYPE_LENGTH = 64
 FRAME_COLUMNS = ("user", "item", "event", "value", "timestamp", "event_id", "list_id", "model_version", "seq")
 
 _IN_CHUNK = 500  # ids per ``IN (...)`` lookup
+_APPEND_LOCK = 0x7A656E72  # PostgreSQL advisory lock key of appends ("zenr")
 
 
 class StoreError(ZenrecError, RuntimeError):
@@ -382,6 +383,11 @@ class EventStore:
         seqs: dict[int, int] = {}
         fresh: set[int] = set()
         with self._write("append") as conn:
+            if self.dialect == "postgresql":
+                # one appender at a time, until commit: seqs then become visible in order, so a reader that
+                # has seen seq N never later finds a new event below N (replay and retrain tail by seq).
+                # SQLite's BEGIN IMMEDIATE already serialises writers.
+                conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_APPEND_LOCK})")
             # runs of keyed / unkeyed events, so seqs follow the batch order
             start = 0
             while start < len(to_insert):
@@ -472,8 +478,9 @@ class EventStore:
     def events_since(self, seq: int = 0, limit: int | None = None) -> list[EventRecord]:
         """Events stored after ``seq`` (exclusive), in ``seq`` order: tail the store with the last seq seen.
 
-        On PostgreSQL concurrent transactions may commit out of ``seq`` order,
-        so a tailer should re-read a short window behind its last seq.
+        Appends are serialised (SQLite's write lock, a PostgreSQL advisory
+        lock held to commit), so events become visible in ``seq`` order and a
+        tailer never misses one behind the last seq it read.
         """
         if isinstance(seq, bool) or not isinstance(seq, numbers.Integral) or seq < 0:
             raise ConfigError(f"the 'seq' parameter must be a non-negative integer; got {seq!r}")
