@@ -20,7 +20,7 @@ from abc import abstractmethod
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from zenrec.data.interactions import Interactions
 from zenrec.models.base import ModelConfig, Recommender, TrainOptions
@@ -52,6 +52,17 @@ class SequentialConfig(ModelConfig):
     epochs: Epochs = 200
     patience: Patience = 30  # validation NDCG@10 is noisy on small data
     all_windows: bool = Field(True, description="train on every max_len window of long histories, not only the last")
+    window_stride: int | None = Field(
+        None, ge=1, description="a training window ends every this many items of a history, at most max_len "
+        "(default max_len: windows do not overlap; smaller: overlapping windows give transitions a longer context)",
+    )
+
+    @model_validator(mode="after")
+    def _stride_fits(self) -> SequentialConfig:
+        if self.window_stride is not None and self.window_stride > self.max_len:
+            raise ValueError(f"window_stride ({self.window_stride}) must not exceed max_len ({self.max_len}): "
+                             "a longer stride would skip transitions")
+        return self
 
 
 class SequentialRecommender(Recommender):
@@ -106,7 +117,7 @@ class SequentialRecommender(Recommender):
         """The training examples: windows of ``max_len + 1`` items (ids + 1, left-padded)."""
         from zenrec.train.sequences import training_windows
 
-        return training_windows(train, self.config.max_len, self.config.all_windows)
+        return training_windows(train, self.config.max_len, self.config.all_windows, self.config.window_stride)
 
     def _window_loss(self, win: Any) -> Any:
         """The loss of a batch of windows: predict each next item from the items before it."""

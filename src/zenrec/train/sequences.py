@@ -28,21 +28,30 @@ def last_items(inter: Interactions, users: np.ndarray, length: int) -> np.ndarra
     return pad_sequences(inter.item, inter.seq_indptr, np.asarray(users, dtype=np.int64), length)
 
 
-def training_windows(inter: Interactions, length: int, all_windows: bool = True) -> np.ndarray:
+def training_windows(inter: Interactions, length: int, all_windows: bool = True, stride: int | None = None) -> np.ndarray:
     """Windows of ``length + 1`` consecutive items (shifted by one, 0-padded on the left).
 
-    Each user's history is cut from its end into windows of ``length`` steps
-    (consecutive windows share one item, so every transition is trained once);
-    with ``all_windows=False`` only the most recent window per user is kept.
-    Users with fewer than two events give no window.
+    Each user's history is cut from its end into windows of ``length`` steps,
+    a new window ending every ``stride`` steps (default ``length``:
+    consecutive windows share one item, so every transition is trained
+    once; a smaller stride overlaps them, so transitions are trained again
+    with a longer context); with ``all_windows=False`` only the most recent
+    window per user is kept.  Users with fewer than two events give no window.
     """
+    stride = length if stride is None else int(stride)
+    if not 1 <= stride <= length:  # a longer stride would skip transitions
+        raise ValueError(f"stride must be from 1 to the window length {length}; got {stride}")
     indptr = inter.seq_indptr
     n = np.diff(indptr)
     users = np.flatnonzero(n >= 2)
-    per_user = np.ceil((n[users] - 1) / length).astype(np.int64) if all_windows else np.ones(len(users), np.int64)
+    if all_windows:
+        # windows end at n, n - stride, …; the last one still covers the first transition
+        per_user = np.ceil(np.maximum(n[users] - 1 - length, 0) / stride).astype(np.int64) + 1
+    else:
+        per_user = np.ones(len(users), np.int64)
     owner = np.repeat(users, per_user)
     k = np.arange(len(owner)) - np.repeat(np.cumsum(per_user) - per_user, per_user)
-    end = indptr[owner + 1] - k * length  # exclusive end of each window
+    end = indptr[owner + 1] - k * stride  # exclusive end of each window
     start = indptr[owner]
     pos = end[:, None] - (length + 1) + np.arange(length + 1)[None, :]
     valid = pos >= start[:, None]
