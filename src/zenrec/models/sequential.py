@@ -51,6 +51,11 @@ class SequentialConfig(ModelConfig):
     batch_size: BatchSize = 128
     epochs: Epochs = 200
     patience: Patience = 30  # validation NDCG@10 is noisy on small data
+    lr_decay: float | None = Field(
+        None, gt=0, lt=1, description="on a validation plateau of decay_patience epochs: restore the best "
+        "weights and multiply the learning rate by this (None: constant learning rate)",
+    )
+    decay_patience: int = Field(3, ge=1, description="epochs without a validation gain before lr_decay applies")
     all_windows: bool = Field(True, description="train on every max_len window of long histories, not only the last")
     window_stride: int | None = Field(
         None, ge=1, description="a training window ends every this many items of a history, at most max_len "
@@ -107,7 +112,7 @@ class SequentialRecommender(Recommender):
                 return validation_ndcg(self._score, valid, train)
 
         result = fit_loop(net, opt, batches, self._window_loss, c.epochs, validate, c.patience, options.progress,
-                          name=self.name)
+                          name=self.name, lr_decay=c.lr_decay, decay_patience=c.decay_patience)
         self.epochs_trained_ = result.epochs
         self.train_history_ = result.history
         del self._log_q, self._sampler
