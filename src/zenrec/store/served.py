@@ -70,6 +70,15 @@ class ServedLog:
     def __init__(self, store: EventStore, max_batch: int = 500, max_wait_s: float = 0.2,
                  max_queue: int = 100_000) -> None:
         self.store = store
+        self._engine = None
+        if store.dialect == "sqlite":
+            # its own connection that commits without an fsync (WAL, synchronous=NORMAL): a list log batch
+            # then holds SQLite's single write lock for well under a millisecond, so it does not delay the
+            # durable event commits queued behind it; a crash may lose the last lists, never an event
+            from zenrec.store.events import _engine_for
+
+            self._engine, _ = _engine_for(store.url)
+            sa.event.listen(self._engine, "connect", _no_fsync)
         self.max_batch = max_batch
         self.max_wait = max_wait_s
         self._queue: queue.Queue[ServedList | None] = queue.Queue(maxsize=max_queue)
@@ -111,8 +120,12 @@ class ServedLog:
 
     def _write(self, batch: list[ServedList]) -> None:
         try:
-            with self.store._write("log served lists") as conn:
-                conn.execute(sa.insert(served_table), [s.row() for s in batch])
+            if self._engine is not None:
+                with self._engine.execution_options(zenrec_write=True).begin() as conn:
+                    conn.execute(sa.insert(served_table), [s.row() for s in batch])
+            else:
+                with self.store._write("log served lists") as conn:
+                    conn.execute(sa.insert(served_table), [s.row() for s in batch])
             self.written += len(batch)
         except Exception as exc:  # noqa: BLE001 - losing a log batch must not stop serving
             self.failed += len(batch)
@@ -125,6 +138,16 @@ class ServedLog:
         except queue.Full:
             pass
         self._thread.join(timeout)
+        if self._engine is not None:
+            self._engine.dispose()
+
+
+def _no_fsync(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    try:
+        cur.execute("PRAGMA synchronous=NORMAL")
+    finally:
+        cur.close()
 
 
 def served_frame(store: EventStore, since_ts: float | None = None, until_ts: float | None = None) -> pd.DataFrame:
