@@ -69,6 +69,8 @@ K = 10
 TARGET_P99_MS, TARGET_RATE, TARGET_RECALL, TARGET_E2V_P99_MS = 20.0, 500, 0.95, 50.0
 #: locust users wait about this long between their requests (so rate / PER_USER_RATE users)
 PER_USER_RATE = 4.0
+#: keep-alive connections the open-loop client starts with
+OPEN_CONNECTIONS = 16
 
 # ----------------------------------------------------------- the locust side
 if os.environ.get("ZENREC_BENCH_LOCUST") == "1":  # imported by locust as its locustfile
@@ -104,6 +106,94 @@ if os.environ.get("ZENREC_BENCH_LOCUST") == "1":  # imported by locust as its lo
         tmp = _CFG["latency_file"] + ".tmp.npy"
         np.save(tmp, np.asarray(_LOG, dtype=np.float64).reshape(-1, 3))
         os.replace(tmp, _CFG["latency_file"])
+
+
+# ------------------------------------------------------- the open-loop side
+def _openloop_main() -> None:
+    """A minimal asyncio HTTP/1.1 client: Poisson arrivals at the target rate over keep-alive connections.
+
+    Each arrival is sent on a free connection (one more is opened when all are
+    busy), so a slow answer never delays the next arrival (open loop); with
+    ``per_user`` 0 every connection sends back to back (closed loop).  Writes
+    ``(start epoch s, latency ms, ok)`` rows like the locust side.
+    """
+    import asyncio
+    import signal
+
+    import numpy as np
+
+    cfg = json.loads(os.environ["ZENREC_BENCH_CFG"])
+    users = Path(cfg["users_file"]).read_text().split()
+    host, port = cfg["host"].rsplit("//", 1)[1].rsplit(":", 1)
+    rows: list[tuple[float, float, bool]] = []
+    stop = asyncio.Event()
+
+    async def one(reader, writer) -> None:
+        path = f"/users/{random.choice(users)}/recommendations?k={cfg['k']}"
+        t_wall, t0 = time.time(), time.perf_counter()
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+        await writer.drain()
+        head = await reader.readuntil(b"\r\n\r\n")
+        status = int(head.split(b" ", 2)[1])
+        length = next(int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                      if line.lower().startswith(b"content-length:"))
+        await reader.readexactly(length)
+        rows.append((t_wall, (time.perf_counter() - t0) * 1000.0, status == 200))
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+        idle: asyncio.Queue = asyncio.Queue()
+        for _ in range(cfg["connections"]):
+            idle.put_nowait(await asyncio.open_connection(host, int(port)))
+        Path(cfg["started_file"]).write_text(str(time.time()))
+
+        async def send(conn) -> None:
+            try:
+                await one(*conn)
+                idle.put_nowait(conn)
+            except (OSError, asyncio.IncompleteReadError, ValueError, StopIteration):
+                rows.append((time.time(), 0.0, False))
+
+        if cfg["per_user"] <= 0:  # closed loop: every connection back to back
+            async def loop_conn() -> None:
+                conn = await idle.get()
+                while not stop.is_set():
+                    await send(conn)
+                    conn = await idle.get()
+            tasks = [asyncio.create_task(loop_conn()) for _ in range(cfg["connections"])]
+            await stop.wait()
+            for t in tasks:
+                t.cancel()
+            return
+        rate = cfg["rate"]
+        pending: set = set()
+        next_t = time.perf_counter()
+        while not stop.is_set():
+            next_t += random.expovariate(rate)
+            delay = next_t - time.perf_counter()
+            if delay > 0:
+                try:
+                    await asyncio.wait_for(stop.wait(), delay)
+                    break
+                except asyncio.TimeoutError:
+                    pass
+            conn = idle.get_nowait() if not idle.empty() else await asyncio.open_connection(host, int(port))
+            task = asyncio.create_task(send(conn))
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+        if pending:
+            await asyncio.wait(pending, timeout=5)
+
+    asyncio.run(main())
+    tmp = cfg["latency_file"] + ".tmp.npy"
+    np.save(tmp, np.asarray(rows, dtype=np.float64).reshape(-1, 3))
+    os.replace(tmp, cfg["latency_file"])
+
+
+if os.environ.get("ZENREC_BENCH_OPENLOOP") == "1" and __name__ == "__main__":
+    _openloop_main()
+    sys.exit(0)
 
 
 # ------------------------------------------------------------------ helpers
@@ -412,16 +502,22 @@ def run_load(server: Server, users_file: Path, tag: str, args, rate: float | Non
     for f in (started, lat):
         f.unlink(missing_ok=True)
     cfg = {"users_file": str(users_file), "per_user": per_user, "k": K, "started_file": str(started),
-           "latency_file": str(lat)}
+           "latency_file": str(lat), "host": server.base, "rate": rate or 0.0,
+           # open loop: a few keep-alive connections, more opened only while all are busy
+           "connections": n_users if closed_users or args.client == "locust" else min(n_users, OPEN_CONNECTIONS)}
     run_time = int(args.warmup + max(args.seconds, during_cap) + 60)  # an upper bound: stopped by SIGTERM
-    exe = Path(sys.executable).with_name("locust")
-    cmd = [str(exe) if exe.exists() else "locust", "-f", str(Path(__file__).resolve()), "--headless",
-           "-u", str(n_users), "-r", str(n_users), "-t", f"{run_time}s", "--host", server.base,
-           "--csv", str(ldir / tag), "--only-summary", "--stop-timeout", "2", "--exit-code-on-error", "0",
-           "--loglevel", "WARNING"]
+    if args.client == "locust":
+        exe = Path(sys.executable).with_name("locust")
+        cmd = [str(exe) if exe.exists() else "locust", "-f", str(Path(__file__).resolve()), "--headless",
+               "-u", str(n_users), "-r", str(n_users), "-t", f"{run_time}s", "--host", server.base,
+               "--csv", str(ldir / tag), "--only-summary", "--stop-timeout", "2", "--exit-code-on-error", "0",
+               "--loglevel", "WARNING"]
+    else:
+        cmd = [sys.executable, str(Path(__file__).resolve())]
     if args.pin:
         cmd = ["taskset", "-c", str(args.client_core)] + cmd
-    env = dict(os.environ, ZENREC_BENCH_LOCUST="1", ZENREC_BENCH_CFG=json.dumps(cfg), PYTHONUNBUFFERED="1")
+    env = dict(os.environ, ZENREC_BENCH_CFG=json.dumps(cfg), PYTHONUNBUFFERED="1",
+               **({"ZENREC_BENCH_LOCUST": "1"} if args.client == "locust" else {"ZENREC_BENCH_OPENLOOP": "1"}))
     what = f"{closed_users} users back to back" if closed_users else f"{rate:g} req/s ({n_users} users)"
     log(f"load {tag}: {what}, warm-up {args.warmup:g}s, window {args.seconds:g}s")
     out = open(ldir / f"{tag}.log", "w")  # noqa: SIM115
@@ -818,6 +914,18 @@ def _meta_line(m: dict) -> str:
             f"load average (1/5/15 min) before {m.get('loadavg_before')}, after {m.get('loadavg_after')}")
 
 
+def _client_text(env: dict) -> str:
+    """How the load was generated, for the doc."""
+    if env.get("client") == "openloop":
+        return ("loaded by this script's open-loop client (asyncio, raw HTTP/1.1 over keep-alive connections: "
+                f"{OPEN_CONNECTIONS} to start, one more whenever all are busy; arrivals are a Poisson process at "
+                "the target rate, so a slow answer never delays the next request; closed-loop rows: N connections "
+                "back to back).")
+    v = env.get("versions", {})
+    return (f"loaded by locust {v.get('locust')} (headless, `FastHttpUser`, `constant_throughput` with one user per "
+            f"{PER_USER_RATE:g} req/s, at least 10), keep-alive connections.")
+
+
 def render(records: list[dict]) -> str:
     done = {r["run_id"]: r["env"] for r in records if r.get("kind") == "done"}
     for r in records:  # the finish time is known only at the end of a run
@@ -834,15 +942,14 @@ def render(records: list[dict]) -> str:
         "",
         f"`zenrec serve` (one uvicorn worker; HTTP stack: uvicorn {v.get('uvicorn')} with "
         f"{'httptools' if v.get('httptools') else 'h11'} and {'uvloop' if v.get('uvloop') else 'asyncio'}, "
-        f"FastAPI {v.get('fastapi')}; access log to a file) on loopback, loaded by locust {v.get('locust')} "
-        "(headless, `FastHttpUser`, `constant_throughput` with one user per "
-        f"{PER_USER_RATE:g} req/s, at least 10), keep-alive connections, `GET /users/{{user}}/recommendations?k=10` "
-        "for random known users (seen items excluded). Each measurement: locust starts, "
-        f"{env.get('warmup')} s warm-up, then a {env.get('seconds')} s window; latencies are client-side (locust's "
-        "per-request times of the requests started in the window, not its rounded histogram), p50/p90/p99/max; "
-        "*server* = the server's own `zenrec_request_seconds` histogram over the same window (bucket-interpolated), "
-        "*list build* = `zenrec_list_seconds` (the model part of the handler); CPU = cores used in the window by the "
-        "server, locust, and everything else on the machine (other jobs, this script). "
+        f"FastAPI {v.get('fastapi')}; no access log) on loopback, " + _client_text(env) + " "
+        "`GET /users/{user}/recommendations?k=10` for random known users (seen items excluded). Each measurement: "
+        f"the load starts, {env.get('warmup')} s warm-up, then a {env.get('seconds')} s window; latencies are "
+        "client-side (each request's time from sending it to reading the whole answer, for the requests started "
+        "in the window), p50/p90/p99/max; *server* = the server's own `zenrec_request_seconds` histogram over the "
+        "same window (bucket-interpolated), *list build* = `zenrec_list_seconds` (the model part of the handler); "
+        "CPU = cores used in the window by the server, the load generator (column *locust* for either client), "
+        "and everything else on the machine (other jobs, this script). "
         f"{env.get('repeats')} repeat(s) per row, medians (p99 range across repeats in brackets).",
         "",
         f"Pinning: {env.get('pinning')}.",
@@ -997,6 +1104,8 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", nargs="+", choices=("a", "b", "c"), default=["a", "b", "c"])
     ap.add_argument("--seconds", type=float, default=20.0, help="measured window per load run")
+    ap.add_argument("--client", choices=("openloop", "locust"), default="openloop",
+                    help="load generator: a minimal asyncio open-loop client (Poisson arrivals) or locust")
     ap.add_argument("--warmup", type=float, default=5.0, help="seconds of load before each window")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--rates", type=float, nargs="+", default=[100, 300, 500], help="req/s for (a) and (c) faiss")
@@ -1041,10 +1150,10 @@ def main(argv: list[str] | None = None) -> None:
         run_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
         env = {"command": "python benchmarks/bench_serving.py " + shlex.join(sys.argv[1:] if argv is None else argv),
                "machine": machine(), "versions": versions(), "git": git_state(), "seconds": args.seconds,
-               "warmup": args.warmup, "repeats": args.repeats,
+               "warmup": args.warmup, "repeats": args.repeats, "client": args.client,
                "pinning": ("server on core 0 with one BLAS/OpenMP thread (faiss: built with "
                            f"{args.build_threads} OpenMP threads on both cores, then every thread moved to core 0 "
-                           "with `taskset -a -p`), locust and this script on core 1" if args.pin else
+                           "with `taskset -a -p`), the load generator and this script on core 1" if args.pin else
                            "none (`--no-pin`): server and load generator share the cores"),
                "started": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
         records: list[dict] = []
