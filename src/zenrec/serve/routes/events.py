@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from concurrent.futures import TimeoutError as FutureTimeout
 from types import SimpleNamespace
 from typing import Annotated, Any
@@ -58,7 +59,7 @@ class EventsOut(BaseModel):
 
 
 @router.post("/events", response_model=EventsOut)
-def post_events(
+async def post_events(
     request: Request,
     body: Annotated[EventIn | EventBatch, Body(description="one event, or {\"events\": [...]}")],
 ) -> dict[str, Any]:
@@ -76,9 +77,9 @@ def post_events(
         except DataError as exc:
             where = f"events[{i}]: " if isinstance(body, EventBatch) else ""
             raise ApiError(422, "invalid_event", f"{where}{exc}") from None
-    try:
-        stored = state.writer.write(events, timeout=60)  # returns after the commit
-    except FutureTimeout:
+    try:  # the writer's thread commits; the event loop waits without holding a pool thread
+        stored = await asyncio.wait_for(asyncio.wrap_future(state.writer.submit(events)), timeout=60)
+    except (FutureTimeout, asyncio.TimeoutError):
         raise ApiError(503, "store_unavailable", "the event store did not commit within 60 s; retry with the "
                        "same event ids") from None
     fresh = [SimpleNamespace(user=e.user, item=e.item, timestamp=e.timestamp, seq=s.seq)
