@@ -418,8 +418,8 @@ class LiveModel:
         if method == "embedding":
             unit, _ = state
             return "embedding", unit[hist] @ unit[recs].T
-        if method == "weights":
-            block = state[hist][:, recs]
+        if method == "weights":  # columns first: a few recommended items, maybe every history item
+            block = state[:, recs][hist]
             return "weights", np.asarray(block.toarray() if hasattr(block, "toarray") else block, dtype=np.float64)
         by_item, seen, counts = state
         co = np.asarray((by_item[hist] @ seen[:, recs]).toarray(), dtype=np.float64)
@@ -464,14 +464,8 @@ class LiveModel:
         if method == "embedding":
             unit, retriever = state
             items = self._top(unit[i], k, exclude, None, retriever)
-        else:
-            if method == "weights":
-                col = state[:, i]
-                scores = np.asarray(col.toarray() if hasattr(col, "toarray") else col, dtype=np.float32).ravel()
-            else:
-                by_item, seen, counts = state
-                co = np.asarray((by_item[i] @ seen).toarray(), dtype=np.float64).ravel()
-                scores = (co / np.sqrt(np.maximum(counts[i] * counts, 1e-12))).astype(np.float32)
+        else:  # every item's relation to this one, by the same measure as reasons use
+            scores = self._affinity(np.arange(self.n_items), exclude)[1][:, 0].astype(np.float32)
             allowed = scores > 0  # no evidence of similarity: not listed
             items = self._top(scores, k, exclude, allowed)
         return Similar(_plain(item), items, self.version, self._new_list_id(), method)
