@@ -37,8 +37,7 @@ def _when(text: str | None, what: str) -> float | None:
 
 
 def _store_url(source: Path | None, store: str | None) -> str:
-    from zenrec.serve.live import default_store_url, is_registry
-    from zenrec.store.registry import ModelRegistry
+    from zenrec.serve.live import default_store_url
 
     if store is not None:
         return store
@@ -46,7 +45,7 @@ def _store_url(source: Path | None, store: str | None) -> str:
         raise ConfigError("give a registry or model directory, or --store URL")
     if not source.exists():
         raise ConfigError(f"{source}: no such model directory or registry")
-    return ModelRegistry(source).events_url() if is_registry(source) else default_store_url(source)
+    return default_store_url(source)
 
 
 def _fmt(x: float, pct: bool = False) -> str:

@@ -284,7 +284,7 @@ def create_app(
 
         lists = ListLog()
         registry = ModelRegistry(source) if is_registry(source) else None
-        store = EventStore(store_url or (registry.events_url() if registry else default_store_url(source)))
+        store = EventStore(store_url or default_store_url(source))
         writer = None
         try:
             replayed = [0]

@@ -484,6 +484,10 @@ def is_registry(path: str | Path) -> bool:
     return (p / "CURRENT.json").is_file() or ((p / "versions").is_dir() and not (p / "manifest.json").is_file())
 
 
-def default_store_url(model_dir: str | Path) -> str:
-    """The default event store of a plain model directory: ``events.db`` beside the model files."""
-    return f"sqlite:///{(Path(model_dir) / 'events.db').resolve()}"
+def default_store_url(source: str | Path) -> str:
+    """The default event store of a model directory (``events.db`` beside the model files) or of a registry."""
+    if is_registry(source):
+        from zenrec.store.registry import ModelRegistry
+
+        return ModelRegistry(source).events_url()
+    return f"sqlite:///{(Path(source) / 'events.db').resolve()}"

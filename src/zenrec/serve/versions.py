@@ -19,10 +19,11 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from zenrec.serve.live import ListLog, LiveModel
+from zenrec.store.registry import split_version
 
 __all__ = ["ListLog", "ServingView", "RegistryWatcher"]
 
@@ -36,7 +37,6 @@ class ServingView:
     models: Mapping[str, LiveModel]
     traffic: Mapping[str, float] | None = None
     token: str = ""
-    choose: Callable[[str], str] | None = field(default=None, compare=False)
 
     @property
     def live(self) -> LiveModel:
@@ -45,9 +45,7 @@ class ServingView:
 
     def for_user(self, user: Any) -> LiveModel:
         """The model that serves ``user``: picked by a stable hash of the id under a traffic split."""
-        if self.choose is None:
-            return self.live
-        return self.models.get(self.choose(str(user)), self.live)
+        return self.models.get(split_version(self.traffic, self.default, user), self.live)
 
     def versions(self) -> list[str]:
         """The loaded versions, the default first."""
@@ -132,4 +130,4 @@ def registry_view(registry: Any, load: Callable[[str], LiveModel], old: ServingV
     wanted = [cur.version, *sorted(v for v in (cur.traffic or {}) if v != cur.version)]
     models = {v: have[v] if v in have else load(v) for v in wanted}
     traffic = dict(cur.traffic) if cur.traffic else None
-    return ServingView(cur.version, models, traffic, token, cur.version_for if traffic else None)
+    return ServingView(cur.version, models, traffic, token)

@@ -45,7 +45,7 @@ try:
 except ImportError:  # pragma: no cover - Windows: one process at a time
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["ModelRegistry", "VersionInfo", "Current", "UnknownVersionError", "RegistryError"]
+__all__ = ["ModelRegistry", "VersionInfo", "Current", "split_version", "UnknownVersionError", "RegistryError"]
 
 _VERSION_RE = re.compile(r"^v(\d{4,})$")
 _INFO_FILE = "registry.json"
@@ -109,15 +109,20 @@ class Current:
         Without a split every user gets :attr:`version`.  The same user always
         lands on the same version for the same split.
         """
-        if not self.traffic:
-            return self.version
-        h = int.from_bytes(hashlib.sha256(str(user).encode()).digest()[:8], "big") / 2.0**64
-        acc = 0.0
-        for version, weight in sorted(self.traffic.items()):
-            acc += weight
-            if h < acc:
-                return version
-        return max((w, v) for v, w in self.traffic.items())[1]
+        return split_version(self.traffic, self.version, user)
+
+
+def split_version(traffic: Mapping[str, float] | None, default: str, user: Any) -> str:
+    """The version of ``traffic`` (version → weight) that a stable hash of ``user`` falls in; ``default`` without one."""
+    if not traffic:
+        return default
+    h = int.from_bytes(hashlib.sha256(str(user).encode()).digest()[:8], "big") / 2.0**64
+    acc = 0.0
+    for version, weight in sorted(traffic.items()):
+        acc += weight
+        if h < acc:
+            return version
+    return max((w, v) for v, w in traffic.items())[1]
 
 
 def _version_number(name: str) -> int | None:
