@@ -415,6 +415,11 @@ def serve(
     retrieval: Annotated[str, typer.Option(help="top-k backend of factor models: auto (exact up to 50,000 items, "
                                                 "faiss HNSW above), exact, faiss, hnsw or ivf")] = "auto",
     access_log: Annotated[bool, typer.Option("--access-log", help="log every request (costs CPU under load)")] = False,
+    score_cache_mb: Annotated[float, typer.Option("--score-cache-mb", help="memory for users' score rows, reused "
+                                                  "until their history changes (0: score every request)")] = 64.0,
+    durability: Annotated[str, typer.Option(help="what an acknowledged event survives: fsync (anything: each commit "
+                                            "waits for the disk) or os (the server being killed; a power loss may "
+                                            "lose the last second)")] = "fsync",
 ) -> None:
     """Serve Top-N over HTTP with real-time events (FastAPI + uvicorn; OpenAPI at /docs).
 
@@ -438,7 +443,7 @@ def serve(
             raise ConfigError(f"{data}: its items are not the model's (train the model on this dataset)")
         item_table = ds.item_table
     app_ = create_app(model_dir, store_url=store, api_key=api_key, require_key_for_reads=keys_for_reads,
-                      item_table=item_table, retrieval=retrieval)
+                      item_table=item_table, retrieval=retrieval, score_cache_mb=score_cache_mb, durability=durability)
     out.print(f"serving {model_dir} at http://{host}:{port}  (OpenAPI: http://{host}:{port}/docs; Ctrl-C stops)")
     uvicorn.run(app_, host=host, port=port, log_level="info", access_log=access_log)
 

@@ -63,3 +63,19 @@ def test_rejects_duplicates_and_floats():
         Vocabulary(["a", "b", "a"])
     with pytest.raises(TypeError, match="integers or strings"):
         Vocabulary([1.5, 2.5])
+
+
+# text mixed into integer ids is parsed as a float: ids beyond 2**53 are not exact there on either path
+exact_ints = st.lists(st.integers(-(2**53), 2**53), min_size=1, max_size=50, unique=True)
+
+
+@settings(max_examples=80, deadline=None)
+@given(ids=st.one_of(exact_ints, texts), data=st.data())
+def test_few_ids_agree_with_bulk_lookup(ids, data):
+    """Lookups of a few ids take a per-id hash path; it must answer exactly as the bulk path."""
+    v = Vocabulary(ids)
+    junk = st.one_of(st.integers(), st.text(max_size=6), st.sampled_from(["1.0", " 3", "nan", "1e3"]))
+    pick = data.draw(st.lists(st.one_of(st.sampled_from(ids), junk), min_size=1, max_size=10))
+    few = v.index(pick, missing="mask")
+    bulk = v.index(pick * 17, missing="mask")[: len(pick)]  # 17+ ids: the bulk path
+    assert few.tolist() == bulk.tolist()

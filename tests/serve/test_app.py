@@ -273,6 +273,42 @@ def test_metrics(client):
     assert 'zenrec_request_seconds_count{method="POST",route="/events"} 1.0' in text
 
 
+def test_score_cache_is_reported_and_an_event_still_shows_at_once(ease_dir, tmp_path, app_client):
+    import gc
+
+    bundle = ModelBundle.load(ease_dir)
+    with app_client(ease_dir, tmp_path / "e.db", durability="os") as c:
+        assert gc.get_freeze_count() > 0  # the startup heap is out of the collector's full passes
+        first = c.get("/users/196/recommendations").json()
+        assert c.get("/users/196/recommendations").json()["items"] == first["items"]
+        x = first["items"][0]["item"]
+        c.post("/events", json={"user": 196, "item": x})
+        after = c.get("/users/196/recommendations").json()
+        assert x not in [i["item"] for i in after["items"]]  # the cached row was not reused
+        version = c.get("/healthz").json()["model_version"]
+        text = c.get("/metrics").text
+        assert f'zenrec_score_cache_lookups{{model_version="{version}",result="hit"}} 1.0' in text
+        assert f'zenrec_score_cache_lookups{{model_version="{version}",result="miss"}} 2.0' in text
+        cache = c.get("/healthz").json()["score_cache"]
+        assert cache["users"] == 1 and cache["bytes"] == bundle.model.n_items_ * 4
+    with app_client(ease_dir, tmp_path / "f.db", score_cache_mb=0) as c:
+        c.get("/users/196/recommendations")
+        assert c.get("/healthz").json()["score_cache"] == {"users": 0, "bytes": 0, "hit_rate": 0.0}
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"durability": "never"}, "durability"),
+    ({"score_cache_mb": -1}, "score_cache_mb"),
+    ({"score_cache_mb": "64"}, "score_cache_mb"),
+])
+def test_bad_server_options_are_named(ease_dir, tmp_path, kwargs, message):
+    from zenrec.errors import ConfigError
+    from zenrec.serve.app import create_app
+
+    with pytest.raises(ConfigError, match=message):
+        create_app(ease_dir, store_url=f"sqlite:///{tmp_path}/e.db", **kwargs)
+
+
 def test_restart_replays_stored_events(ease_dir, tmp_path, app_client):
     store = tmp_path / "events.db"
     with app_client(ease_dir, store) as c:

@@ -1,9 +1,10 @@
 """Child process of the durability test: append events and print each id once acknowledged.
 
-    python _durability_child.py URL PREFIX N single|batch
+    python _durability_child.py URL PREFIX N single|batch [fsync|os]
 
 ``single`` appends one event per transaction; ``batch`` submits from four
-threads through a BatchWriter.  An id is printed only after the call that
+threads through a BatchWriter.  The last argument is the store's durability
+(``os``: as the server can run it, with background WAL checkpoints).  An id is printed only after the call that
 stored it has returned, i.e. after its commit.
 """
 
@@ -17,7 +18,8 @@ from zenrec.store import BatchWriter, Event, EventStore
 
 def main() -> None:
     url, prefix, n, mode = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
-    store = EventStore(url)
+    durability = sys.argv[5] if len(sys.argv) > 5 else "fsync"
+    store = EventStore(url, background_checkpoint=durability == "os", durability=durability)
     print("ready", flush=True)
     if mode == "single":
         for i in range(n):

@@ -18,11 +18,12 @@ PLANNED = 100_000  # far more than the child can write before it is killed
 KILL_AFTER = 60  # acknowledged events seen before the SIGKILL
 
 
-@pytest.mark.parametrize("mode", ["single", "batch"])
-def test_acknowledged_events_survive_sigkill(store_url, mode):
+@pytest.mark.parametrize(("mode", "durability"), [("single", "fsync"), ("batch", "fsync"), ("batch", "os")])
+def test_acknowledged_events_survive_sigkill(store_url, mode, durability):
+    """``os`` durability too: a commit handed to the OS (or the database server) outlives the process."""
     EventStore(store_url).close()  # the table exists before the child starts
     proc = subprocess.Popen(
-        [sys.executable, str(CHILD), store_url, "d", str(PLANNED), mode],
+        [sys.executable, str(CHILD), store_url, "d", str(PLANNED), mode, durability],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from datetime import datetime, timezone
 
 import pytest
@@ -206,6 +207,49 @@ def test_sqlite_is_wal_with_full_sync(tmp_path):
             assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
             assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
     assert (tmp_path / "deep" / "dir" / "events.db").exists()
+
+
+def _pragma(store, name):
+    with store._engine.connect() as conn:
+        return conn.exec_driver_sql(f"PRAGMA {name}").scalar()
+
+
+def test_sqlite_durability_and_background_checkpoints(tmp_path):
+    """``os`` durability syncs at checkpoints only; background checkpoints take the log off the commits."""
+    path = tmp_path / "events.db"
+    with EventStore(f"sqlite:///{path}", durability="os", background_checkpoint=True) as s:
+        assert _pragma(s, "synchronous") == 1  # NORMAL
+        assert _pragma(s, "wal_autocheckpoint") == 0  # commits never checkpoint
+        assert s.checkpointer is not None and s.background_checkpoint
+        for i in range(40):
+            s.append([Event(f"u{i}", "i", "click")])
+        wal = path.with_name("events.db-wal")
+        assert wal.stat().st_size > 0
+        deadline = time.monotonic() + 10
+        while s.checkpointer.checkpoints == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert s.checkpointer.checkpoints >= 1 and s.checkpointer.failures == 0
+        s.append([Event("late", "i", "click")])  # still writable while the checkpointer runs
+    assert not wal.exists() or wal.stat().st_size == 0  # the last checkpoint truncated the log
+    with EventStore(f"sqlite:///{path}") as again:
+        assert again.count() == 41
+        assert _pragma(again, "synchronous") == 2 and _pragma(again, "wal_autocheckpoint") == 1000
+        assert again.checkpointer is None
+    with pytest.raises(ConfigError, match="durability must be one of fsync, os"):
+        EventStore(f"sqlite:///{path}", durability="sometimes")
+
+
+def test_os_durability_on_each_backend(store_url):
+    with EventStore(store_url, durability="os") as s, s._engine.connect() as conn:
+        if s.dialect == "postgresql":
+            assert conn.exec_driver_sql("SHOW synchronous_commit").scalar() == "off"
+        else:
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1
+        assert s.append([Event("u", "i", "click", event_id="e1")])[0].seq >= 1
+    with EventStore(store_url) as s, s._engine.connect() as conn:
+        if s.dialect == "postgresql":
+            assert conn.exec_driver_sql("SHOW synchronous_commit").scalar() == "on"
+        assert s.count() == 1
 
 
 def test_batch_writer_many_threads(store):

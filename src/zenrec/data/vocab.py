@@ -12,6 +12,9 @@ from zenrec.errors import UnknownIdError
 
 __all__ = ["Vocabulary"]
 
+#: lookups of up to this many ids go one by one through the hash table
+_FEW = 16
+
 
 class Vocabulary:
     """Maps raw ids to contiguous integer indices and back.
@@ -84,11 +87,21 @@ class Vocabulary:
     ) -> np.ndarray:
         """Indices of raw ids; unknown ids raise, or become -1 with ``missing='mask'``."""
         arr = np.asarray(list(raw) if not isinstance(raw, (np.ndarray, pd.Series, pd.Index)) else raw)
-        codes = self._index.get_indexer(self._coerce(arr)).astype(np.int64)
+        keys = self._coerce(arr)
+        if len(keys) <= _FEW:  # one hash lookup each: get_indexer costs far more on a few ids
+            codes = np.fromiter((self._loc(k) for k in keys), dtype=np.int64, count=len(keys))
+        else:
+            codes = self._index.get_indexer(keys).astype(np.int64)
         if missing == "raise" and (codes < 0).any():
             bad = arr[np.flatnonzero(codes < 0)[0]]
             raise UnknownIdError(f"unknown {self.name} {bad!r}: not seen in the training data")
         return codes
+
+    def _loc(self, key: object) -> int:
+        try:
+            return int(self._index.get_loc(key))
+        except (KeyError, TypeError):  # TypeError: a NaN or other unhashable-as-id key
+            return -1
 
     def ids(self, idx: Iterable | np.ndarray) -> np.ndarray:
         """Raw ids of indices (the inverse of :meth:`index`)."""

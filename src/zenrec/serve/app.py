@@ -32,6 +32,7 @@ from zenrec import __version__
 from zenrec.errors import ConfigError
 from zenrec.pipeline import ModelBundle
 from zenrec.serve.errors import ApiError, error_body, install_error_handlers
+from zenrec.serve.heap import freeze_heap
 from zenrec.serve.live import ListLog, LiveModel, default_store_url, is_registry, manifest_version
 from zenrec.serve.versions import RegistryWatcher, ServingView, registry_view
 from zenrec.store.registry import ModelRegistry
@@ -72,6 +73,9 @@ class Metrics:
                                       buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1))
         self.coverage = Gauge("zenrec_catalogue_coverage", "share of the catalogue recommended since the version "
                               "was loaded", ["model_version"], registry=r)
+        self.score_cache = Gauge("zenrec_score_cache_lookups", "score-row cache lookups since the version was "
+                                 "loaded, by model version and result (hit or miss)", ["model_version", "result"],
+                                 registry=r)
         self.model_info = Gauge("zenrec_model_info", "the served model version (value 1)",
                                 ["model_version", "model"], registry=r)
 
@@ -238,6 +242,8 @@ def create_app(
     retrieval: str = "auto",
     poll_seconds: float = 0.5,
     log_lists: bool = True,
+    score_cache_mb: float = 64.0,
+    durability: str = "fsync",
 ) -> FastAPI:
     """A FastAPI app serving a model directory (``zenrec train``) or a registry root's promoted version.
 
@@ -257,7 +263,11 @@ def create_app(
     then requests move to them at once; a version that fails to load is
     logged and the old ones keep serving.  With ``log_lists`` every served
     list is logged (best-effort, off the request path) in the store's
-    ``served_lists`` table for ``zenrec report online``.
+    ``served_lists`` table for ``zenrec report online``.  Each served version
+    keeps up to ``score_cache_mb`` of users' score rows, reused until the
+    user's next event (:mod:`zenrec.serve.cache`; 0 turns it off).
+    ``durability`` (``fsync`` or ``os``) is what an acknowledged event
+    survives; see :class:`~zenrec.store.events.EventStore`.
     """
     from zenrec._io import read_manifest
     from zenrec.models.base import MODEL_FORMAT
@@ -273,6 +283,15 @@ def create_app(
         raise ConfigError(f"the 'poll_seconds' parameter must be a number of seconds from 0 to 3600; got {poll_seconds!r}")
     if retrieval not in ("auto", "exact", "faiss", "hnsw", "ivf"):
         raise ConfigError(f"the 'retrieval' parameter must be auto, exact, faiss, hnsw or ivf; got {retrieval!r}")
+    if isinstance(score_cache_mb, bool) or not isinstance(score_cache_mb, (int, float)) or not (
+        0 <= score_cache_mb < 1 << 20
+    ):
+        raise ConfigError(f"the 'score_cache_mb' parameter must be a number of megabytes >= 0; got {score_cache_mb!r}")
+    cache_bytes = int(score_cache_mb * (1 << 20))
+    from zenrec.store.events import DURABILITY
+
+    if durability not in DURABILITY:
+        raise ConfigError(f"the 'durability' parameter must be one of {', '.join(DURABILITY)}; got {durability!r}")
     key = api_key if api_key is not None else os.environ.get(API_KEY_ENV) or None
     if key is not None and not key.strip():
         raise ConfigError("the API key must not be empty")
@@ -284,14 +303,15 @@ def create_app(
 
         lists = ListLog()
         registry = ModelRegistry(source) if is_registry(source) else None
-        store = EventStore(store_url or default_store_url(source))
+        store = EventStore(store_url or default_store_url(source), background_checkpoint=True, durability=durability)
         writer = None
         try:
             replayed = [0]
 
             def load(version: str) -> LiveModel:
                 assert registry is not None
-                live = LiveModel(ModelBundle.load(registry.path(version)), version, item_table, retrieval, lists)
+                live = LiveModel(ModelBundle.load(registry.path(version)), version, item_table, retrieval, lists,
+                                 cache_bytes)
                 replayed[0] += replay_events(live, store, registry.info(version).last_event_seq)
                 return live
 
@@ -300,7 +320,8 @@ def create_app(
                 assert view is not None
             else:
                 bundle = ModelBundle.load(source)
-                live = LiveModel(bundle, manifest_version(source, bundle.manifest), item_table, retrieval, lists)
+                live = LiveModel(bundle, manifest_version(source, bundle.manifest), item_table, retrieval, lists,
+                                 cache_bytes)
                 replayed[0] = replay_events(live, store)
                 view = ServingView(live.version, {live.version: live})
             writer = BatchWriter(store)
@@ -321,6 +342,7 @@ def create_app(
                         metrics.model_info.labels(v, m.model.name).set(0)
                     for v, m in new.models.items():
                         metrics.model_info.labels(v, m.model.name).set(1)
+                    log.info("heap settled after the swap in %.0f ms", freeze_heap())
 
                 state.watcher = RegistryWatcher(registry, load, lambda: state.view, set_view, swapped,
                                                 poll_seconds or 1.0)
@@ -331,6 +353,7 @@ def create_app(
             log.info("serving %s from %s; events in %s; %d events replayed", view.versions(), source, store.url,
                      state.replayed)
             app.state.zenrec = state
+            freeze_heap()  # full collector passes would otherwise stall requests for 60-130 ms
             yield
         finally:
             watcher = getattr(getattr(app.state, "zenrec", None), "watcher", None)

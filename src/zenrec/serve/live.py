@@ -39,6 +39,7 @@ import pandas as pd
 from zenrec.data.interactions import Interactions
 from zenrec.errors import ConfigError, UnknownIdError
 from zenrec.pipeline import ModelBundle
+from zenrec.serve.cache import ScoreCache
 from zenrec.serve.retrieval import Retriever, ScoreRetriever, attribute_filter, make_retriever
 
 __all__ = ["ListLog", "LiveModel", "Recommendation", "RecList", "Similar", "is_registry", "manifest_version",
@@ -52,6 +53,8 @@ MAX_OVERLAY = 500
 MAX_LISTS = 100_000
 #: catalogues up to this size are scored in the server's event loop (no thread hand-off)
 INLINE_MAX_ITEMS = 50_000
+#: default memory for users' cached score rows (:class:`~zenrec.serve.cache.ScoreCache`)
+SCORE_CACHE_BYTES = 64 << 20
 
 
 @dataclass(frozen=True)
@@ -166,7 +169,8 @@ class LiveModel:
     """
 
     def __init__(self, bundle: ModelBundle, version: str, item_table: pd.DataFrame | None = None,
-                 retrieval: str = "auto", lists: ListLog | None = None) -> None:
+                 retrieval: str = "auto", lists: ListLog | None = None,
+                 score_cache_bytes: int = SCORE_CACHE_BYTES) -> None:
         self.bundle = bundle
         self.model = bundle.model
         self.version = str(version)
@@ -181,6 +185,8 @@ class LiveModel:
         self.item_table = item_table.reset_index(drop=True)
         self._lock = threading.Lock()
         self._overlay: dict[str, deque[tuple[float, int, int]]] = {}
+        self._stamps: dict[str, int] = {}  # events applied per user: a cached score row is valid at one stamp
+        self.score_cache = ScoreCache(score_cache_bytes)
         self.lists = lists if lists is not None else ListLog()
         self._served = np.zeros(self.n_items, dtype=bool)  # items this version has recommended
         self.items_served = 0
@@ -238,16 +244,22 @@ class LiveModel:
                 if seq > 0 and any(s == seq for _, s, _ in q):
                     continue
                 q.append((float(e.timestamp), seq, int(i)))
+                self._stamps[str(e.user)] = self._stamps.get(str(e.user), 0) + 1
                 applied += 1
             self.events_applied += applied
         return applied
 
     def new_items(self, user: Any) -> np.ndarray:
         """The item indices of a user's events since training, in time order."""
+        return self._events_of(str(user))[0]
+
+    def _events_of(self, key: str) -> tuple[np.ndarray, int]:
+        """A user's new item indices in time order, and the stamp of that state (events applied so far)."""
         with self._lock:
-            q = list(self._overlay.get(str(user), ()))
+            q = list(self._overlay.get(key, ()))
+            stamp = self._stamps.get(key, 0)
         q.sort()
-        return np.asarray([i for _, _, i in q], dtype=np.int64)
+        return np.asarray([i for _, _, i in q], dtype=np.int64), stamp
 
     def cheap_for(self, user: Any) -> bool:
         """True when a list for ``user`` takes well under a millisecond or two of CPU to build.
@@ -342,16 +354,25 @@ class LiveModel:
             raise ConfigError(f"the 'k' parameter must be a positive integer; got {k!r}")
         return int(k)
 
-    def _score_for(self, u: int, new: np.ndarray) -> tuple[np.ndarray, Retriever | None, str | None]:
-        """(score row or query vector, the retriever for it or None, fallback)."""
+    def _score_for(self, u: int, new: np.ndarray, key: str,
+                   stamp: int) -> tuple[np.ndarray, Retriever | None, str | None]:
+        """(score row or query vector, the retriever for it or None, fallback).
+
+        A score row the model computed is kept in :attr:`score_cache` under
+        the user's ``key`` and history ``stamp``, and reused while both hold.
+        """
         m = self.model
-        if len(new) and m.supports_history:
-            return self._history_scores(u, new), None, None
-        if u >= 0:
+        history = len(new) > 0 and m.supports_history
+        if not history:
+            if u < 0:
+                return np.asarray(m.popularity_, dtype=np.float32), None, "popular"
             if self._factor_retriever is not None:
                 return np.asarray(m.user_factors_[u], dtype=np.float32), self._factor_retriever, None
-            return m.score(np.asarray([u]))[0], None, None
-        return np.asarray(m.popularity_, dtype=np.float32), None, "popular"
+        row = self.score_cache.get(key, stamp)
+        if row is None:
+            row = self._history_scores(u, new) if history else m.score(np.asarray([u]))[0]
+            self.score_cache.put(key, stamp, row)
+        return row, None, None
 
     def recommend(self, user: Any, k: int = 10, exclude_seen: bool = True,
                   allowed: np.ndarray | None = None, reasons: bool = False) -> RecList:
@@ -362,8 +383,8 @@ class LiveModel:
         """
         k = self._check_k(k)
         u = self._user_index(user)
-        new = self.new_items(user)
-        scores, retriever, fallback = self._score_for(u, new)
+        new, stamp = self._events_of(str(user))
+        scores, retriever, fallback = self._score_for(u, new, str(user), stamp)
         exclude = np.empty(0, dtype=np.int64)
         if exclude_seen:
             seen = self.bundle.seen

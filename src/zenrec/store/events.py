@@ -43,6 +43,7 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from zenrec.errors import ConfigError, DataError, ZenrecError
+from zenrec.store.checkpoint import WalCheckpointer
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -263,8 +264,19 @@ def _record(row: Sequence[Any]) -> EventRecord:
 # ---------------------------------------------------------------- the store
 
 
-def _engine_for(url: str) -> tuple[Engine, str]:
-    """A configured engine and the URL as printed in messages (password hidden)."""
+#: what an acknowledged commit survives (:class:`EventStore`'s ``durability``)
+DURABILITY = ("fsync", "os")
+
+
+def _engine_for(url: str, autocheckpoint: bool = True, durability: str = "fsync") -> tuple[Engine, str]:
+    """A configured engine and the URL as printed in messages (password hidden).
+
+    ``autocheckpoint=False``: SQLite connections never checkpoint the WAL
+    themselves (a :class:`~zenrec.store.checkpoint.WalCheckpointer` does).
+    ``durability``: see :class:`EventStore`.
+    """
+    if durability not in DURABILITY:
+        raise ConfigError(f"the event store's durability must be one of {', '.join(DURABILITY)}; got {durability!r}")
     if not isinstance(url, str) or not url:
         raise ConfigError(f"event store URL must be a non-empty string; got {url!r}")
     try:
@@ -285,27 +297,45 @@ def _engine_for(url: str) -> tuple[Engine, str]:
                               "events must outlive the process")
         Path(db).expanduser().parent.mkdir(parents=True, exist_ok=True)
         engine = sa.create_engine(u, connect_args={"timeout": 60})
-        sa.event.listen(engine, "connect", _sqlite_on_connect)
+        sync = "FULL" if durability == "fsync" else "NORMAL"
+
+        def on_connect(dbapi_conn: Any, _record: Any) -> None:
+            _sqlite_on_connect(dbapi_conn, sync, autocheckpoint)
+
+        sa.event.listen(engine, "connect", on_connect)
         sa.event.listen(engine, "begin", _sqlite_on_begin)
     elif backend == "postgresql":
         if u.get_driver_name() != "psycopg":
             u = u.set(drivername="postgresql+psycopg")
         engine = sa.create_engine(u, pool_pre_ping=True, pool_size=8, max_overflow=16)
+        if durability == "os":  # commits return before the server's WAL flush (it follows within ~0.6 s)
+            sa.event.listen(engine, "connect", _pg_async_commit)
     else:
         raise ConfigError(f"event store URL {shown!r}: unsupported database {backend!r}; use sqlite or postgresql")
     return engine, shown
 
 
-def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
+def _sqlite_on_connect(dbapi_conn: Any, synchronous: str, autocheckpoint: bool) -> None:
     # SQLAlchemy's recipe: the driver stays out of transactions, ``_sqlite_on_begin`` opens them
     dbapi_conn.isolation_level = None
     cur = dbapi_conn.cursor()
     try:
         cur.execute("PRAGMA busy_timeout=60000")
         cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute("PRAGMA synchronous=FULL")
+        cur.execute(f"PRAGMA synchronous={synchronous}")
+        if not autocheckpoint:
+            cur.execute("PRAGMA wal_autocheckpoint=0")
     finally:
         cur.close()
+
+
+def _pg_async_commit(dbapi_conn: Any, _record: Any) -> None:
+    autocommit = dbapi_conn.autocommit
+    dbapi_conn.autocommit = True
+    try:
+        dbapi_conn.execute("SET synchronous_commit TO off")
+    finally:
+        dbapi_conn.autocommit = autocommit
 
 
 def _sqlite_on_begin(conn: Connection) -> None:
@@ -323,17 +353,44 @@ class EventStore:
 
     The table and its indexes are created when missing.  The store is safe to
     share between threads and between processes (or replicas, on PostgreSQL).
+
+    ``background_checkpoint`` (SQLite only, for long-running writers such as
+    the server): commits never checkpoint the write-ahead log; a thread does it
+    every second instead (:mod:`zenrec.store.checkpoint`), so no commit pays
+    for copying the log into the database.
+
+    ``durability`` says what an acknowledged (committed) event survives:
+
+    * ``"fsync"`` (default): anything, power loss included — every commit
+      waits for the disk (SQLite ``synchronous=FULL``; PostgreSQL
+      ``synchronous_commit=on``);
+    * ``"os"``: the writing process being killed (the commit is in the
+      operating system's or the database server's hands before it returns),
+      but an operating-system crash or power loss may lose the events of
+      the last moments — about a second; the store itself stays consistent
+      (SQLite WAL with ``synchronous=NORMAL``, the log synced at every
+      checkpoint; PostgreSQL ``synchronous_commit=off``).  Commits then never
+      wait on the disk, whose sync can stall for tens of milliseconds.
     """
 
-    def __init__(self, url: str) -> None:
-        self._engine, self.url = _engine_for(url)
+    def __init__(self, url: str, background_checkpoint: bool = False, durability: str = "fsync") -> None:
+        self.durability = durability
+        self._engine, self.url = _engine_for(url, autocheckpoint=not background_checkpoint, durability=durability)
         self.dialect: str = self._engine.dialect.name
+        self.checkpointer: WalCheckpointer | None = None
         self._writer = self._engine.execution_options(zenrec_write=True)
         try:
             self._create()
         except BaseException:
             self._engine.dispose()
             raise
+        if background_checkpoint and self.dialect == "sqlite":
+            self.checkpointer = WalCheckpointer(str(self._engine.url.database))
+
+    @property
+    def background_checkpoint(self) -> bool:
+        """True when a background thread, not the commits, checkpoints this SQLite store's log."""
+        return self.checkpointer is not None
 
     def _create(self) -> None:
         for attempt in range(3):
@@ -514,7 +571,9 @@ class EventStore:
         )
 
     def close(self) -> None:
-        """Release the database connections."""
+        """Release the database connections (after a last checkpoint, with ``background_checkpoint``)."""
+        if self.checkpointer is not None:
+            self.checkpointer.stop()
         self._engine.dispose()
 
     def __enter__(self) -> EventStore:

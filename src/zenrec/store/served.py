@@ -77,8 +77,7 @@ class ServedLog:
             # durable event commits queued behind it; a crash may lose the last lists, never an event
             from zenrec.store.events import _engine_for
 
-            self._engine, _ = _engine_for(store.url)
-            sa.event.listen(self._engine, "connect", _no_fsync)
+            self._engine, _ = _engine_for(store.url, autocheckpoint=not store.background_checkpoint, durability="os")
         self.max_batch = max_batch
         self.max_wait = max_wait_s
         self._queue: queue.Queue[ServedList | None] = queue.Queue(maxsize=max_queue)
@@ -140,14 +139,6 @@ class ServedLog:
         self._thread.join(timeout)
         if self._engine is not None:
             self._engine.dispose()
-
-
-def _no_fsync(dbapi_conn: Any, _record: Any) -> None:
-    cur = dbapi_conn.cursor()
-    try:
-        cur.execute("PRAGMA synchronous=NORMAL")
-    finally:
-        cur.close()
 
 
 def served_frame(store: EventStore, since_ts: float | None = None, until_ts: float | None = None) -> pd.DataFrame:

@@ -40,12 +40,12 @@ def state_of(request: Request) -> Any:
     return state
 
 
-def read_access(request: Request, key: Annotated[str | None, Security(api_key_header)] = None) -> None:
+async def read_access(request: Request, key: Annotated[str | None, Security(api_key_header)] = None) -> None:
     """Dependency of read endpoints: the API key, when the server requires it for reads."""
     state_of(request).check_key(key, write=False)
 
 
-def write_access(request: Request, key: Annotated[str | None, Security(api_key_header)] = None) -> None:
+async def write_access(request: Request, key: Annotated[str | None, Security(api_key_header)] = None) -> None:
     """Dependency of write endpoints: the API key, whenever the server has one."""
     state_of(request).check_key(key, write=True)
 

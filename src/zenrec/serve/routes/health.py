@@ -29,6 +29,8 @@ def healthz(request: Request) -> dict[str, Any]:
         "users_with_new_events": live.users_with_events(),
         "events_applied": live.events_applied,
         "events_replayed": state.replayed,
+        "score_cache": {"users": len(live.score_cache), "bytes": live.score_cache.bytes,
+                        "hit_rate": round(live.score_cache.hit_rate(), 4)},
         "store": state.store.dialect,
     }
 
@@ -37,4 +39,7 @@ def healthz(request: Request) -> dict[str, Any]:
 def metrics(request: Request, _: Annotated[None, Depends(read_access)] = None) -> Response:
     """Prometheus metrics: requests and latency per route, events stored, lists served, model version."""
     state = state_of(request)
+    for v, live in state.view.models.items():
+        state.metrics.score_cache.labels(v, "hit").set(live.score_cache.hits)
+        state.metrics.score_cache.labels(v, "miss").set(live.score_cache.misses)
     return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
