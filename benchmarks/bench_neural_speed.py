@@ -416,14 +416,17 @@ def render(rows: list[dict], notes: list[str]) -> str:
         when = sorted(r.get("finished", "") for r in ok if r.get("finished"))
         span = f" on {when[0][:10]} ({when[0][11:16]}–{when[-1][11:16]} UTC)" if when else ""
         r0 = ok[0]
+        load = f"1-minute load average {min(loads):.1f}–{max(loads):.1f} during the runs"
+        quiet = max(loads) <= r0["torch_threads"] + 0.5  # no more than the benchmark's own threads
+        where = (f"otherwise idle ({load}, the benchmark's own threads included)" if quiet
+                 else f"**shared with other jobs** ({load}), so timings are noisy")
         lines += ["", f"Machine{span}: {r0.get('machine', platform.machine())}, {r0['cpus']} CPUs, "
-                  f"**shared with other jobs** (1-minute load average {min(loads):.1f}–{max(loads):.1f} "
-                  f"during the runs), so timings are noisy; torch {r0['torch']} with "
+                  f"{where}; torch {r0['torch']} with "
                   f"{r0['torch_threads']} intra-op threads, Python {r0['python']}; models run one at a time. "
                   f"Code: {r0.get('code', 'unknown')}."]
     for n in notes:
         lines += ["", n]
-    lines += ["", "Reproduce (about 25 minutes on 2 cores):", "", f"    {COMMAND}", "",
+    lines += ["", "Reproduce (about 12 minutes on an idle 2-core machine):", "", f"    {COMMAND}", "",
               "`--only MODEL` reruns one model (its rows are merged into the results file), "
               "`--reuse --write-docs` re-renders this section from the results "
               "(`benchmarks/.work/results/neural_speed.jsonl`)."]

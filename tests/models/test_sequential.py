@@ -8,6 +8,7 @@ import torch
 
 from zenrec import testing
 from zenrec.data import Interactions
+from zenrec.errors import ConfigError
 from zenrec.models import create_model
 from zenrec.models.base import TrainOptions
 
@@ -70,3 +71,14 @@ def test_empty_history_falls_back_to_popularity(fitted):
     _, models = fitted
     sasrec = models["sasrec"]
     np.testing.assert_array_equal(sasrec.score_sequences(np.zeros((1, 50), dtype=np.int64))[0], sasrec.popularity_)
+
+
+def test_sasrec_feed_forward_width_is_a_setting():
+    """``ffn_size`` widens each block's feed-forward layer (default: the embedding size, as in the paper)."""
+    data = testing.ring_walks(20)
+    default = create_model("sasrec", epochs=1, max_len=8, factors=16).fit(data, options=FAST)
+    wide = create_model("sasrec", epochs=1, max_len=8, factors=16, ffn_size=48).fit(data, options=FAST)
+    widths = [[m.linear1.out_features for m in model.net_.blocks.layers] for model in (default, wide)]
+    assert widths == [[16, 16], [48, 48]]
+    with pytest.raises(ConfigError, match="ffn_size"):
+        create_model("sasrec", ffn_size=0)
