@@ -568,11 +568,9 @@ def run_load(server: Server, users_file: Path, tag: str, args, rate: float | Non
 
 
 UNPINNED = ", server on both cores"
-#: case (b)'s comparison server: every request runs the network
-B_NO_CACHE = "sasrec, no score cache"
-#: case (b)'s servers: name → (backend label, extra `zenrec serve` options)
+#: case (b)'s servers: name → (backend label, extra `zenrec serve` options); the first is the default server
 B_SERVERS = {"default": ("sasrec", []), "os": ("sasrec, durability os", ["--durability", "os"]),
-             "nocache": (B_NO_CACHE, ["--score-cache-mb", "0"])}
+             "nocache": ("sasrec, no score cache", ["--score-cache-mb", "0"])}
 
 
 def unpinned_run(server: Server, users_file: Path, tag: str, args) -> dict | None:

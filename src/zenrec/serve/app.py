@@ -35,6 +35,7 @@ from zenrec.serve.errors import ApiError, error_body, install_error_handlers
 from zenrec.serve.heap import freeze_heap
 from zenrec.serve.live import ListLog, LiveModel, default_store_url, is_registry, manifest_version
 from zenrec.serve.versions import RegistryWatcher, ServingView, registry_view
+from zenrec.store.events import check_durability
 from zenrec.store.registry import ModelRegistry
 from zenrec.store.served import ServedList, ServedLog
 
@@ -288,10 +289,7 @@ def create_app(
     ):
         raise ConfigError(f"the 'score_cache_mb' parameter must be a number of megabytes >= 0; got {score_cache_mb!r}")
     cache_bytes = int(score_cache_mb * (1 << 20))
-    from zenrec.store.events import DURABILITY
-
-    if durability not in DURABILITY:
-        raise ConfigError(f"the 'durability' parameter must be one of {', '.join(DURABILITY)}; got {durability!r}")
+    check_durability(durability)  # now rather than when the server starts
     key = api_key if api_key is not None else os.environ.get(API_KEY_ENV) or None
     if key is not None and not key.strip():
         raise ConfigError("the API key must not be empty")

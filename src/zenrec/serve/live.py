@@ -433,18 +433,25 @@ class LiveModel:
                     self._similar = ("cooccurrence", (seen.T.tocsr(), seen, counts))
             return self._similar
 
-    def _affinity(self, hist: np.ndarray, recs: np.ndarray) -> tuple[str, np.ndarray]:
-        """How strongly each history item relates to each recommended item (``len(hist) × len(recs)``)."""
+    def _affinity(self, hist: np.ndarray | None, recs: np.ndarray) -> tuple[str, np.ndarray]:
+        """How strongly each history item relates to each recommended item (``len(hist) × len(recs)``).
+
+        ``hist=None``: every item of the catalogue, without copying the model's matrices row by row.
+        """
         method, state = self._similarity()
+
+        def rows(a: Any) -> Any:  # scipy copies a matrix even for a full slice
+            return a if hist is None else a[hist]
+
         if method == "embedding":
             unit, _ = state
-            return "embedding", unit[hist] @ unit[recs].T
+            return "embedding", rows(unit) @ unit[recs].T
         if method == "weights":  # columns first: a few recommended items, maybe every history item
-            block = state[:, recs][hist]
+            block = rows(state[:, recs])
             return "weights", np.asarray(block.toarray() if hasattr(block, "toarray") else block, dtype=np.float64)
         by_item, seen, counts = state
-        co = np.asarray((by_item[hist] @ seen[:, recs]).toarray(), dtype=np.float64)
-        return "cooccurrence", co / np.sqrt(np.maximum(np.outer(counts[hist], counts[recs]), 1e-12))
+        co = np.asarray((rows(by_item) @ seen[:, recs]).toarray(), dtype=np.float64)
+        return "cooccurrence", co / np.sqrt(np.maximum(np.outer(rows(counts), counts[recs]), 1e-12))
 
     def _with_reasons(self, items: list[Recommendation], hist: np.ndarray, n: int = 3) -> list[Recommendation]:
         """``items`` with up to ``n`` reasons each: the user's items most related to it, strongest first.
@@ -486,7 +493,7 @@ class LiveModel:
             unit, retriever = state
             items = self._top(unit[i], k, exclude, None, retriever)
         else:  # every item's relation to this one, by the same measure as reasons use
-            scores = self._affinity(np.arange(self.n_items), exclude)[1][:, 0].astype(np.float32)
+            scores = self._affinity(None, exclude)[1][:, 0].astype(np.float32)
             allowed = scores > 0  # no evidence of similarity: not listed
             items = self._top(scores, k, exclude, allowed)
         return Similar(_plain(item), items, self.version, self._new_list_id(), method)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
-import time
 
 __all__ = ["WalCheckpointer"]
 
@@ -30,7 +29,6 @@ class WalCheckpointer:
         self.interval = float(interval)
         self.checkpoints = 0  # checkpoints that copied frames
         self.failures = 0
-        self.slowest_ms = 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="zenrec-wal-checkpoint", daemon=True)
         self._thread.start()
@@ -40,14 +38,11 @@ class WalCheckpointer:
         conn.execute("PRAGMA busy_timeout=60000")
         return conn
 
-    def checkpoint(self, conn: sqlite3.Connection, mode: str = "PASSIVE") -> tuple[int, int, int]:
-        """One checkpoint: (busy, frames in the log, frames copied), as SQLite reports them."""
-        t0 = time.perf_counter()
-        busy, frames, copied = conn.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()
-        self.slowest_ms = max(self.slowest_ms, (time.perf_counter() - t0) * 1000.0)
+    def checkpoint(self, conn: sqlite3.Connection, mode: str = "PASSIVE") -> None:
+        """One checkpoint; counted in :attr:`checkpoints` when it copied frames into the database."""
+        _busy, _frames, copied = conn.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()
         if copied > 0:
             self.checkpoints += 1
-        return int(busy), int(frames), int(copied)
 
     def _run(self) -> None:
         conn = None

@@ -268,6 +268,13 @@ def _record(row: Sequence[Any]) -> EventRecord:
 DURABILITY = ("fsync", "os")
 
 
+def check_durability(durability: Any) -> str:
+    """``durability`` itself when it is one of :data:`DURABILITY`, else a :class:`ConfigError` naming them."""
+    if durability not in DURABILITY:
+        raise ConfigError(f"the event store's durability must be one of {', '.join(DURABILITY)}; got {durability!r}")
+    return durability
+
+
 def _engine_for(url: str, autocheckpoint: bool = True, durability: str = "fsync") -> tuple[Engine, str]:
     """A configured engine and the URL as printed in messages (password hidden).
 
@@ -275,8 +282,7 @@ def _engine_for(url: str, autocheckpoint: bool = True, durability: str = "fsync"
     themselves (a :class:`~zenrec.store.checkpoint.WalCheckpointer` does).
     ``durability``: see :class:`EventStore`.
     """
-    if durability not in DURABILITY:
-        raise ConfigError(f"the event store's durability must be one of {', '.join(DURABILITY)}; got {durability!r}")
+    check_durability(durability)
     if not isinstance(url, str) or not url:
         raise ConfigError(f"event store URL must be a non-empty string; got {url!r}")
     try:

@@ -71,6 +71,7 @@ class ServedLog:
                  max_queue: int = 100_000) -> None:
         self.store = store
         self._engine = None
+        self._writer = store._writer
         if store.dialect == "sqlite":
             # its own connection that commits without an fsync (WAL, synchronous=NORMAL): a list log batch
             # then holds SQLite's single write lock for well under a millisecond, so it does not delay the
@@ -78,6 +79,7 @@ class ServedLog:
             from zenrec.store.events import _engine_for
 
             self._engine, _ = _engine_for(store.url, autocheckpoint=not store.background_checkpoint, durability="os")
+            self._writer = self._engine.execution_options(zenrec_write=True)
         self.max_batch = max_batch
         self.max_wait = max_wait_s
         self._queue: queue.Queue[ServedList | None] = queue.Queue(maxsize=max_queue)
@@ -119,12 +121,8 @@ class ServedLog:
 
     def _write(self, batch: list[ServedList]) -> None:
         try:
-            if self._engine is not None:
-                with self._engine.execution_options(zenrec_write=True).begin() as conn:
-                    conn.execute(sa.insert(served_table), [s.row() for s in batch])
-            else:
-                with self.store._write("log served lists") as conn:
-                    conn.execute(sa.insert(served_table), [s.row() for s in batch])
+            with self._writer.begin() as conn:
+                conn.execute(sa.insert(served_table), [s.row() for s in batch])
             self.written += len(batch)
         except Exception as exc:  # noqa: BLE001 - losing a log batch must not stop serving
             self.failed += len(batch)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from concurrent.futures import TimeoutError as FutureTimeout
 from types import SimpleNamespace
 from typing import Annotated, Any
 
@@ -79,7 +78,7 @@ async def post_events(
             raise ApiError(422, "invalid_event", f"{where}{exc}") from None
     try:  # the writer's thread commits; the event loop waits without holding a pool thread
         stored = await asyncio.wait_for(asyncio.wrap_future(state.writer.submit(events)), timeout=60)
-    except (FutureTimeout, asyncio.TimeoutError):
+    except asyncio.TimeoutError:
         raise ApiError(503, "store_unavailable", "the event store did not commit within 60 s; retry with the "
                        "same event ids") from None
     fresh = [SimpleNamespace(user=e.user, item=e.item, timestamp=e.timestamp, seq=s.seq)
