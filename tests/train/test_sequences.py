@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from zenrec.data.interactions import Interactions
-from zenrec.train.sequences import training_windows
+from zenrec.train.sequences import trained_from, training_windows
 
 
 def _one_user(n: int) -> Interactions:
@@ -43,12 +43,48 @@ def test_windows_cover_every_transition_in_order(n, length, data):
         assert np.array_equal(items, np.arange(items[0], items[0] + len(items)))
 
 
+@settings(max_examples=60, deadline=None)
+@given(sizes=st.lists(st.integers(0, 150), min_size=1, max_size=4), length=st.integers(1, 60), data=st.data())
+def test_each_transition_is_trained_once_with_its_longest_context(sizes, length, data):
+    stride = data.draw(st.integers(1, length))
+    all_windows = data.draw(st.booleans())
+    user = np.repeat(np.arange(len(sizes)), sizes).astype(np.int32)
+    item = np.concatenate([np.arange(n) for n in sizes]).astype(np.int64) if sum(sizes) else np.zeros(0, np.int64)
+    inter = Interactions(user, item, len(sizes), max(sizes + [1]), timestamp=np.arange(len(user)))
+    w = training_windows(inter, length, all_windows, stride)
+    first = trained_from(inter, length, all_windows, stride)
+    assert first.shape == (len(w),) and ((first == 0) | (first == length - stride)).all()
+    trained: dict[tuple[int, int], int] = {}  # (user, target item) -> items before it in the window
+    best: dict[tuple[int, int], int] = {}  # the most items before it in any window
+    owners = np.repeat(np.flatnonzero(np.array(sizes) >= 2),
+                       [len(training_windows(_one_user(n), length, all_windows, stride)) if n >= 2 else 0
+                        for n in sizes if n >= 2])
+    for row, f, u in zip(w, first, owners, strict=True):
+        for col in range(length):
+            if row[col] > 0 and row[col + 1] > 0:
+                key, context = (int(u), int(row[col + 1]) - 1), int((row[: col + 1] > 0).sum())
+                best[key] = max(best.get(key, 0), context)
+                if col >= f:
+                    assert key not in trained, "a transition trained twice in one epoch"
+                    trained[key] = context
+    for u, n in enumerate(sizes):
+        targets = range(1, n) if all_windows else range(max(1, n - length), n)
+        for t in targets:
+            context = trained.pop((u, t))
+            assert context == best[(u, t)]
+            if all_windows:  # at least the overlap of consecutive windows, or the whole past
+                assert context >= min(t, length - stride + 1)
+    assert not trained
+
+
 def test_default_stride_is_the_length_and_last_only_keeps_one_window():
     inter = _one_user(120)
     assert np.array_equal(training_windows(inter, 50), training_windows(inter, 50, True, 50))
     assert len(training_windows(inter, 50)) == 3  # 119 transitions in windows of 50
     assert len(training_windows(inter, 50, True, 25)) == 4  # ends at 119, 94, 69, 44
     assert len(training_windows(inter, 50, False, 25)) == 1
+    assert trained_from(inter, 50).tolist() == [0, 0, 0]  # no overlap: every transition of every window
+    assert trained_from(inter, 50, True, 25).tolist() == [25, 25, 25, 0]
     for bad in (0, 51):
         with pytest.raises(ValueError, match="stride"):
             training_windows(inter, 50, True, bad)

@@ -59,14 +59,16 @@ class BERT4Rec(SequentialRecommender):
         """The id of [MASK] in the network input (items are ``1 … n_items``, 0 pads)."""
         return self.n_items_ + 1
 
-    def _training_windows(self, train: Interactions) -> np.ndarray:
-        """Windows of ``max_len`` items, the length the network reads at scoring time."""
+    def _training_windows(self, train: Interactions) -> tuple[np.ndarray, np.ndarray]:
+        """Windows of ``max_len`` items, the length the network reads at scoring time (not overlapping)."""
         from zenrec.train.sequences import training_windows
 
-        return training_windows(train, self.config.max_len - 1, self.config.all_windows)
+        win = training_windows(train, self.config.max_len - 1, self.config.all_windows)
+        return win, np.zeros(len(win), np.int64)
 
-    def _window_loss(self, win: Any) -> Any:
-        """Mask items of each window and predict them from the rest."""
+    def _window_loss(self, win: Any, first: Any) -> Any:
+        """Mask items of each window and predict them from the rest (``first`` is unused: windows
+        do not overlap)."""
         import torch
 
         c = self.config

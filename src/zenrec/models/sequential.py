@@ -59,7 +59,8 @@ class SequentialConfig(ModelConfig):
     all_windows: bool = Field(True, description="train on every max_len window of long histories, not only the last")
     window_stride: int | None = Field(
         None, ge=1, description="a training window ends every this many items of a history, at most max_len "
-        "(default max_len: windows do not overlap; smaller: overlapping windows give transitions a longer context)",
+        "(default max_len: windows do not overlap; smaller: each transition is still trained once per epoch, in "
+        "the window where it has the longest context, at about max_len / window_stride times the compute)",
     )
 
     @model_validator(mode="after")
@@ -96,7 +97,7 @@ class SequentialRecommender(Recommender):
         self._keep_sequences(train)
         net = self._build_net(train.n_items).to(device)
         self.net_ = net
-        windows = torch.as_tensor(self._training_windows(train), device=device)
+        windows, first = (torch.as_tensor(a, device=device) for a in self._training_windows(train))
         rng = np.random.default_rng(options.seed)
         self._log_q = torch.log(torch.as_tensor(self.popularity_ + 1e-6, device=device))
         self._sampler = NegativeSampler(train.n_items, "uniform", device=device)
@@ -104,31 +105,39 @@ class SequentialRecommender(Recommender):
 
         def batches(epoch: int):
             for idx in batch_indices(len(windows), c.batch_size, rng):
-                yield windows[torch.as_tensor(idx, device=device)]
+                idx = torch.as_tensor(idx, device=device)
+                yield windows[idx], first[idx]
 
         validate = None
         if valid is not None and len(valid):
             def validate() -> float:
                 return validation_ndcg(self._score, valid, train)
 
-        result = fit_loop(net, opt, batches, self._window_loss, c.epochs, validate, c.patience, options.progress,
+        result = fit_loop(net, opt, batches, lambda b: self._window_loss(*b), c.epochs, validate, c.patience, options.progress,
                           name=self.name, lr_decay=c.lr_decay, decay_patience=c.decay_patience)
         self.epochs_trained_ = result.epochs
         self.train_history_ = result.history
         del self._log_q, self._sampler
         net.eval()
 
-    def _training_windows(self, train: Interactions) -> np.ndarray:
-        """The training examples: windows of ``max_len + 1`` items (ids + 1, left-padded)."""
-        from zenrec.train.sequences import training_windows
+    def _training_windows(self, train: Interactions) -> tuple[np.ndarray, np.ndarray]:
+        """The training examples: windows of ``max_len + 1`` items (ids + 1, left-padded), and for each
+        the first of its transitions to train (see :func:`~zenrec.train.sequences.trained_from`)."""
+        from zenrec.train.sequences import trained_from, training_windows
 
-        return training_windows(train, self.config.max_len, self.config.all_windows, self.config.window_stride)
+        c = self.config
+        return (training_windows(train, c.max_len, c.all_windows, c.window_stride),
+                trained_from(train, c.max_len, c.all_windows, c.window_stride))
 
-    def _window_loss(self, win: Any) -> Any:
-        """The loss of a batch of windows: predict each next item from the items before it."""
+    def _window_loss(self, win: Any, first: Any) -> Any:
+        """The loss of a batch of windows: predict each next item from the items before it (from the
+        window's ``first`` transition on)."""
+        import torch
+
         inp, tgt = win[:, :-1], win[:, 1:]
         h = self.net_(inp)
-        keep = (inp > 0) & (tgt > 0)
+        col = torch.arange(inp.shape[1], device=inp.device)
+        keep = (inp > 0) & (tgt > 0) & (col[None, :] >= first[:, None])
         return self._item_loss(h[keep], tgt[keep] - 1)
 
     def _item_vectors(self) -> Any:
