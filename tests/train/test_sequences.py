@@ -96,3 +96,13 @@ def test_a_stride_longer_than_the_window_is_refused_by_the_config():
 
     with pytest.raises((ConfigError, ValueError), match="window_stride"):
         SASRec(max_len=20, window_stride=21)
+
+
+def test_the_default_stride_is_a_fifth_of_the_history():
+    from zenrec.models.gru4rec import GRU4Rec
+    from zenrec.models.sasrec import SASRec
+
+    assert SASRec().config.stride == 10  # history 50
+    assert SASRec(max_len=20).config.stride == 4
+    assert GRU4Rec(max_len=3).config.stride == 1
+    assert SASRec(max_len=20, window_stride=20).config.stride == 20  # no overlap, when asked

