@@ -368,6 +368,11 @@ def render(rows: list[dict], note: str = "") -> str:
                 notes.append(f"loss={p['loss']}")
             if r["library"] == "recbole":
                 notes.append(f"batch {p.get('train_batch_size')}")
+            if r["library"] == "zenrec" and p.get("window_stride") not in (None, 10):
+                notes.append(f"window_stride={p['window_stride']}")
+            unranked = {k: v for k, v in (r.get("unranked_users") or {}).items() if v}
+            if unranked:  # users the peer could not rank: counted as misses
+                notes.append("no list for " + ", ".join(f"{v} {k} users" for k, v in unranked.items()))
             lines.append(
                 f"| {r['library']} | {r['model']} | {t['ndcg@10']:.4f} | {t['hit@10']:.4f} | "
                 f"{_f(r.get('best_valid'))} | {ep or '–'} | {r.get('best_epoch') or '–'} | {stopped or '–'} | "

@@ -75,16 +75,22 @@ def main() -> None:
     state: dict = {"train_s": 0.0, "curve": [], "best_state": None, "stopper": None, "t_epoch": 0.0}
     holder: dict = {}
 
-    def recommend(ds: Dataset, users: list[str]) -> dict[str, list[str]]:
+    unranked: dict[str, int] = {}  # users RecTools gave no list, per part
+
+    def recommend(ds: Dataset, users: list[str], part: str) -> dict[str, list[str]]:
         model = holder["model"]
         fitted = model.is_fitted
         model.is_fitted = True  # recommend() refuses an unfitted model; the weights are the current ones
         try:
-            reco = model.recommend(users=users, dataset=ds, k=K, filter_viewed=True)
+            # RecTools drops histories of a single item from its training data, so it cannot rank
+            # those users ("cold" to it): they get no list, which counts as a miss
+            reco = model.recommend(users=users, dataset=ds, k=K, filter_viewed=True, on_unsupported_targets="ignore")
         finally:
             model.is_fitted = fitted
         reco = reco.sort_values([Columns.User, Columns.Rank], kind="stable")
-        return {u: list(g) for u, g in reco.groupby(Columns.User, sort=False)[Columns.Item]}
+        out = {u: list(g) for u, g in reco.groupby(Columns.User, sort=False)[Columns.Item]}
+        unranked[part] = len(set(users) - set(out))
+        return out
 
     class EpochEval(Callback):
         def on_train_epoch_start(self, trainer, pl_module) -> None:  # noqa: ANN001
@@ -95,7 +101,7 @@ def main() -> None:
         def on_train_epoch_end(self, trainer, pl_module) -> None:  # noqa: ANN001
             state["train_s"] += time.perf_counter() - state["t_epoch"]
             t_val = time.perf_counter()
-            top = recommend(ds_train, list(valid_truth))
+            top = recommend(ds_train, list(valid_truth), "valid")
             nd, hr = ndcg_hr(top, valid_truth)
             epoch = len(state["curve"]) + 1
             state["curve"].append({"epoch": epoch, "train_seconds": round(state["train_s"], 3),
@@ -131,7 +137,7 @@ def main() -> None:
     fit_wall = time.perf_counter() - t0
     stopper = state["stopper"]
     model.lightning_model.torch_model.load_state_dict(state["best_state"])
-    test_top = recommend(ds_trainval, list(test_truth))
+    test_top = recommend(ds_trainval, list(test_truth), "test")
     nd, hr = ndcg_hr(test_top, test_truth)
     write_topk(args.topk, {"valid": state["best_valid_top"], "test": test_top})
     curve = state["curve"]
@@ -143,7 +149,7 @@ def main() -> None:
         "fit_wall_s": round(fit_wall, 3), "load_s": round(load_s, 3), "curve": curve,
         "test_own": {"ndcg@10": round(nd, 6), "hit@10": round(hr, 6)},
         "rss_before_fit_mb": round(rss_before, 1), "peak_rss_mb": round(peak_rss_mb(), 1),
-        "threads": args.threads, "topk_file": str(args.topk),
+        "threads": args.threads, "topk_file": str(args.topk), "unranked_users": unranked,
     })
 
 

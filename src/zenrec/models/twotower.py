@@ -80,8 +80,10 @@ class TwoTowerConfig(ModelConfig):
         0.0, ge=0, lt=1, description="probability of dropping a user's id embedding in a training step "
         "(teaches history and user features to stand alone for users unseen in training)"
     )
+    # ml-latest-small cold-item benchmark (MiniLM, CPU, seed 2020): 0.25 gave warm NDCG@10 0.2388 / cold
+    # Recall@20 0.287, 0.1 gave 0.2442 / 0.314, 0 gave 0.2394 / 0.287
     id_dropout: float = Field(
-        0.25, ge=0, lt=1, description="probability of dropping an item's id embedding in a training step "
+        0.1, ge=0, lt=1, description="probability of dropping an item's id embedding in a training step "
         "(teaches the content path to stand alone for cold-start items)"
     )
     dropout: float = Field(0.1, ge=0, lt=1, description="dropout inside the content MLPs")
