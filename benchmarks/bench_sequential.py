@@ -457,10 +457,16 @@ def render(rows: list[dict], note: str = "") -> str:
     ]
     if note:
         lines += [note, ""]
-    cmds = list(dict.fromkeys(r["command"] for r in rows if r.get("command")))
+    # oldest first: run in this order, a later command's rows replace an earlier one's, as in the tables
+    last_finished: dict[str, str] = {}
+    for r in _latest(rows):
+        if r.get("command"):
+            last_finished[r["command"]] = max(last_finished.get(r["command"], ""), r.get("finished", ""))
+    cmds = sorted(last_finished, key=last_finished.__getitem__)
     lines += ["Reproduce (after `make install && bash benchmarks/setup_peers.sh recbole rectools`, with zenrec's "
               "venv active): these rows were made by", "", *[f"    {c}" for c in cmds], "",
-              f"in that order, appending to one results file, then rendered with `{COMMAND} --reuse`.", ""]
+              f"in that order (oldest first; each command's `--results` file, or the default one), then rendered with "
+              f"`{COMMAND} --reuse --results FILE...` naming those files in the same order.", ""]
     return "\n".join(lines)
 
 
