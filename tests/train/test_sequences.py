@@ -106,3 +106,11 @@ def test_the_default_stride_is_a_fifth_of_the_history():
     assert SASRec(max_len=20).config.stride == 4
     assert GRU4Rec(max_len=3).config.stride == 1
     assert SASRec(max_len=20, window_stride=20).config.stride == 20  # no overlap, when asked
+
+
+def test_bert4rec_refuses_a_window_stride():
+    from zenrec.errors import ConfigError
+    from zenrec.models.bert4rec import BERT4Rec
+
+    with pytest.raises((ConfigError, ValueError), match="window_stride does not apply to bert4rec"):
+        BERT4Rec(window_stride=10)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from zenrec.data.interactions import Interactions
 from zenrec.models.sequential import SequentialConfig, SequentialRecommender
@@ -29,6 +29,13 @@ class BERT4RecConfig(SequentialConfig):
     lr: LearningRate = 2e-3  # converges in about two thirds of the epochs 1e-3 needs, as well
     epochs: Epochs = 200
     patience: Patience = 30
+
+    @model_validator(mode="after")
+    def _no_stride(self) -> BERT4RecConfig:
+        if self.window_stride is not None:
+            raise ValueError("window_stride does not apply to bert4rec: its training windows never overlap "
+                             "(a masked item is predicted from both sides)")
+        return self
 
 
 def build_bert4rec(n_items: int, c: BERT4RecConfig) -> Any:
