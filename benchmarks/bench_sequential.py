@@ -368,7 +368,7 @@ def render(rows: list[dict], note: str = "") -> str:
                 notes.append(f"loss={p['loss']}")
             if r["library"] == "recbole":
                 notes.append(f"batch {p.get('train_batch_size')}")
-            if r["library"] == "zenrec" and p.get("window_stride") not in (None, 10):
+            if r["library"] == "zenrec" and p.get("window_stride") is not None:  # None: the default
                 notes.append(f"window_stride={p['window_stride']}")
             unranked = {k: v for k, v in (r.get("unranked_users") or {}).items() if v}
             if unranked:  # users the peer could not rank: counted as misses
@@ -459,7 +459,7 @@ def render(rows: list[dict], note: str = "") -> str:
         lines += [note, ""]
     # oldest first: run in this order, a later command's rows replace an earlier one's, as in the tables
     last_finished: dict[str, str] = {}
-    for r in _latest(rows):
+    for r in rows:  # already the latest row per dataset, library and model
         if r.get("command"):
             last_finished[r["command"]] = max(last_finished.get(r["command"], ""), r.get("finished", ""))
     cmds = sorted(last_finished, key=last_finished.__getitem__)

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from zenrec.data.interactions import Interactions
-from zenrec.train.sequences import trained_from, training_windows
+from zenrec.train.sequences import training_windows
 
 
 def _one_user(n: int) -> Interactions:
@@ -28,7 +28,7 @@ def _transitions(windows: np.ndarray) -> list[tuple[int, int]]:
 @given(n=st.integers(2, 200), length=st.integers(1, 60), data=st.data())
 def test_windows_cover_every_transition_in_order(n, length, data):
     stride = data.draw(st.integers(1, length))
-    w = training_windows(_one_user(n), length, True, stride)
+    w = training_windows(_one_user(n), length, True, stride).items
     assert w.shape[1] == length + 1
     trans = _transitions(w)
     assert set(trans) == {(i, i + 1) for i in range(n - 1)}  # all of them, nothing else
@@ -49,29 +49,26 @@ def test_each_transition_is_trained_once_with_its_longest_context(sizes, length,
     stride = data.draw(st.integers(1, length))
     all_windows = data.draw(st.booleans())
     user = np.repeat(np.arange(len(sizes)), sizes).astype(np.int32)
-    item = np.concatenate([np.arange(n) for n in sizes]).astype(np.int64) if sum(sizes) else np.zeros(0, np.int64)
-    inter = Interactions(user, item, len(sizes), max(sizes + [1]), timestamp=np.arange(len(user)))
-    w = training_windows(inter, length, all_windows, stride)
-    first = trained_from(inter, length, all_windows, stride)
+    item = np.arange(len(user))  # every event its own item: a target item names its user and position
+    inter = Interactions(user, item, len(sizes), max(len(user), 1), timestamp=np.arange(len(user)))
+    w, first = training_windows(inter, length, all_windows, stride)
     assert first.shape == (len(w),) and ((first == 0) | (first == length - stride)).all()
-    trained: dict[tuple[int, int], int] = {}  # (user, target item) -> items before it in the window
-    best: dict[tuple[int, int], int] = {}  # the most items before it in any window
-    owners = np.repeat(np.flatnonzero(np.array(sizes) >= 2),
-                       [len(training_windows(_one_user(n), length, all_windows, stride)) if n >= 2 else 0
-                        for n in sizes if n >= 2])
-    for row, f, u in zip(w, first, owners, strict=True):
+    trained: dict[int, int] = {}  # target item -> items before it in the window that trains it
+    best: dict[int, int] = {}  # the most items before it in any window
+    for row, f in zip(w, first, strict=True):
         for col in range(length):
             if row[col] > 0 and row[col + 1] > 0:
-                key, context = (int(u), int(row[col + 1]) - 1), int((row[: col + 1] > 0).sum())
-                best[key] = max(best.get(key, 0), context)
+                target, context = int(row[col + 1]) - 1, int((row[: col + 1] > 0).sum())
+                best[target] = max(best.get(target, 0), context)
                 if col >= f:
-                    assert key not in trained, "a transition trained twice in one epoch"
-                    trained[key] = context
+                    assert target not in trained, "a transition trained twice in one epoch"
+                    trained[target] = context
+    start = np.concatenate([[0], np.cumsum(sizes)])
     for u, n in enumerate(sizes):
         targets = range(1, n) if all_windows else range(max(1, n - length), n)
         for t in targets:
-            context = trained.pop((u, t))
-            assert context == best[(u, t)]
+            context = trained.pop(int(start[u]) + t)
+            assert context == best[int(start[u]) + t]
             if all_windows:  # at least the overlap of consecutive windows, or the whole past
                 assert context >= min(t, length - stride + 1)
     assert not trained
@@ -79,12 +76,12 @@ def test_each_transition_is_trained_once_with_its_longest_context(sizes, length,
 
 def test_default_stride_is_the_length_and_last_only_keeps_one_window():
     inter = _one_user(120)
-    assert np.array_equal(training_windows(inter, 50), training_windows(inter, 50, True, 50))
-    assert len(training_windows(inter, 50)) == 3  # 119 transitions in windows of 50
-    assert len(training_windows(inter, 50, True, 25)) == 4  # ends at 119, 94, 69, 44
-    assert len(training_windows(inter, 50, False, 25)) == 1
-    assert trained_from(inter, 50).tolist() == [0, 0, 0]  # no overlap: every transition of every window
-    assert trained_from(inter, 50, True, 25).tolist() == [25, 25, 25, 0]
+    assert np.array_equal(training_windows(inter, 50).items, training_windows(inter, 50, True, 50).items)
+    assert len(training_windows(inter, 50).items) == 3  # 119 transitions in windows of 50
+    assert len(training_windows(inter, 50, True, 25).items) == 4  # ends at 119, 94, 69, 44
+    assert len(training_windows(inter, 50, False, 25).items) == 1
+    assert training_windows(inter, 50).first.tolist() == [0, 0, 0]  # no overlap: every transition of every window
+    assert training_windows(inter, 50, True, 25).first.tolist() == [25, 25, 25, 0]
     for bad in (0, 51):
         with pytest.raises(ValueError, match="stride"):
             training_windows(inter, 50, True, bad)

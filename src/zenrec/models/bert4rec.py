@@ -11,6 +11,7 @@ from zenrec.data.interactions import Interactions
 from zenrec.models.sequential import SequentialConfig, SequentialRecommender
 from zenrec.models.transformer import build_transformer
 from zenrec.train.params import Epochs, LearningRate, Patience
+from zenrec.train.sequences import Windows
 
 __all__ = ["BERT4Rec", "BERT4RecConfig"]
 
@@ -66,12 +67,11 @@ class BERT4Rec(SequentialRecommender):
         """The id of [MASK] in the network input (items are ``1 … n_items``, 0 pads)."""
         return self.n_items_ + 1
 
-    def _training_windows(self, train: Interactions) -> tuple[np.ndarray, np.ndarray]:
+    def _training_windows(self, train: Interactions) -> Windows:
         """Windows of ``max_len`` items, the length the network reads at scoring time (not overlapping)."""
         from zenrec.train.sequences import training_windows
 
-        win = training_windows(train, self.config.max_len - 1, self.config.all_windows)
-        return win, np.zeros(len(win), np.int64)
+        return training_windows(train, self.config.max_len - 1, self.config.all_windows)
 
     def _window_loss(self, win: Any, first: Any) -> Any:
         """Mask items of each window and predict them from the rest (``first`` is unused: windows

@@ -27,6 +27,7 @@ from zenrec.models.base import ModelConfig, Recommender, TrainOptions
 from zenrec.train.losses import bce_loss, bpr_loss, sampled_softmax_loss, softmax_loss
 from zenrec.train.negatives import NegativeSampler, in_batch_candidates
 from zenrec.train.params import BatchSize, Epochs, LearningRate, Optimizer, OptimizerWeightDecay, Patience
+from zenrec.train.sequences import Windows
 
 __all__ = ["SequentialConfig", "SequentialRecommender"]
 
@@ -129,14 +130,13 @@ class SequentialRecommender(Recommender):
         del self._log_q, self._sampler
         net.eval()
 
-    def _training_windows(self, train: Interactions) -> tuple[np.ndarray, np.ndarray]:
+    def _training_windows(self, train: Interactions) -> Windows:
         """The training examples: windows of ``max_len + 1`` items (ids + 1, left-padded), and for each
-        the first of its transitions to train (see :func:`~zenrec.train.sequences.trained_from`)."""
-        from zenrec.train.sequences import trained_from, training_windows
+        the first of its transitions to train (see :func:`~zenrec.train.sequences.training_windows`)."""
+        from zenrec.train.sequences import training_windows
 
         c = self.config
-        return (training_windows(train, c.max_len, c.all_windows, c.stride),
-                trained_from(train, c.max_len, c.all_windows, c.stride))
+        return training_windows(train, c.max_len, c.all_windows, c.stride)
 
     def _window_loss(self, win: Any, first: Any) -> Any:
         """The loss of a batch of windows: predict each next item from the items before it (from the
