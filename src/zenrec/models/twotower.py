@@ -24,9 +24,11 @@ embedding and are scored from their features and history
 (:meth:`TwoTower.score_new_users` scores users outside the training range
 from their feature rows).  Training is softmax cross-entropy of each
 (user, item) pair against all items, or against in-batch plus uniform
-negatives with logQ correction (``loss="sampled"``, for large catalogues);
-the target item is left out of the user's history pool so the model cannot
-just look it up.  Early stopping watches validation NDCG@10.
+negatives with logQ correction (``loss="sampled"``, for large catalogues).
+The user's other training items are left out of that softmax
+(``mask_seen``): they are positives too, not negatives.  The target item is
+left out of the user's history pool so the model cannot just look it up.
+Early stopping watches validation NDCG@10.
 
 Everything scoring needs — the network weights, the item and user features
 as arrays, the token vocabulary (unicode) and the users' recent items — is
@@ -93,6 +95,12 @@ class TwoTowerConfig(ModelConfig):
     temperature: float = Field(0.1, gt=0, description="softmax temperature of similarity='cosine'")
     loss: Literal["softmax", "sampled"] = Field(
         "softmax", description="softmax: over all items; sampled: in-batch + uniform negatives with logQ correction"
+    )
+    # ml-latest-small cold-item benchmark (MiniLM, CPU, seed 2020): masking raised warm NDCG@10 from 0.2442 to
+    # 0.2585 (best valid 0.2101 to 0.2210)
+    mask_seen: bool = Field(
+        True, description="leave the user's other training items out of each softmax: they are positives "
+        "too, not negatives"
     )
     negatives: int = Field(1024, ge=1, description="uniform negatives per step for loss='sampled'")
     optimizer: Optimizer = "adam"
@@ -343,6 +351,9 @@ class TwoTower(Recommender):
         pos_u = torch.as_tensor(x.row, dtype=torch.long, device=device)
         pos_i = torch.as_tensor(x.col, dtype=torch.long, device=device)
         seqs = torch.as_tensor(self.sequences_, dtype=torch.long, device=device)
+        csr = train.binary.tocsr()
+        indptr = torch.as_tensor(csr.indptr, dtype=torch.long, device=device)
+        indices = torch.as_tensor(csr.indices, dtype=torch.long, device=device)
         all_items = torch.arange(train.n_items, device=device)
         log_q = torch.log(torch.as_tensor(self.popularity_ + 1e-6, device=device))
         gen = torch.Generator(device=device).manual_seed(options.seed)
@@ -372,9 +383,19 @@ class TwoTower(Recommender):
             keep = (torch.rand(len(cand), device=device, generator=gen) >= c.id_dropout).float()
             logits = uv @ net.items(cand, keep).T
             if c.loss == "softmax":
+                if c.mask_seen:
+                    rows, cols = _rows_of(indptr, indices, u)
+                    other = torch.zeros_like(logits, dtype=torch.bool)
+                    other[rows, cols] = True
+                    other[torch.arange(len(u), device=device), tgt] = False
+                    logits = logits.masked_fill(other, float("-inf"))
                 return torch.nn.functional.cross_entropy(logits, tgt)
-            labels = (cand[None, :] == tgt[:, None]).float()
-            return torch.nn.functional.cross_entropy(logits - log_q[cand], labels / labels.sum(1, keepdim=True))
+            labels = cand[None, :] == tgt[:, None]
+            logits = logits - log_q[cand]
+            if c.mask_seen:
+                logits = logits.masked_fill(_in_rows(indptr, indices, u, cand) & ~labels, float("-inf"))
+            labels = labels.float()
+            return torch.nn.functional.cross_entropy(logits, labels / labels.sum(1, keepdim=True))
 
         validate = None
         if valid is not None and len(valid):
@@ -546,6 +567,33 @@ class TwoTower(Recommender):
         net.load_state_dict({k[4:]: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()
                              if k.startswith("net.")})
         self.net_ = net.to(pick_device(None, 1)).eval()
+
+
+def _rows_of(indptr, indices, rows):
+    """(position in ``rows``, column) of every stored entry of the CSR rows ``rows`` (torch tensors)."""
+    import torch
+
+    start, counts = indptr[rows], indptr[rows + 1] - indptr[rows]
+    which = torch.repeat_interleave(torch.arange(len(rows), device=rows.device), counts)
+    offset = torch.arange(len(which), device=rows.device) - torch.repeat_interleave(counts.cumsum(0) - counts, counts)
+    return which, indices[start[which] + offset]
+
+
+def _in_rows(indptr, indices, rows, cand):
+    """``len(rows) × len(cand)`` bools: is item ``cand[j]`` stored in CSR row ``rows[i]`` (torch tensors)?
+
+    ``cand`` may repeat items; every copy is marked."""
+    import torch
+
+    which, cols = _rows_of(indptr, indices, rows)
+    order_, order = torch.sort(cand)
+    left = torch.searchsorted(order_, cols)
+    counts = torch.searchsorted(order_, cols, right=True) - left
+    hit = torch.repeat_interleave(torch.arange(len(cols), device=cand.device), counts)
+    offset = torch.arange(len(hit), device=cand.device) - torch.repeat_interleave(counts.cumsum(0) - counts, counts)
+    out = torch.zeros(len(rows), len(cand), dtype=torch.bool, device=cand.device)
+    out[which[hit], order[left[hit] + offset]] = True
+    return out
 
 
 def _categorical_arrays(prefix: str, categorical: Mapping[str, MultiHot]) -> dict[str, np.ndarray]:
