@@ -82,21 +82,3 @@ def test_sasrec_feed_forward_width_is_a_setting():
     assert widths == [[16, 16], [48, 48]]
     with pytest.raises(ConfigError, match="ffn_size"):
         create_model("sasrec", ffn_size=0)
-
-
-def test_masked_softmax_leaves_out_the_seen_items_but_never_the_target():
-    from zenrec.models.sequential import _masked_softmax_loss
-
-    h = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
-    items = torch.tensor([[2.0, 0.0], [0.0, 1.0], [1.0, 1.0], [-1.0, 0.0]])
-    targets = torch.tensor([1, 3])
-    seen = torch.tensor([[1, 3, 0], [4, 2, 3]])  # ids + 1: row 0 saw items 0 and 2; row 1 saw 3 (its target), 1, 2
-    got = _masked_softmax_loss(h, items, targets, seen)
-    # row 0 keeps items 1, 3 (logits 0, -1), target 1; row 1 keeps items 0, 3 (logits 0, 0), target 3
-    want = (-np.log(np.exp(0) / (np.exp(0) + np.exp(-1))) - np.log(0.5)) / 2
-    assert got.item() == pytest.approx(want, rel=1e-6)
-
-
-def test_sasrec_learns_the_ring_with_seen_items_masked():
-    model = create_model("sasrec", epochs=80, mask_seen=True)
-    assert testing.check_known_answer(model, 40, min_hit_rate=0.95) >= 0.95

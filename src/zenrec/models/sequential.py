@@ -34,19 +34,6 @@ __all__ = ["SequentialConfig", "SequentialRecommender"]
 log = logging.getLogger(__name__)
 
 
-def _masked_softmax_loss(h: Any, item_vectors: Any, targets: Any, seen: Any) -> Any:
-    """Softmax cross-entropy over every item except each row's ``seen`` items (ids + 1, 0 = none),
-    its target always kept."""
-    import torch
-
-    logits = h @ item_vectors.T
-    out = torch.zeros(len(h), logits.shape[1] + 1, dtype=torch.bool, device=h.device)
-    out.scatter_(1, seen, True)
-    out = out[:, 1:]
-    out[torch.arange(len(h), device=h.device), targets] = False
-    return torch.nn.functional.cross_entropy(logits.masked_fill(out, float("-inf")), targets)
-
-
 class SequentialConfig(ModelConfig):
     """Hyper-parameters shared by the sequence models."""
 
@@ -59,10 +46,6 @@ class SequentialConfig(ModelConfig):
         "with logQ correction (large catalogues); bce / bpr: one uniform negative per position",
     )
     negatives: int = Field(256, ge=1, description="uniform negatives per batch for loss='sampled'")
-    mask_seen: bool = Field(
-        False, description="loss='ce': leave the items already in a window out of the softmax at each later "
-        "position (right when items are not consumed twice, as the sequential protocol assumes)",
-    )
     optimizer: Optimizer = "adam"
     lr: LearningRate = 1e-3
     weight_decay: OptimizerWeightDecay = 0.0
@@ -164,10 +147,6 @@ class SequentialRecommender(Recommender):
         h = self.net_(inp)
         col = torch.arange(inp.shape[1], device=inp.device)
         keep = (inp > 0) & (tgt > 0) & (col[None, :] >= first[:, None])
-        if self.config.mask_seen and self.config.loss == "ce":
-            rows, cols = keep.nonzero(as_tuple=True)
-            seen = inp[rows].masked_fill(col[None, :] > cols[:, None], 0)  # items up to each position
-            return _masked_softmax_loss(h[keep], self._item_vectors(), tgt[keep] - 1, seen)
         return self._item_loss(h[keep], tgt[keep] - 1)
 
     def _item_vectors(self) -> Any:
