@@ -106,10 +106,9 @@ def main() -> None:
     # event), so it would train on that user's validation target: such examples are dropped.
     tr = train_data._dataset
     n_prefixes = int(sum(max(len(s) - 1, 0) for s in sequences(parts["train"]).values()))
-    train_pairs = set(zip(parts["train"]["user"], parts["train"]["item"], strict=True))
-    tgt_users = dataset.id2token("user_id", tr.inter_feat["user_id"].numpy())
-    tgt_items = dataset.id2token("item_id", tr.inter_feat["item_id"].numpy())
-    ours = np.fromiter(((u, i) in train_pairs for u, i in zip(tgt_users, tgt_items, strict=True)), bool, len(tr))
+    targets = pd.MultiIndex.from_arrays([dataset.id2token("user_id", tr.inter_feat["user_id"].numpy()),
+                                         dataset.id2token("item_id", tr.inter_feat["item_id"].numpy())])
+    ours = targets.isin(pd.MultiIndex.from_frame(parts["train"][["user", "item"]]))
     dropped = int((~ours).sum())
     if dropped:
         from recbole.data.dataloader import TrainDataLoader

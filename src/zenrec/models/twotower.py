@@ -382,20 +382,13 @@ class TwoTower(Recommender):
                                   torch.randint(0, train.n_items, (c.negatives,), device=device, generator=gen)])
             keep = (torch.rand(len(cand), device=device, generator=gen) >= c.id_dropout).float()
             logits = uv @ net.items(cand, keep).T
+            if c.mask_seen:  # the user's other training items are not negatives
+                other = _in_rows(indptr, indices, u, cand) & (cand[None, :] != tgt[:, None])
+                logits = logits.masked_fill(other, float("-inf"))
             if c.loss == "softmax":
-                if c.mask_seen:
-                    rows, cols = _rows_of(indptr, indices, u)
-                    other = torch.zeros_like(logits, dtype=torch.bool)
-                    other[rows, cols] = True
-                    other[torch.arange(len(u), device=device), tgt] = False
-                    logits = logits.masked_fill(other, float("-inf"))
                 return torch.nn.functional.cross_entropy(logits, tgt)
-            labels = cand[None, :] == tgt[:, None]
-            logits = logits - log_q[cand]
-            if c.mask_seen:
-                logits = logits.masked_fill(_in_rows(indptr, indices, u, cand) & ~labels, float("-inf"))
-            labels = labels.float()
-            return torch.nn.functional.cross_entropy(logits, labels / labels.sum(1, keepdim=True))
+            labels = (cand[None, :] == tgt[:, None]).float()
+            return torch.nn.functional.cross_entropy(logits - log_q[cand], labels / labels.sum(1, keepdim=True))
 
         validate = None
         if valid is not None and len(valid):
@@ -569,14 +562,19 @@ class TwoTower(Recommender):
         self.net_ = net.to(pick_device(None, 1)).eval()
 
 
-def _rows_of(indptr, indices, rows):
-    """(position in ``rows``, column) of every stored entry of the CSR rows ``rows`` (torch tensors)."""
+def _ranges(starts, counts):
+    """The ranges ``starts[k] … starts[k] + counts[k] - 1`` flattened: (owner k, position) per element."""
     import torch
 
-    start, counts = indptr[rows], indptr[rows + 1] - indptr[rows]
-    which = torch.repeat_interleave(torch.arange(len(rows), device=rows.device), counts)
-    offset = torch.arange(len(which), device=rows.device) - torch.repeat_interleave(counts.cumsum(0) - counts, counts)
-    return which, indices[start[which] + offset]
+    owner = torch.repeat_interleave(torch.arange(len(starts), device=starts.device), counts)
+    offset = torch.arange(len(owner), device=starts.device) - (counts.cumsum(0) - counts)[owner]
+    return owner, starts[owner] + offset
+
+
+def _rows_of(indptr, indices, rows):
+    """(position in ``rows``, column) of every stored entry of the CSR rows ``rows`` (torch tensors)."""
+    which, pos = _ranges(indptr[rows], indptr[rows + 1] - indptr[rows])
+    return which, indices[pos]
 
 
 def _in_rows(indptr, indices, rows, cand):
@@ -586,13 +584,11 @@ def _in_rows(indptr, indices, rows, cand):
     import torch
 
     which, cols = _rows_of(indptr, indices, rows)
-    order_, order = torch.sort(cand)
-    left = torch.searchsorted(order_, cols)
-    counts = torch.searchsorted(order_, cols, right=True) - left
-    hit = torch.repeat_interleave(torch.arange(len(cols), device=cand.device), counts)
-    offset = torch.arange(len(hit), device=cand.device) - torch.repeat_interleave(counts.cumsum(0) - counts, counts)
+    sorted_cand, order = torch.sort(cand)
+    left = torch.searchsorted(sorted_cand, cols)
+    hit, pos = _ranges(left, torch.searchsorted(sorted_cand, cols, right=True) - left)  # copies of each col
     out = torch.zeros(len(rows), len(cand), dtype=torch.bool, device=cand.device)
-    out[which[hit], order[left[hit] + offset]] = True
+    out[which[hit], order[pos]] = True
     return out
 
 
