@@ -116,3 +116,38 @@ def test_sasrec_learns_the_ring_walks_with_sampled_losses(loss):
 
     model = create_model("sasrec", epochs=60, loss=loss, negatives=16, max_len=12)
     testing.check_known_answer(model, n=30, min_hit_rate=0.9)
+
+
+def test_softmax_loss_by_hand_with_and_without_gradients():
+    """h = (1, 0) against items (1, 0), (0, 1), (0, 0), target 0: log(e + 2) − 1; ∂h = Σ p_i v_i − v_0."""
+    items = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]], requires_grad=True)
+    h = torch.tensor([[1.0, 0.0]], requires_grad=True)
+    want = math.log(math.e + 2) - 1
+    loss = softmax_loss(h, items, torch.tensor([0]))
+    assert float(loss.detach()) == pytest.approx(want, rel=1e-6)
+    loss.backward()
+    p = np.array([math.e, 1.0, 1.0]) / (math.e + 2)
+    assert h.grad[0].numpy() == pytest.approx([p[0] - 1, p[1]], abs=1e-6)
+    with torch.no_grad():  # the plain path (no gradient wanted) gives the same value
+        assert float(softmax_loss(h, items, torch.tensor([0]))) == pytest.approx(want, rel=1e-6)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(1, 150), st.integers(2, 40), st.floats(0.1, 30.0), st.integers(0, 10_000))
+def test_fused_cpu_softmax_loss_matches_cross_entropy_and_its_gradients(m, n, scale, seed):
+    """The chunked CPU path (several chunks when m > 64, large logits) equals autograd through cross_entropy,
+    including gradients reaching a table the item vectors are a slice of."""
+    g = torch.Generator().manual_seed(seed)
+    table = (torch.randn(n + 1, 8, generator=g) * scale).requires_grad_()
+    h = torch.randn(m, 8, generator=g).requires_grad_()
+    tgt = torch.randint(0, n, (m,), generator=g)
+    w = torch.randn((), generator=g)  # a scale on the loss reaches the gradients
+    (w * softmax_loss(h, table[1:], tgt)).backward()
+    got = (float(softmax_loss(h, table[1:], tgt).detach()), h.grad.clone(), table.grad.clone())
+    h.grad, table.grad = None, None
+    want = torch.nn.functional.cross_entropy(h @ table[1:].T, tgt)
+    (w * want).backward()
+    assert got[0] == pytest.approx(float(want.detach()), rel=1e-5, abs=1e-5)
+    assert torch.allclose(got[1], h.grad, rtol=1e-4, atol=1e-5)
+    assert torch.allclose(got[2], table.grad, rtol=1e-4, atol=1e-5)
+    assert float(got[2][0].abs().sum()) == 0.0  # the row outside the slice gets no gradient
