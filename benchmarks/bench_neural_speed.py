@@ -494,9 +494,10 @@ def main(argv: list[str] | None = None) -> None:
         for m in absent:
             notes.append(f"`{m}` is not registered in this version: no row.")
         keep: list[dict] = []
-        if args.only and results.exists():  # a partial rerun: keep the other rows
+        if args.only and results.exists():  # a partial rerun: keep the other rows and the notes
             done = [json.loads(x) for x in results.read_text().splitlines() if x.strip()]
             keep = [r for r in done if "dataset" in r]
+            notes = [r["note"] for r in done if "note" in r and "dataset" not in r] + notes
         results.parent.mkdir(parents=True, exist_ok=True)
         present = []
         for dataset in args.datasets_only:

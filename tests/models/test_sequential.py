@@ -78,7 +78,7 @@ def test_sasrec_feed_forward_width_is_a_setting():
     data = testing.ring_walks(20)
     default = create_model("sasrec", epochs=1, max_len=8, factors=16).fit(data, options=FAST)
     wide = create_model("sasrec", epochs=1, max_len=8, factors=16, ffn_size=48).fit(data, options=FAST)
-    widths = [[m.linear1.out_features for m in model.net_.blocks.layers] for model in (default, wide)]
+    widths = [[m.linear1.out_features for m in model.net_.blocks] for model in (default, wide)]
     assert widths == [[16, 16], [48, 48]]
     with pytest.raises(ConfigError, match="ffn_size"):
         create_model("sasrec", ffn_size=0)
