@@ -228,6 +228,11 @@ class SequentialRecommender(Recommender):
 
         self.sequences_ = arrays["sequences"]
         net = self._build_net(self.n_items_)
-        net.load_state_dict({k[4:]: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()
-                             if k.startswith("net.")})
+        try:
+            net.load_state_dict({k[4:]: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()
+                                 if k.startswith("net.")})
+        except RuntimeError as exc:  # missing, unexpected or mis-shaped weights
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ValueError(f"the saved network does not fit {self.name}'s network in this zenrec version "
+                             f"(a file from another version, or edited? retrain the model): {first}") from None
         self.net_ = net.to(pick_device(None, 1)).eval()
