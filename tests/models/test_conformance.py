@@ -137,3 +137,18 @@ def test_failed_save_leaves_nothing_behind(tmp_path, monkeypatch):
         model.save(target)
     assert not target.exists()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_batch_equals_single_check_catches_a_wrong_row():
+    """The check's tolerance follows the scores' scale but still fails a batch that returns another user's row."""
+    model = create_model("ease").fit(testing.checkerboard(20))
+    testing.check_batch_equals_single(model, np.arange(6))
+    honest = model.score
+
+    def swapped(users):  # noqa: ANN001, ANN202
+        out = honest(users)
+        return out[::-1] if len(out) > 1 else out
+
+    model.score = swapped
+    with pytest.raises(AssertionError):
+        testing.check_batch_equals_single(model, np.arange(6))
