@@ -217,22 +217,14 @@ class SequentialRecommender(Recommender):
 
     # ----------------------------------------------------------- persistence
     def _state(self) -> dict[str, np.ndarray]:
-        state = {f"net.{k}": v.detach().cpu().numpy() for k, v in self.net_.state_dict().items()}
+        from zenrec.train.weights import net_arrays
+
+        state = net_arrays(self.net_)
         state["sequences"] = self.sequences_
         return state
 
     def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
-        import torch
-
-        from zenrec.train import pick_device
+        from zenrec.train.weights import load_net_arrays
 
         self.sequences_ = arrays["sequences"]
-        net = self._build_net(self.n_items_)
-        try:
-            net.load_state_dict({k[4:]: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()
-                                 if k.startswith("net.")})
-        except RuntimeError as exc:  # missing, unexpected or mis-shaped weights
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ValueError(f"the saved network does not fit {self.name}'s network in this zenrec version "
-                             f"(a file from another version, or edited? retrain the model): {first}") from None
-        self.net_ = net.to(pick_device(None, 1)).eval()
+        self.net_ = load_net_arrays(self._build_net(self.n_items_), arrays, self.name)

@@ -540,7 +540,9 @@ class TwoTower(Recommender):
         return self.item_vectors_
 
     def _state(self) -> dict[str, np.ndarray]:
-        state = {f"net.{k}": v.detach().cpu().numpy() for k, v in self.net_.state_dict().items()}
+        from zenrec.train.weights import net_arrays
+
+        state = net_arrays(self.net_)
         state.update({f"in.{k}": v for k, v in self.inputs_.items()})
         state["sequences"] = self.sequences_
         state["seen"] = self.seen_
@@ -548,18 +550,14 @@ class TwoTower(Recommender):
         return state
 
     def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
-        import torch
-
-        from zenrec.train import pick_device
+        from zenrec.train.weights import load_net_arrays
 
         self.sequences_ = arrays["sequences"]
         self.seen_ = arrays["seen"].astype(bool)
         self.item_vectors_ = arrays["item_vectors"]
         self.inputs_ = {k[3:]: v for k, v in arrays.items() if k.startswith("in.")}
         net = self._make_net(self.n_users_, self.n_items_, self.inputs_, self.seen_, self._user_seen())
-        net.load_state_dict({k[4:]: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()
-                             if k.startswith("net.")})
-        self.net_ = net.to(pick_device(None, 1)).eval()
+        self.net_ = load_net_arrays(net, arrays, self.name)
 
 
 def _ranges(starts, counts):

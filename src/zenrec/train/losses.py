@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 __all__ = ["LOSSES", "bce_loss", "bpr_loss", "softmax_loss", "sampled_softmax_loss"]
@@ -63,14 +64,9 @@ def softmax_loss(h: Any, item_vectors: Any, targets: Any) -> Any:
     return torch.nn.functional.cross_entropy(h @ item_vectors.T, targets)
 
 
-_FUSED: Any = None
-
-
+@functools.cache
 def _fused_softmax_loss() -> Any:
     """The autograd function behind the CPU path of :func:`softmax_loss` (built once, torch imported lazily)."""
-    global _FUSED
-    if _FUSED is not None:
-        return _FUSED
     import torch
 
     class _FusedSoftmaxLoss(torch.autograd.Function):
@@ -84,8 +80,7 @@ def _fused_softmax_loss() -> Any:
 
         @staticmethod
         def forward(ctx: Any, h: Any, v: Any, targets: Any) -> Any:
-            m = h.shape[0]
-            h, v = h.detach(), v.detach()
+            m = h.shape[0]  # autograd records nothing in here: the gradients are computed by hand
             grad_h = torch.empty_like(h)
             grad_v = torch.zeros_like(v)
             total = torch.zeros((), dtype=torch.float64)
@@ -112,8 +107,7 @@ def _fused_softmax_loss() -> Any:
             scale = grad / grad_h.shape[0]
             return grad_h * scale, grad_v * scale, None
 
-    _FUSED = _FusedSoftmaxLoss
-    return _FUSED
+    return _FusedSoftmaxLoss
 
 
 def sampled_softmax_loss(h: Any, item_vectors: Any, targets: Any, candidates: Any, log_q: Any | None) -> Any:
