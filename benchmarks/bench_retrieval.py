@@ -1,7 +1,7 @@
 """Retrieval benchmark: exact scoring vs faiss HNSW / IVF on a synthetic 1M-item, 64-d catalogue.
 
 The retrieval core of the serving load benchmark (issue 4, case c), without
-HTTP: ``zenrec.serve.retrieval`` on clustered, seeded embeddings (1,024
+HTTP: ``zenrec.retrieval`` on clustered, seeded embeddings (1,024
 cluster centres, varied norms, queries drawn around the same centres).  For
 each backend and search setting it measures
 
@@ -184,7 +184,7 @@ def median_of(runs: list[dict]) -> dict:
 
 # --------------------------------------------------------------------- run
 def run(args: argparse.Namespace) -> dict:
-    from zenrec.serve.retrieval import ExactRetriever, FaissRetriever
+    from zenrec.retrieval import ExactRetriever, FaissRetriever
 
     t_start = time.time()
     print(f"catalogue {args.items:,} × {args.dim} ({args.clusters} clusters), {args.queries} queries", flush=True)
@@ -293,7 +293,7 @@ def render(res: dict) -> str:
         "",
         f"Synthetic catalogue: {res['items']:,} items × {res['dim']}-d float32 embeddings around "
         f"{res['clusters']:,} cluster centres (varied norms, seed {res['seed']}), {res['queries']:,} queries around "
-        f"the same centres; top-{K} by inner product through `zenrec.serve.retrieval`. Recall@{K} is against exact "
+        f"the same centres; top-{K} by inner product through `zenrec.retrieval`. Recall@{K} is against exact "
         f"scoring. *Filtered*: each query excludes 100 seen items (50 of its exact top 200, 50 at random) and may only "
         f"return a random half of the catalogue (`allowed`); recall then is against the exact filtered top {K}.",
         f"Single = one query per call, back to back ({res['single_queries']} queries; exact: "

@@ -202,7 +202,7 @@ def score_topk(name: str, topk_file: Path) -> dict:
     import pandas as pd
 
     from zenrec.evaluate import metrics as M
-    from zenrec.evaluate.ranking import hits_matrix
+    from zenrec.evaluate.metrics import hits_matrix
 
     split, ds = load(name)
     top = pd.read_csv(topk_file, sep="\t", dtype={"part": str, "user": str, "item": str, "rank": np.int64})

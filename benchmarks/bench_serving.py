@@ -601,7 +601,7 @@ def ease_bundle(args) -> tuple[Path, list, dict]:
 
     from zenrec.data.vocab import Vocabulary
     from zenrec.models import TrainOptions, create_model
-    from zenrec.pipeline import ModelBundle
+    from zenrec.models.bundle import ModelBundle
 
     folder = args.datasets / "ml-1m-ultragcn"
     path = SERVING / "ml1m-ease"
@@ -624,7 +624,7 @@ def sasrec_bundle(args) -> tuple[Path, list, dict]:
     """SASRec on the bundled ml-100k, ``--sasrec-epochs`` epochs, saved once."""
     from zenrec.datasets import load_ml100k
     from zenrec.models import TrainOptions
-    from zenrec.pipeline import train_bundle
+    from zenrec.models.bundle import train_bundle
 
     path = SERVING / "ml100k-sasrec"
     spec = {"model": "sasrec", "data": "zenrec.datasets.load_ml100k", "epochs": args.sasrec_epochs}
@@ -649,7 +649,7 @@ def synthetic_bundle(args) -> tuple[Path, list, dict]:
 
     from zenrec.data.vocab import Vocabulary
     from zenrec.models.als import ALS
-    from zenrec.pipeline import ModelBundle
+    from zenrec.models.bundle import ModelBundle
 
     n, d, users = args.items, args.dim, args.users
     path = SERVING / f"synthetic-{n}x{d}"

@@ -13,8 +13,8 @@ import numpy as np
 
 from zenrec.data.interactions import Interactions
 from zenrec.errors import NotFittedError, UnknownIdError
-from zenrec.models.base import Recommender, TrainOptions, load_model
-from zenrec.models.registry import get_model_class
+from zenrec.models.base import Recommender, TrainOptions
+from zenrec.models.registry import get_model_class, load_model
 
 __all__ = [
     "checkerboard",

@@ -7,7 +7,7 @@ import pytest
 
 from zenrec import testing
 from zenrec.models import TrainOptions, create_model
-from zenrec.models.base import load_model
+from zenrec.models.registry import load_model
 
 FAST = TrainOptions(seed=0, threads=1)
 SMALL = {"als": {}, "lmf": {"epochs": 3}, "sasrec": {"epochs": 2, "max_len": 10},

@@ -90,7 +90,7 @@ def test_padded_row_blocks_give_back_every_nonempty_row():
     """The batched fold-ins read rows through padded blocks: each row's items and values, in order, once."""
     import scipy.sparse as sp
 
-    from zenrec.models.base import padded_row_blocks
+    from zenrec.data.sparse import padded_row_blocks
 
     m = sp.random(50, 30, density=0.1, format="lil", random_state=0)
     m[7] = 0  # an empty row is skipped

@@ -28,8 +28,8 @@ def _torch_one_thread() -> None:
 @pytest.fixture(scope="session")
 def model_dirs(ml100k, tmp_path_factory) -> Callable[[str], Path]:
     """``model_dirs(name)``: a bundle directory of a small model (ease, als, sasrec, pop) trained once."""
+    from zenrec.models.bundle import ModelBundle, train_bundle
     from zenrec.models.registry import create_model
-    from zenrec.pipeline import ModelBundle, train_bundle
 
     _torch_one_thread()
     made: dict[str, Path] = {}

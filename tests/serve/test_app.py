@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from zenrec.pipeline import ModelBundle
+from zenrec.models.bundle import ModelBundle
 from zenrec.store.events import EventStore
 
 KEY = "test-key"

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from zenrec.errors import ConfigError
-from zenrec.pipeline import ModelBundle
+from zenrec.models.bundle import ModelBundle
 from zenrec.serve.cache import ScoreCache
 from zenrec.serve.live import LiveModel
 

@@ -27,7 +27,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from zenrec.pipeline import ModelBundle
+from zenrec.models.bundle import ModelBundle
 from zenrec.store.events import EventStore
 
 CLIENTS = 4

@@ -132,7 +132,7 @@ def test_ab_split_is_stable_per_user_and_events_are_attributed(tmp_path, model_d
     clicked = events[events["list_id"].notna()]
     assert len(clicked) == sum(posted.values())
     assert all(served[u] == v for u, v in zip(clicked["user"], clicked["model_version"], strict=True))
-    from zenrec.serve.online import online_report
+    from zenrec.evaluate.online import online_report
 
     rep = online_report(lists, events, draws=200)
     by = {r.model_version: r for r in rep.rows}
@@ -161,7 +161,7 @@ def test_a_version_that_fails_to_load_leaves_the_old_one_serving(tmp_path, model
 
 
 def test_replay_starts_after_the_versions_last_event_seq(tmp_path, model_dirs):
-    from zenrec.pipeline import ModelBundle
+    from zenrec.models.bundle import ModelBundle
     from zenrec.serve.app import replay_events
     from zenrec.serve.live import LiveModel
     from zenrec.store.events import Event

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from zenrec.errors import UnknownIdError
-from zenrec.pipeline import ModelBundle
+from zenrec.models.bundle import ModelBundle
 from zenrec.serve.live import LiveModel
 
 

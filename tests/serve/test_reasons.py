@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from zenrec.pipeline import ModelBundle
+from zenrec.models.bundle import ModelBundle
 from zenrec.serve.live import LiveModel
 
 

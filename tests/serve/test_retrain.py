@@ -27,7 +27,7 @@ from zenrec.data.dataset import Dataset
 from zenrec.data.schema import ColumnMap
 from zenrec.errors import ConfigError
 from zenrec.models.base import TrainOptions
-from zenrec.pipeline import ModelBundle, train_bundle
+from zenrec.models.bundle import ModelBundle, train_bundle
 from zenrec.retrain import (
     TRAINING_LOG_FILE,
     TrainingLog,

@@ -68,7 +68,7 @@ def test_add_a_trained_bundle_and_load_it_back(reg):
     from zenrec.data.interactions import Interactions
     from zenrec.data.vocab import Vocabulary
     from zenrec.models import create_model
-    from zenrec.pipeline import ModelBundle
+    from zenrec.models.bundle import ModelBundle
 
     users, items = Vocabulary(["a", "b", "c"], "user"), Vocabulary(["x", "y", "z", "w"], "item")
     inter = Interactions(np.array([0, 0, 1, 2, 2]), np.array([0, 1, 1, 2, 3]), 3, 4)

@@ -1,5 +1,6 @@
-"""Evaluation: ranking kernels, metrics, the full-ranking evaluator, leaderboards and tuning.
+"""Evaluation over scorers: metrics (:mod:`~zenrec.evaluate.metrics`), the full-ranking protocol
+(:mod:`~zenrec.evaluate.evaluator`) and the online analysis of served lists (:mod:`~zenrec.evaluate.online`).
 
-Submodules are imported where used (``zenrec.evaluate.evaluator`` etc.), so
-that models can use the ranking kernels without import cycles.
+This package sits below the models: it scores anything with ``score(users)`` and never imports a model.
+Leaderboards and tuning, which fit models, are :mod:`zenrec.experiments`.
 """

@@ -22,7 +22,8 @@ from zenrec.data.interactions import Interactions
 from zenrec.data.splits import Split
 from zenrec.errors import ConfigError
 from zenrec.evaluate import metrics as M
-from zenrec.evaluate.ranking import hits_matrix, mask_rows, topk
+from zenrec.evaluate.metrics import hits_matrix
+from zenrec.retrieval.topk import mask_rows, topk
 
 __all__ = ["EvalResult", "evaluate", "evaluate_split", "validation_ndcg", "DEFAULT_METRICS", "BEYOND_METRICS"]
 

@@ -20,6 +20,7 @@ import numpy as np
 import scipy.sparse as sp
 
 __all__ = [
+    "hits_matrix",
     "recall",
     "precision",
     "hit_rate",
@@ -32,6 +33,31 @@ __all__ = [
     "intra_list_diversity",
     "average_popularity",
 ]
+
+
+def hits_matrix(top: np.ndarray, truth: sp.spmatrix) -> np.ndarray:
+    """``hits[r, j]`` is True when item ``top[r, j]`` is in row r of ``truth``.
+
+    Entries of ``top`` outside ``[0, n_items)`` (e.g. ``-1`` for an empty slot)
+    are never hits; stored zeros of ``truth`` are not relevant.
+    Vectorised: each (row, item) pair becomes one int64 key, looked up in the
+    sorted keys of ``truth`` (whose rows align with ``top``'s).  ``truth`` is
+    not modified.
+    """
+    top = np.asarray(top, dtype=np.int64)
+    t = sp.csr_matrix(truth)  # a copy-free view when already CSR; never sorted in place
+    if top.ndim != 2 or top.shape[0] != t.shape[0]:
+        raise ValueError(f"hits_matrix: top of shape {top.shape} does not align with truth of shape {t.shape}")
+    n_items = t.shape[1]
+    rows = np.repeat(np.arange(t.shape[0], dtype=np.int64), np.diff(t.indptr))
+    nz = t.data != 0
+    keys = np.unique(rows[nz] * n_items + t.indices[nz])  # sorted, whatever the index order
+    valid = (top >= 0) & (top < n_items)
+    if len(keys) == 0:
+        return np.zeros(top.shape, dtype=bool)
+    q = np.arange(top.shape[0], dtype=np.int64)[:, None] * n_items + top
+    pos = np.minimum(np.searchsorted(keys, q), len(keys) - 1)
+    return (keys[pos] == q) & valid
 
 
 def _check(hits: np.ndarray, n_rel: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -7,7 +7,8 @@ import scipy.sparse as sp
 from pydantic import Field
 
 from zenrec.data.interactions import Interactions
-from zenrec.models.base import ModelConfig, Recommender, TrainOptions, padded_row_blocks
+from zenrec.data.sparse import padded_row_blocks
+from zenrec.models.base import ModelConfig, Recommender, TrainOptions
 
 __all__ = ["ALS", "ALSConfig"]
 

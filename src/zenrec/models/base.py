@@ -30,9 +30,9 @@ from zenrec import __version__
 from zenrec._io import atomic_dir, load_arrays, read_manifest, save_arrays, write_json
 from zenrec.data.interactions import Interactions
 from zenrec.errors import ArtifactError, ConfigError, DataError, NotFittedError, UnknownIdError
-from zenrec.evaluate.ranking import mask_rows, topk
+from zenrec.retrieval.topk import mask_rows, topk
 
-__all__ = ["ModelConfig", "Recommender", "TrainOptions", "MODEL_FORMAT", "topk", "pack_csr", "padded_row_blocks", "unpack_csr"]
+__all__ = ["ModelConfig", "Recommender", "TrainOptions", "MODEL_FORMAT"]
 
 log = logging.getLogger(__name__)
 
@@ -270,73 +270,40 @@ class Recommender(ABC):
 
     @classmethod
     def load(cls, path: str | Path) -> Recommender:
-        """Load a model saved by :meth:`save` (any registered model when called on the base)."""
-        model, _, _ = load_model(path)
-        if cls is not Recommender and not isinstance(model, cls):
-            raise ArtifactError(f"{path}: holds a {type(model).__name__}, not a {cls.__name__}")
+        """Load a model of this class saved by :meth:`save`.
+
+        To load a model whose class you do not know, use
+        :func:`zenrec.models.load_model`, which finds it in the registry.
+        """
+        path = Path(path)
+        manifest = read_manifest(path, "model", MODEL_FORMAT)
+        if cls is Recommender or manifest.get("model") != getattr(cls, "name", None):
+            what = "Recommender itself" if cls is Recommender else f"a {cls.__name__}"
+            raise ArtifactError(f"{path}: holds a {manifest.get('model')!r} model, not {what}; "
+                                "use zenrec.models.load_model for any registered model")
+        model, _ = cls._from_artifact(path, manifest)
         return model
 
-
-def padded_row_blocks(rows: sp.csr_matrix, block: int = 256):
-    """Yield ``(row indices, item index B×L, value B×L, mask B×L)`` for blocks of non-empty CSR rows.
-
-    Rows are left-aligned and padded to the block's longest row (index 0,
-    value 0, mask False), so per-row work becomes batched array work.
-    """
-    rows = rows.tocsr()
-    lens = np.diff(rows.indptr)
-    nonempty = np.flatnonzero(lens)
-    for s in range(0, len(nonempty), block):
-        r = nonempty[s : s + block]
-        n = lens[r]
-        mask = np.arange(n.max())[None, :] < n[:, None]
-        pos = rows.indptr[r][:, None] + np.arange(n.max())[None, :]
-        pos = np.where(mask, pos, 0)
-        yield r, np.where(mask, rows.indices[pos], 0), np.where(mask, rows.data[pos], 0), mask
-
-
-def pack_csr(prefix: str, m: sp.csr_matrix, binary: bool = False) -> dict[str, np.ndarray]:
-    """A CSR matrix as ``PREFIX_indices``/``PREFIX_indptr`` (and ``PREFIX_data`` unless binary) arrays."""
-    out = {f"{prefix}_indices": m.indices, f"{prefix}_indptr": m.indptr}
-    if not binary:
-        out[f"{prefix}_data"] = m.data
-    return out
-
-
-def unpack_csr(arrays: dict[str, np.ndarray], prefix: str, shape: tuple[int, int]) -> sp.csr_matrix:
-    """The matrix :func:`pack_csr` stored; without ``PREFIX_data`` every entry is 1."""
-    ind = arrays[f"{prefix}_indices"]
-    data = arrays.get(f"{prefix}_data")
-    if data is None:
-        data = np.ones(len(ind), np.float32)
-    return sp.csr_matrix((data, ind, arrays[f"{prefix}_indptr"]), shape=shape)
-
-
-def load_model(path: str | Path) -> tuple[Recommender, dict, dict[str, np.ndarray]]:
-    """Load any saved model: ``(model, manifest, extra arrays)``."""
-    from zenrec.models.registry import get_model_class
-
-    path = Path(path)
-    manifest = read_manifest(path, "model", MODEL_FORMAT)
-    try:
-        cls = get_model_class(manifest["model"])
-        config = cls.Config(**manifest["params"])
-        n_users, n_items = int(manifest["n_users"]), int(manifest["n_items"])
-    except (KeyError, TypeError, ValueError, ValidationError, ConfigError) as exc:
-        raise ArtifactError(f"{path}/manifest.json: corrupted or incompatible manifest ({exc})") from None
-    arrays = load_arrays(path / "arrays.npz")
-    missing = set(manifest.get("arrays", [])) - set(arrays)
-    if missing:
-        raise ArtifactError(f"{path}/arrays.npz: missing arrays {sorted(missing)}")
-    model = cls(config)
-    model.n_users_, model.n_items_ = n_users, n_items
-    model.fit_seconds_ = manifest.get("fit_seconds")
-    try:
-        model.popularity_ = arrays["base.popularity"]
-        model._set_state({k[6:]: v for k, v in arrays.items() if k.startswith("model.")})
-    except (KeyError, ValueError) as exc:
-        raise ArtifactError(f"{path}/arrays.npz: does not match the manifest ({exc})") from None
-    if len(model.popularity_) != n_items:
-        raise ArtifactError(f"{path}: arrays do not match n_items={n_items} in the manifest")
-    extra = {k[6:]: v for k, v in arrays.items() if k.startswith("extra.")}
-    return model, manifest, extra
+    @classmethod
+    def _from_artifact(cls, path: Path, manifest: dict[str, Any]) -> tuple[Recommender, dict[str, np.ndarray]]:
+        """Rebuild a model of this class from its directory and manifest: ``(model, extra arrays)``."""
+        try:
+            config = cls.Config(**manifest["params"])
+            n_users, n_items = int(manifest["n_users"]), int(manifest["n_items"])
+        except (KeyError, TypeError, ValueError, ValidationError, ConfigError) as exc:
+            raise ArtifactError(f"{path}/manifest.json: corrupted or incompatible manifest ({exc})") from None
+        arrays = load_arrays(path / "arrays.npz")
+        missing = set(manifest.get("arrays", [])) - set(arrays)
+        if missing:
+            raise ArtifactError(f"{path}/arrays.npz: missing arrays {sorted(missing)}")
+        model = cls(config)
+        model.n_users_, model.n_items_ = n_users, n_items
+        model.fit_seconds_ = manifest.get("fit_seconds")
+        try:
+            model.popularity_ = arrays["base.popularity"]
+            model._set_state({k[6:]: v for k, v in arrays.items() if k.startswith("model.")})
+        except (KeyError, ValueError) as exc:
+            raise ArtifactError(f"{path}/arrays.npz: does not match the manifest ({exc})") from None
+        if len(model.popularity_) != n_items:
+            raise ArtifactError(f"{path}: arrays do not match n_items={n_items} in the manifest")
+        return model, {k[6:]: v for k, v in arrays.items() if k.startswith("extra.")}

@@ -10,8 +10,9 @@ from pydantic import Field
 from scipy.linalg import lapack
 
 from zenrec.data.interactions import Interactions
+from zenrec.data.sparse import pack_csr, unpack_csr
 from zenrec.errors import ConfigError
-from zenrec.models.base import ModelConfig, Recommender, TrainOptions, pack_csr, unpack_csr
+from zenrec.models.base import ModelConfig, Recommender, TrainOptions
 
 __all__ = ["EASE", "EASEConfig", "ease_memory_bytes", "regularised_gram_inverse", "user_row_weights"]
 

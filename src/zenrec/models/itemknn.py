@@ -9,8 +9,9 @@ import scipy.sparse as sp
 from pydantic import Field
 
 from zenrec.data.interactions import Interactions
-from zenrec.evaluate.ranking import topk
-from zenrec.models.base import ModelConfig, Recommender, TrainOptions, pack_csr, unpack_csr
+from zenrec.data.sparse import pack_csr, unpack_csr
+from zenrec.models.base import ModelConfig, Recommender, TrainOptions
+from zenrec.retrieval.topk import topk
 
 __all__ = ["ItemKNN", "ItemKNNConfig"]
 

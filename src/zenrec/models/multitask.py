@@ -49,8 +49,9 @@ import scipy.sparse as sp
 from pydantic import Field, model_validator
 
 from zenrec.data.interactions import Interactions
+from zenrec.data.sparse import pack_csr, unpack_csr
 from zenrec.errors import ConfigError, DataError
-from zenrec.models.base import ModelConfig, Recommender, TrainOptions, pack_csr, unpack_csr
+from zenrec.models.base import ModelConfig, Recommender, TrainOptions
 from zenrec.train.negatives import SamplerKind
 from zenrec.train.params import BatchSize, Epochs, LearningRate, Optimizer, Patience
 

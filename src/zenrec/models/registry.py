@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any
 
-from zenrec.errors import UnknownModelError
+import numpy as np
 
-if TYPE_CHECKING:
-    from zenrec.models.base import Recommender
+from zenrec._io import read_manifest
+from zenrec.errors import ArtifactError, UnknownModelError
+from zenrec.models.base import MODEL_FORMAT, Recommender
 
-__all__ = ["MODELS", "available_models", "get_model_class", "create_model"]
+__all__ = ["MODELS", "available_models", "get_model_class", "create_model", "load_model"]
 
 #: name → (module, class).  Adding a model = one module + one line here.
 MODELS: dict[str, tuple[str, str]] = {
@@ -47,3 +49,18 @@ def get_model_class(name: str) -> type[Recommender]:
 def create_model(name: str, **params: Any) -> Recommender:
     """Instantiate a registered model with hyper-parameters."""
     return get_model_class(name)(**params)
+
+
+def load_model(path: str | Path) -> tuple[Recommender, dict[str, Any], dict[str, np.ndarray]]:
+    """Load any saved model, its class found by the name in its manifest: ``(model, manifest, extra arrays)``."""
+    path = Path(path)
+    manifest = read_manifest(path, "model", MODEL_FORMAT)
+    name = manifest.get("model")
+    if not isinstance(name, str):
+        raise ArtifactError(f"{path}/manifest.json: corrupted or incompatible manifest (no model name)")
+    try:
+        cls = get_model_class(name)
+    except UnknownModelError as exc:
+        raise ArtifactError(f"{path}/manifest.json: corrupted or incompatible manifest ({exc})") from None
+    model, extra = cls._from_artifact(path, manifest)
+    return model, manifest, extra

@@ -7,7 +7,8 @@ import scipy.sparse as sp
 from pydantic import Field
 
 from zenrec.data.interactions import Interactions
-from zenrec.models.base import ModelConfig, Recommender, TrainOptions, pack_csr, unpack_csr
+from zenrec.data.sparse import pack_csr, unpack_csr
+from zenrec.models.base import ModelConfig, Recommender, TrainOptions
 
 __all__ = ["Transition", "TransitionConfig"]
 

@@ -24,7 +24,7 @@ from zenrec.data.interactions import Interactions
 from zenrec.errors import ConfigError
 from zenrec.evaluate import metrics as M
 from zenrec.evaluate.evaluator import evaluate
-from zenrec.pipeline import ModelBundle
+from zenrec.models.bundle import ModelBundle
 from zenrec.retrain.log import TrainingLog, _text
 from zenrec.store.registry import VersionInfo
 

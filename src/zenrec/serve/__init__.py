@@ -1,4 +1,4 @@
-"""Serving: top-k retrieval with filters (:mod:`zenrec.serve.retrieval`) and the HTTP layer.
+"""Serving: top-k retrieval with filters (:mod:`zenrec.retrieval`) and the HTTP layer.
 
 Nothing heavy is imported here; import the submodules you need.
 """

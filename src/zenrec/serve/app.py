@@ -30,7 +30,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from zenrec import __version__
 from zenrec.errors import ConfigError
-from zenrec.pipeline import ModelBundle
+from zenrec.models.bundle import ModelBundle
 from zenrec.serve.errors import ApiError, error_body, install_error_handlers
 from zenrec.serve.heap import freeze_heap
 from zenrec.serve.live import ListLog, LiveModel, default_store_url, is_registry, manifest_version

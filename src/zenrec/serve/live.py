@@ -1,6 +1,6 @@
 """A served model with real-time user state: :class:`LiveModel`.
 
-A :class:`~zenrec.pipeline.ModelBundle` answers for the users and items it
+A :class:`~zenrec.models.bundle.ModelBundle` answers for the users and items it
 was trained on.  :class:`LiveModel` adds what arrived after training: an
 in-process, thread-safe overlay of each user's new events.  The next
 recommendation for that user reads them without retraining, through the
@@ -15,7 +15,7 @@ A user unseen in training is scored from its events the same way
 (anonymous); without events it gets popular items, flagged
 ``fallback="popular"``.  Models that cannot read a history keep their stored
 scores.  Top-k selection with the seen and business-rule filters is
-delegated to :mod:`zenrec.serve.retrieval`, which never loses results to a
+delegated to :mod:`zenrec.retrieval`, which never loses results to a
 filter.  No scoring math lives here: every number comes from the model.
 """
 
@@ -38,9 +38,9 @@ import pandas as pd
 
 from zenrec.data.interactions import Interactions
 from zenrec.errors import ConfigError, UnknownIdError
-from zenrec.pipeline import ModelBundle
+from zenrec.models.bundle import ModelBundle
+from zenrec.retrieval import Retriever, ScoreRetriever, attribute_filter, make_retriever
 from zenrec.serve.cache import ScoreCache
-from zenrec.serve.retrieval import Retriever, ScoreRetriever, attribute_filter, make_retriever
 
 __all__ = ["ListLog", "LiveModel", "Recommendation", "RecList", "Similar", "is_registry", "manifest_version",
            "default_store_url"]
@@ -164,7 +164,7 @@ class LiveModel:
     ``item_table`` (one row per item, in the bundle's item order) makes
     attribute filters possible; without it, a table of the item ids and
     titles is used.  ``retrieval`` picks the top-k backend of factor models
-    for known users (:func:`~zenrec.serve.retrieval.make_retriever`: ``auto``
+    for known users (:func:`~zenrec.retrieval.make_retriever`: ``auto``
     is exact up to 50,000 items and faiss HNSW above).
     """
 

@@ -16,7 +16,7 @@ import typer
 from rich.table import Table
 
 from zenrec import __version__
-from zenrec.cli_common import commands, err, out
+from zenrec.cli.common import commands, err, out
 from zenrec.errors import ConfigError, DataError
 
 app = typer.Typer(
@@ -230,7 +230,7 @@ def compare(
     """
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from zenrec.evaluate.leaderboard import compare as run_compare
+    from zenrec.experiments.leaderboard import compare as run_compare
     from zenrec.models.base import TrainOptions
 
     names = _parse_list(models, "--models")
@@ -269,8 +269,8 @@ def tune(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from zenrec._io import write_json
-    from zenrec.evaluate.tune import tune as run_tune
-    from zenrec.evaluate.tune import tuned_leaderboard
+    from zenrec.experiments.tune import tune as run_tune
+    from zenrec.experiments.tune import tuned_leaderboard
     from zenrec.models.base import TrainOptions
 
     names = _parse_list(models, "--models")
@@ -314,8 +314,8 @@ def train(
       zenrec train data/ --model ease --param reg=500 -o models/ease
     """
     from zenrec.models.base import TrainOptions
+    from zenrec.models.bundle import train_bundle
     from zenrec.models.registry import get_model_class
-    from zenrec.pipeline import train_bundle
 
     get_model_class(model)  # unknown names fail before loading data
     params = _parse_params(param)
@@ -338,7 +338,7 @@ def recommend(
     """Top-k items for one user (a table) or many users (a CSV)."""
     from zenrec._io import atomic_file
     from zenrec.data.readers import read_table
-    from zenrec.pipeline import ModelBundle
+    from zenrec.models.bundle import ModelBundle
 
     if (user is None) == (users is None):
         raise ConfigError("give exactly one of --user ID or --users FILE")
@@ -395,7 +395,7 @@ def demo(
             seed=2020, json_out=output / "leaderboard.json", part="test", metrics=None)
     out.print("3. training EASE on all ratings:")
     train(output / "data", model="ease", output=output / "model-ease", param=None, seed=2020)
-    from zenrec.pipeline import ModelBundle
+    from zenrec.models.bundle import ModelBundle
 
     bundle = ModelBundle.load(output / "model-ease")
     hist = bundle.history(_coerce_id(user, bundle))
@@ -433,7 +433,7 @@ def serve(
         raise ConfigError(f"--port must be between 1 and 65535; got {port}")
     item_table = None
     if data is not None:
-        from zenrec.pipeline import ModelBundle
+        from zenrec.models.bundle import ModelBundle
 
         ds = _load_dataset(data)
         if ds.item_table is None:
@@ -519,10 +519,10 @@ def retrain(
         raise typer.Exit(EXIT_REJECTED)
 
 
-from zenrec.cli_report import report_app  # noqa: E402 - the sub-commands use this module's console
+from zenrec.cli.report import report_app  # noqa: E402 - the sub-commands use this module's console
 
 app.add_typer(report_app, name="report")
-from zenrec.cli_registry import registry_app  # noqa: E402
+from zenrec.cli.registry import registry_app  # noqa: E402
 
 app.add_typer(registry_app, name="registry")
 

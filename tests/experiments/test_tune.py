@@ -10,8 +10,8 @@ import pytest
 
 from zenrec.errors import ConfigError, UnknownModelError
 from zenrec.evaluate.evaluator import evaluate_split
-from zenrec.evaluate.leaderboard import Leaderboard
-from zenrec.evaluate.tune import (
+from zenrec.experiments.leaderboard import Leaderboard
+from zenrec.experiments.tune import (
     SEARCH_SPACES,
     TuneResult,
     get_search_space,

@@ -1,11 +1,11 @@
-"""Top-k selection and masking on score blocks: the kernels of evaluation and serving."""
+"""Top-k selection and masking on score blocks: the kernels of recommendation, evaluation and serving."""
 
 from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["topk", "mask_rows", "hits_matrix"]
+__all__ = ["topk", "mask_rows"]
 
 
 def _selection_key(scores: np.ndarray) -> np.ndarray:
@@ -79,28 +79,3 @@ def mask_rows(block: np.ndarray, exclude: sp.spmatrix, users: np.ndarray) -> Non
     cols = sub.indices[nz]
     inside = cols < block.shape[1]
     block[r[inside], cols[inside]] = -np.inf
-
-
-def hits_matrix(top: np.ndarray, truth: sp.spmatrix) -> np.ndarray:
-    """``hits[r, j]`` is True when item ``top[r, j]`` is in row r of ``truth``.
-
-    Entries of ``top`` outside ``[0, n_items)`` (e.g. ``-1`` for an empty slot)
-    are never hits; stored zeros of ``truth`` are not relevant.
-    Vectorised: each (row, item) pair becomes one int64 key, looked up in the
-    sorted keys of ``truth`` (whose rows align with ``top``'s).  ``truth`` is
-    not modified.
-    """
-    top = np.asarray(top, dtype=np.int64)
-    t = sp.csr_matrix(truth)  # a copy-free view when already CSR; never sorted in place
-    if top.ndim != 2 or top.shape[0] != t.shape[0]:
-        raise ValueError(f"hits_matrix: top of shape {top.shape} does not align with truth of shape {t.shape}")
-    n_items = t.shape[1]
-    rows = np.repeat(np.arange(t.shape[0], dtype=np.int64), np.diff(t.indptr))
-    nz = t.data != 0
-    keys = np.unique(rows[nz] * n_items + t.indices[nz])  # sorted, whatever the index order
-    valid = (top >= 0) & (top < n_items)
-    if len(keys) == 0:
-        return np.zeros(top.shape, dtype=bool)
-    q = np.arange(top.shape[0], dtype=np.int64)[:, None] * n_items + top
-    pos = np.minimum(np.searchsorted(keys, q), len(keys) - 1)
-    return (keys[pos] == q) & valid

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from zenrec.cli_common import commands, out
+from zenrec.cli.common import commands, out
 from zenrec.errors import ConfigError
 
 registry_app = typer.Typer(help="Model versions: list, add, promote, split traffic.", no_args_is_help=True)

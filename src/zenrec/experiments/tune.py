@@ -15,7 +15,7 @@ default trial lies inside them.
 
 Refitting the best parameters and testing them is the caller's choice:
 :func:`tuned_leaderboard` does it and returns a
-:class:`~zenrec.evaluate.leaderboard.Leaderboard`.
+:class:`~zenrec.experiments.leaderboard.Leaderboard`.
 """
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ import numpy as np
 from zenrec.data.splits import Split
 from zenrec.errors import ConfigError, ZenrecError
 from zenrec.evaluate.evaluator import evaluate_split
-from zenrec.evaluate.leaderboard import (
+from zenrec.evaluate.metrics import ACCURACY_METRICS
+from zenrec.experiments.leaderboard import (
     Leaderboard,
     ModelSpec,
     ProgressFn,
@@ -41,7 +42,6 @@ from zenrec.evaluate.leaderboard import (
     compare,
     normalize_specs,
 )
-from zenrec.evaluate.metrics import ACCURACY_METRICS
 
 if TYPE_CHECKING:
     import optuna
@@ -183,7 +183,7 @@ def get_search_space(name: str) -> SearchSpace:
     except KeyError:
         raise ConfigError(
             f"model {name!r} has no search space to tune; give its class a `search_space(trial)` "
-            "static method or call zenrec.evaluate.tune.register_search_space"
+            "static method or call zenrec.experiments.tune.register_search_space"
         ) from None
 
 

@@ -9,7 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from zenrec.evaluate.ranking import hits_matrix, mask_rows, topk
+from zenrec.evaluate.metrics import hits_matrix
+from zenrec.retrieval.topk import mask_rows, topk
 
 # scores drawn from a handful of values so that ties (also at the k-th place) are common
 SCORE = st.sampled_from([-np.inf, -1.0, 0.0, 0.5, 1.0, 2.0, 3.5])

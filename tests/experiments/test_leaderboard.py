@@ -11,7 +11,7 @@ from rich.table import Table
 
 from zenrec.errors import ConfigError, UnknownModelError
 from zenrec.evaluate.evaluator import evaluate_split
-from zenrec.evaluate.leaderboard import Leaderboard, compare, normalize_specs
+from zenrec.experiments.leaderboard import Leaderboard, compare, normalize_specs
 from zenrec.models import create_model
 
 

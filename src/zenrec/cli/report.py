@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from zenrec.cli_common import commands, out
+from zenrec.cli.common import commands, out
 from zenrec.errors import ConfigError
 
 report_app = typer.Typer(help="Reports over what the service recorded.", no_args_is_help=True)
@@ -72,7 +72,7 @@ def online(
     import time
 
     from zenrec._io import atomic_file
-    from zenrec.serve.online import online_report
+    from zenrec.evaluate.online import online_report
     from zenrec.store.events import EventStore
     from zenrec.store.served import served_frame
 

@@ -17,10 +17,11 @@ import pandas as pd
 import scipy.sparse as sp
 
 from zenrec.data.dataset import Dataset
+from zenrec.data.sparse import pack_csr, unpack_csr
 from zenrec.data.vocab import Vocabulary
 from zenrec.errors import ArtifactError, ConfigError
-from zenrec.models.base import Recommender, TrainOptions, load_model, pack_csr, unpack_csr
-from zenrec.models.registry import create_model
+from zenrec.models.base import Recommender, TrainOptions
+from zenrec.models.registry import create_model, load_model
 
 __all__ = ["ModelBundle", "train_bundle"]
 

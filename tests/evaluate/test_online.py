@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from zenrec.errors import ConfigError
-from zenrec.serve.online import compare_versions, online_report
+from zenrec.evaluate.online import compare_versions, online_report
 
 
 def _lists(rows: list[tuple]) -> pd.DataFrame:
@@ -93,7 +93,7 @@ def test_interval_covers_zero_in_aa_tests_and_detects_a_real_difference():
 
 
 def _flags(lists: pd.DataFrame, events: pd.DataFrame) -> pd.DataFrame:
-    from zenrec.serve.online import CLICK_TYPES, CONVERSION_TYPES, _list_flags
+    from zenrec.evaluate.online import CLICK_TYPES, CONVERSION_TYPES, _list_flags
 
     return _list_flags(lists, events, CLICK_TYPES, CONVERSION_TYPES)[0]
 

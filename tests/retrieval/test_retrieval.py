@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from zenrec.errors import ArtifactError, ConfigError, DataError
-from zenrec.serve.retrieval import (
+from zenrec.retrieval import (
     ExactRetriever,
     FaissRetriever,
     Retriever,

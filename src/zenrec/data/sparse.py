@@ -1,0 +1,47 @@
+"""Sparse-matrix helpers shared by models and artifacts: CSR packing into plain arrays, padded row blocks."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import scipy.sparse as sp
+
+__all__ = ["pack_csr", "unpack_csr", "padded_row_blocks"]
+
+
+def padded_row_blocks(
+    rows: sp.csr_matrix, block: int = 256
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    """Yield ``(row indices, item index B×L, value B×L, mask B×L)`` for blocks of non-empty CSR rows.
+
+    Rows are left-aligned and padded to the block's longest row (index 0,
+    value 0, mask False), so per-row work becomes batched array work.
+    """
+    rows = rows.tocsr()
+    lens = np.diff(rows.indptr)
+    nonempty = np.flatnonzero(lens)
+    for s in range(0, len(nonempty), block):
+        r = nonempty[s : s + block]
+        n = lens[r]
+        mask = np.arange(n.max())[None, :] < n[:, None]
+        pos = rows.indptr[r][:, None] + np.arange(n.max())[None, :]
+        pos = np.where(mask, pos, 0)
+        yield r, np.where(mask, rows.indices[pos], 0), np.where(mask, rows.data[pos], 0), mask
+
+
+def pack_csr(prefix: str, m: sp.csr_matrix, binary: bool = False) -> dict[str, np.ndarray]:
+    """A CSR matrix as ``PREFIX_indices``/``PREFIX_indptr`` (and ``PREFIX_data`` unless binary) arrays."""
+    out = {f"{prefix}_indices": m.indices, f"{prefix}_indptr": m.indptr}
+    if not binary:
+        out[f"{prefix}_data"] = m.data
+    return out
+
+
+def unpack_csr(arrays: dict[str, np.ndarray], prefix: str, shape: tuple[int, int]) -> sp.csr_matrix:
+    """The matrix :func:`pack_csr` stored; without ``PREFIX_data`` every entry is 1."""
+    ind = arrays[f"{prefix}_indices"]
+    data = arrays.get(f"{prefix}_data")
+    if data is None:
+        data = np.ones(len(ind), np.float32)
+    return sp.csr_matrix((data, ind, arrays[f"{prefix}_indptr"]), shape=shape)
