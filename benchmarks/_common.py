@@ -97,13 +97,45 @@ def median_record(runs: list[dict], metrics: bool = False,
 
 
 
+#: the hand-written notes that go with docs/benchmarks.md (no script rewrites them), relative to docs/
+NOTES = "benchmark-notes.md"
+#: no line of a generated section is longer (benchmarks/check_docs.py enforces it)
+MAX_LINE = 200
+
+
+def section_footer(command: str, anchor: str) -> list[str]:
+    """The end of every generated section: its one reproduce command, then the link to its notes.
+
+    Narrative, findings, trials and run diaries do not go into a generated
+    section: they live in docs/benchmark-notes.md under ``<a id="anchor">``.
+    """
+    return [f"Reproduce: `{command}`", "",
+            f"Protocol, findings and run history: [{NOTES}#{anchor}]({NOTES}#{anchor})"]
+
+
+def context_line(text: str) -> str:
+    """A section's one line of context, wrapped at ``MAX_LINE`` characters (markdown joins the lines)."""
+    import textwrap
+
+    return "\n".join(textwrap.wrap(text, MAX_LINE, break_long_words=False, break_on_hyphens=False))
+
+
+def long_lines(section: str, limit: int = MAX_LINE) -> list[tuple[int, int]]:
+    """(line number in the section, length) of every line longer than ``limit`` characters."""
+    return [(n, len(line)) for n, line in enumerate(section.splitlines(), 1) if len(line) > limit]
+
+
 def write_doc_section(name: str, section: str, path: Path | None = None) -> Path:
     """Replace the ``<!-- name:start -->`` … ``<!-- name:end -->`` block of docs/benchmarks.md (append if absent).
 
     The file is read right before writing and replaced atomically, so
-    benchmarks writing other sections do not lose each other's work.
+    benchmarks writing other sections do not lose each other's work.  Lines
+    over ``MAX_LINE`` characters are written but reported on stderr.
     """
     path = path or REPO / "docs" / "benchmarks.md"
+    for n, length in long_lines(section):
+        print(f"warning: line {n} of the {name} section has {length} characters (limit {MAX_LINE}); "
+              "benchmarks/check_docs.py will fail", file=sys.stderr)
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
     text = path.read_text() if path.exists() else "# zenrec benchmarks\n"
     block = f"{start}\n{section.rstrip()}\n{end}"

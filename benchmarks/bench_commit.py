@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import WORK, write_doc_section  # noqa: E402
+from _common import WORK, context_line, section_footer, write_doc_section  # noqa: E402
 
 CONFIGS = [  # (label, durability, background checkpoint)
     ("fsync, commits checkpoint", "fsync", False),
@@ -76,22 +76,17 @@ def measure(label: str, durability: str, background: bool, seconds: float, pace_
             "max_ms": round(float(q[3]), 1), "over_20ms": int((a > 20).sum()), "lists_written": log.written}
 
 
-def render(rows: list[dict], command: str, started: str) -> str:
+def render(rows: list[dict], command: str, started: str, seconds: float | None = None) -> str:
+    """The ``commit-latency`` section: one context line, the table, the reproduce command."""
+    per_store = f"{seconds:g} s per store, " if seconds else ""
     lines = ["## Event commit latency (SQLite store)", "",
-             f"`{command}` ({started}, load average before {rows[0].get('loadavg')}). One event per transaction every "
-             f"{rows[0]['pace_ms']:g} ms while another thread logs 150 served lists a second into the same file; "
-             "the wall time of each `EventStore.append`.", "",
+             context_line(f"Run {started}, {per_store}one commit every {rows[0]['pace_ms']:g} ms; "
+                          f"load average before {rows[0].get('loadavg')}."), "",
              "| store | commits | p50 ms | p99 ms | p99.9 ms | max ms | commits over 20 ms |", "|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['config']} | {r['commits']} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['p999_ms']:.2f} | "
                      f"{r['max_ms']:.1f} | {r['over_20ms']} |")
-    lines += ["", "A commit that checkpoints the log first copies it into the database and syncs that, so "
-              "`zenrec serve` checkpoints from a background thread. With `fsync` every acknowledgement also waits "
-              "for the disk's sync, whose tail comes and goes with this machine's shared disk (stalls of tens to "
-              "hundreds of milliseconds in some runs, none in others); `--durability os` takes the sync off the "
-              "acknowledgement (see the README's serving section for what that gives up). The stores run one "
-              "after another, once each: the stalls are intermittent, so an `fsync` row without stalls is luck as "
-              "much as configuration; only `os`, which never waits for a sync, is free of them by construction.", ""]
+    lines += ["", *section_footer(command, "commit-latency")]
     return "\n".join(lines)
 
 
@@ -108,8 +103,9 @@ def main(argv: list[str] | None = None) -> None:
         row.update(pace_ms=args.pace_ms, loadavg=[round(x, 2) for x in os.getloadavg()])
         print(json.dumps(row), flush=True)
         rows.append(row)
-    command = "python benchmarks/bench_commit.py" + (f" --seconds {args.seconds:g}" if args.seconds != 20 else "")
-    section = render(rows, command, started)
+    command = ("python benchmarks/bench_commit.py" + (f" --seconds {args.seconds:g}" if args.seconds != 20 else "")
+               + (f" --pace-ms {args.pace_ms:g}" if args.pace_ms != 10 else "") + " --write-docs")
+    section = render(rows, command, started, args.seconds)
     if args.write_docs:
         print(f"wrote {write_doc_section('commit-latency', section)}")
     else:

@@ -28,9 +28,11 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+from _common import context_line, section_footer, write_doc_section  # noqa: E402
+
 WORK = HERE / ".work"
 DOC = ROOT / "docs" / "benchmarks.md"
-START, END = "<!-- ingest:start -->", "<!-- ingest:end -->"
 TARGET_ROWS_PER_S = 1_000_000
 TARGET_RSS_MB = 1536
 
@@ -89,19 +91,32 @@ def _run_once(csv: Path, out: Path) -> dict:
     return res
 
 
-def _update_doc(text: str) -> None:
-    DOC.parent.mkdir(parents=True, exist_ok=True)
-    block = f"{START}\n{text.rstrip()}\n{END}"
-    old = DOC.read_text() if DOC.exists() else "# zenrec benchmarks\n"
-    if START in old and END in old:
-        head, rest = old.split(START, 1)
-        _, tail = rest.split(END, 1)
-        new = head + block + tail
-    else:
-        new = old.rstrip() + "\n\n" + block + "\n"
-    tmp = DOC.with_name(DOC.name + ".tmp")
-    tmp.write_text(new)
-    tmp.replace(DOC)
+def render(*, rows: int, size_mb: float, users: int, items: int, dropped: dict, repeats: int, rate: float,
+           ingest: float, wall: float, rss: float, rss_max: float, cpu: float, load: float, ok: bool,
+           command: str) -> str:
+    """The ``ingest`` section of docs/benchmarks.md: one context line, the table, the reproduce command."""
+    lines = [
+        "## Ingest",
+        "",
+        context_line(f"Median of {repeats} fresh processes; {platform.machine()}, {os.cpu_count()} CPUs, "
+                     f"Python {platform.python_version()}."),
+        "",
+        "| metric | value |",
+        "|---|---|",
+        f"| event log | {rows:,} rows, {size_mb:.0f} MiB CSV, {users:,} users, {items:,} items |",
+        f"| dropped while cleaning | {', '.join(f'{k} {v:,}' for k, v in sorted(dropped.items()))} |",
+        f"| ingest throughput (read → save) | {rate:,.0f} rows/s |",
+        f"| ingest time | {ingest:.2f} s |",
+        f"| whole process (interpreter start + imports + ingest) | {wall:.2f} s ({rows / wall:,.0f} rows/s) |",
+        f"| peak RSS (median / max of runs) | {rss:.0f} MB / {rss_max:.0f} MB |",
+        f"| CPU time of the process (user + sys) | {cpu:.2f} s |",
+        f"| 1-minute load average after the runs | {load:.1f} |",
+        f"| target ≥ {TARGET_ROWS_PER_S:,} rows/s and ≤ {TARGET_RSS_MB / 1024:.1f} GB peak RSS | "
+        f"{'met' if ok else '**missed**'} |",
+        "",
+        *section_footer(command, "ingest"),
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -156,30 +171,12 @@ def main(argv: list[str] | None = None) -> None:
     cmd = "python benchmarks/bench_ingest.py" + (f" --rows {args.rows}" if args.rows != 10_000_000 else "")
     cmd += f" --repeats {args.repeats}" if args.repeats != 3 else ""
     first = runs[0]
-    doc = f"""## Ingest
-
-Read + clean + `Dataset` construction + `Dataset.save` of a synthetic event
-log ({rows:,} rows, {size_mb:.0f} MiB CSV: `user_id,item_id,timestamp,event`,
-Zipf-like item popularity, {first['users']:,} users, {first['items']:,} items;
-dropped while cleaning: {', '.join(f"{k} {v:,}" for k, v in sorted(first['dropped'].items()))}).
-Each run is a fresh process; the median of {args.repeats} runs is shown.
-Target: ≥ {TARGET_ROWS_PER_S:,} rows/s and ≤ {TARGET_RSS_MB / 1024:.1f} GB peak RSS.
-
-| metric | value |
-|---|---|
-| ingest throughput (read → save) | {rate:,.0f} rows/s |
-| ingest time | {ingest:.2f} s |
-| whole process (interpreter start + imports + ingest) | {wall:.2f} s ({rows / wall:,.0f} rows/s) |
-| peak RSS (median / max of runs) | {rss:.0f} MB / {rss_max:.0f} MB |
-| CPU time of the process (user + sys) | {cpu:.2f} s |
-| 1-minute load average after the runs | {load:.1f} (other work on the machine slows wall times) |
-| machine | {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()} |
-
-Reproduce (the log is generated into `benchmarks/.work/` when missing):
-
-    {cmd}
-"""
-    _update_doc(doc)
+    doc = render(
+        rows=rows, size_mb=size_mb, users=first["users"], items=first["items"], dropped=first["dropped"],
+        repeats=args.repeats, rate=rate, ingest=ingest, wall=wall, rss=rss, rss_max=rss_max, cpu=cpu, load=load,
+        ok=ok, command=cmd,
+    )
+    write_doc_section("ingest", doc, DOC)
     print(f"updated {DOC.relative_to(ROOT)}")
 
 

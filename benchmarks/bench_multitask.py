@@ -28,7 +28,7 @@ from pathlib import Path
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import DEFAULT_DATASETS, WORK, emit, peak_rss_mb, write_doc_section  # noqa: E402
+from _common import DEFAULT_DATASETS, WORK, context_line, emit, peak_rss_mb, section_footer, write_doc_section  # noqa: E402
 
 COMMAND = "python benchmarks/bench_multitask.py --write-docs"
 START, END = "<!-- multitask:start -->", "<!-- multitask:end -->"
@@ -81,24 +81,20 @@ def _num(x: float | None) -> str:
     return "–" if x is None else f"{x:.4f}"
 
 
-def render(rows: list[dict], n_threads: int, note: str = "") -> str:
+def render(rows: list[dict], n_threads: int) -> str:
+    """The ``multitask`` section: one context line, the tables, the reproduce command.
+
+    What the rows mean and the findings are in docs/benchmark-notes.md (#multitask).
+    """
     best_single = max((r for r in rows if r["trained_on"] == "purchases"), key=lambda r: r["ndcg@10"])
     multi = [r for r in rows if r["trained_on"] != "purchases" and r["registry"] == "multitask"]
     best_multi = max(multi, key=lambda r: r["ndcg@10"]) if multi else None
     lines = [
         "## Multi-task click + purchase (tmall-multibehavior)",
         "",
-        "Fixed split of `../shared/datasets/tmall-multibehavior`: 41,738 users, 11,953 items; training "
-        "181,428 purchases + 221,514 favourites + 1,996 carts; 74,158 validation and 31,572 test purchases. "
-        "Full ranking of every item for each test user, training and validation purchases masked "
-        "(favourited items stay candidates). Single-task models see the training purchases only; "
-        "`MultiTask` on all behaviours treats favourites and carts as clicks (ESMM: "
-        "p(click)·p(purchase|click)) and adds, per task, a closed-form item-item (wide) part learnt from all "
-        "behaviours; the `deep only` rows switch it off (`wide=False`, uniform negatives). Neural models early-stop on validation purchase NDCG@10. "
-        "AUCs: test purchases against 100 random unmasked items per user "
-        "(click AUC scores the same pairs with p(click)). `ease, all behaviours` (EASE on purchases, favourites "
-        "and carts, event-weighted) is a reference for how much the auxiliary behaviours can give; it is "
-        "not a multi-task model.",
+        context_line(f"{platform.machine()}, {os.cpu_count()} CPUs, torch threads {n_threads}, Python "
+                     f"{platform.python_version()}; MultiTask settings `{json.dumps(MT_DEFAULTS, sort_keys=True)}`, "
+                     "the rest at their defaults."),
         "",
         "| model | trained on | NDCG@10 | Recall@10 | NDCG@20 | Recall@20 | AUC click | AUC purchase | epochs | fit s |",
         "|---|---|---|---|---|---|---|---|---|---|",
@@ -109,30 +105,17 @@ def render(rows: list[dict], n_threads: int, note: str = "") -> str:
             f"{r['ndcg@20']:.4f} | {r['recall@20']:.4f} | {_num(r.get('auc_click'))} | "
             f"{r['auc_purchase']:.4f} | {r['epochs'] or '–'} | {r['fit_seconds']:.0f} |"
         )
-    lines.append("")
-    target = ("Target (issue 3): purchase NDCG@10 with auxiliary behaviours ≥ the best single-task model on "
-              f"purchases alone ({best_single['model']}: {best_single['ndcg@10']:.4f}).")
+    lines += ["", "| target (issue 3), purchase NDCG@10 | best single-task, purchases only | "
+              "best multi-task, all behaviours | ratio | verdict |", "|---|---|---|---|---|"]
     if best_multi is not None:
-        verdict = "met" if best_multi["ndcg@10"] >= best_single["ndcg@10"] else "missed"
-        target += (f" Best multi-task model with auxiliary behaviours: {best_multi['model']} "
-                   f"{best_multi['ndcg@10']:.4f} — the target is **{verdict}** "
-                   f"({best_multi['ndcg@10'] / best_single['ndcg@10']:.2f}×).")
-    lines.append(target)
-    if note:
-        lines += ["", note]
-    lines += [
-        "",
-        f"Machine: {platform.machine()}, {os.cpu_count()} CPUs (shared with other jobs), torch threads "
-        f"{n_threads}, Python {platform.python_version()}. MultiTask settings: "
-        f"`{json.dumps(MT_DEFAULTS, sort_keys=True)}`, other parameters at their defaults.",
-        "",
-        "Reproduce:",
-        "",
-        f"    {COMMAND}",
-        "",
-        "(the rows of this table were run as parallel processes, each with `--only LABEL --results FILE`, "
-        "then rendered with `--reuse --results FILE... --write-docs`).",
-    ]
+        verdict = "met" if best_multi["ndcg@10"] >= best_single["ndcg@10"] else "**missed**"
+        lines.append(f"| with auxiliary behaviours ≥ the best single-task model | {best_single['model']} "
+                     f"{best_single['ndcg@10']:.4f} | {best_multi['model']} {best_multi['ndcg@10']:.4f} | "
+                     f"{best_multi['ndcg@10'] / best_single['ndcg@10']:.2f}× | {verdict} |")
+    else:
+        lines.append(f"| with auxiliary behaviours ≥ the best single-task model | {best_single['model']} "
+                     f"{best_single['ndcg@10']:.4f} | – | – | not measured |")
+    lines += ["", *section_footer(COMMAND, "multitask")]
     return "\n".join(lines)
 
 
@@ -147,7 +130,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--only", nargs="*", help="labels of the runs to do (default: all)")
     ap.add_argument("--write-docs", action="store_true", help="render the multitask section of docs/benchmarks.md")
-    ap.add_argument("--note", default="", help="a paragraph to add under the table")
+    ap.add_argument("--note", default="", help="not rendered any more: findings go into docs/benchmark-notes.md")
     ap.add_argument("--reuse", action="store_true", help="re-render from the saved results without training")
     ap.add_argument("--results", type=Path, nargs="+", default=[WORK / "results" / "multitask.jsonl"],
                     help="JSON-lines file the runs are written to (with --reuse: files to read)")
@@ -173,8 +156,10 @@ def main() -> None:
                 fh.write(json.dumps(rec, sort_keys=True) + "\n")
                 fh.flush()
                 rows.append(rec)
+    if args.note:
+        print("--note is not rendered: add it to docs/benchmark-notes.md (#multitask) by hand", file=sys.stderr)
     if args.write_docs and rows:
-        write_docs(render(rows, args.threads, args.note))
+        write_docs(render(rows, args.threads))
 
 
 if __name__ == "__main__":

@@ -53,7 +53,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import DEFAULT_DATASETS, REPO, WORK, emit, write_doc_section  # noqa: E402
+from _common import DEFAULT_DATASETS, REPO, WORK, context_line, emit, section_footer, write_doc_section  # noqa: E402
 
 START, END = "<!-- neural-speed:start -->", "<!-- neural-speed:end -->"
 COMMAND = "python benchmarks/bench_neural_speed.py --threads 2 --write-docs"
@@ -332,51 +332,36 @@ def _settings(r: dict) -> str:
 
 
 def render(rows: list[dict], notes: list[str]) -> str:
+    """The ``neural-speed`` section: one context line, the settings and speed tables, the reproduce command.
+
+    ``notes`` are the facts the run found out (a model not registered, a dataset
+    skipped); narrative and run diaries go into docs/benchmark-notes.md (#neural-speed).
+    """
     order = {d: i for i, d in enumerate(DATASETS)}
     label_rank = {m: i for i, m in enumerate(KNOWN)}
     rows = sorted(rows, key=lambda r: (order.get(r["dataset"], 99), label_rank.get(r["model"], 50), r["label"]))
     ok = [r for r in rows if "error" not in r]
     any_cuda = any("cuda_peak_mb" in r for r in ok)
-    head = ["dataset", "model", "settings (defaults)", "examples / epoch", "steps / epoch", "s / epoch",
-            "epochs / s", "examples / s", "measured", "setup s", "peak RSS MB (before fit)"]
+    head = ["dataset", "model", "examples / epoch", "steps / epoch", "s / epoch", "epochs / s", "examples / s",
+            "measured epochs (s each)", "setup s", "peak RSS MB (before fit)"]
     if any_cuda:
         head.append("CUDA peak MB")
     head += ["device, threads", "load avg"]
-    r0 = ok[0] if ok else {}
-    lines = [
-        "## Training speed of the neural models",
-        "",
-        "Every registered model trained by the shared torch loop (`fit_loop`), at its default settings, "
-        "with no validation set. A warm-up of "
-        f"{r0.get('warmup_steps', 20)} training steps (a shortened first epoch, not measured) comes first; "
-        f"then up to {r0.get('epochs_max', 3)} full epochs are measured, with no further epoch started once the "
-        f"measured ones plus one more would pass {r0.get('budget_s', 60):.0f} s. "
-        "`s / epoch` is the median of the measured epochs' training time (differences of the loop's "
-        "`train_seconds`: training steps only, no validation, no data loading); `epochs / s` is its inverse. "
-        f"A first measured epoch still running after {r0.get('cap_s', 45):.0f} s stops training there, and its "
-        "time per epoch is **extrapolated** from the steps done (marked ≈; `measured` then says how many "
-        "of the epoch's steps ran). "
-        "An example is one training pair (lmf, twotower, multitask; lmf and multitask score their sampled "
-        "negatives with it) or one training window of up to `max_len` + 1 items (sequence models). "
-        "Peak RSS is the process's `ru_maxrss` after training (each model runs in its own process); "
-        "in brackets, the peak before `fit` (Python, torch and the data). `setup s` is the rest of `fit`: "
-        "preparing windows or labels, closed-form parts, publishing the scoring vectors. "
-        "A process still running after its time limit is stopped and shown as timed out. `load avg` is the "
-        "machine's 1-minute load average as the model's `fit` began and ended (2 cores: above 2, other jobs "
-        "took CPU time from this one).",
-        "",
-        "* **ml-1m-ultragcn** — `train.txt` of the fixed split: 6,022 users, 3,043 items, 796,244 pairs. "
-        "No timestamps: sequence models read each user's items in file order (not chronological).",
-        "* **amazon-games-sasrec** — `Video.txt` minus each user's last two items (validation and test of "
-        "the SASRec leave-one-out protocol; the 112 users with fewer than three keep none): 31,013 users, 23,715 items, "
-        "225,111 events in time order (line order).",
-        "* Single-behaviour data: `multitask` counts every event as a purchase (and a click); `twotower` has "
-        "no side information here (no item text in either dataset), so it is ID-only: user id + mean of "
-        "recent items against item ids.",
-        "",
-        "| " + " | ".join(head) + " |",
-        "|" + "---|" * len(head),
-    ]
+    lines = ["## Training speed of the neural models", ""]
+    if ok:
+        when = sorted(r.get("finished", "") for r in ok if r.get("finished"))
+        span = f"Run {when[0][:10]} {when[0][11:16]}–{when[-1][11:16]} UTC; " if when else ""
+        r0 = ok[0]
+        torch = ", ".join(sorted({str(r.get("torch")) for r in ok}))
+        codes = ", ".join(sorted({str(r.get("code", "unknown")) for r in ok}))
+        lines += [context_line(f"{span}{r0.get('machine', platform.machine())}, {r0['cpus']} CPUs; torch {torch}, "
+                               f"Python {r0['python']}; code {codes}; models one at a time, defaults (settings below)."),
+                  ""]
+    settings: dict[tuple[str, str], None] = {}
+    for r in ok:
+        settings.setdefault((f"`{r['label']}`", _settings(r)), None)
+    lines += ["| model | settings |", "|---|---|", *[f"| {m} | {st} |" for m, st in settings], ""]
+    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         if "error" in r:
             part = r.get("epoch_s_partial")
@@ -389,16 +374,16 @@ def render(rows: list[dict], notes: list[str]) -> str:
                                                      if len(part) > 1 else ", no full epoch"))
             else:
                 done = "no epoch done"
-            cells = [r["dataset"], f"`{r['label']}`", "", "", "", f"**{r['error']}**; {done}", "", "", "", "", ""]
+            cells = [r["dataset"], f"`{r['label']}`", "", "", f"**{r['error']}**; {done}", "", "", "", "", ""]
             if any_cuda:
                 cells.append("")
             cells += [f"threads {r.get('threads')}", ""]
             lines.append("| " + " | ".join(cells) + " |")
             continue
         approx = "≈ " if r.get("extrapolated_from_steps") else ""
-        done = (f"{r['extrapolated_from_steps']} of {r['steps_per_epoch']} steps" if approx
-                else str(r["epochs_measured"]))
-        cells = [r["dataset"], f"`{r['label']}`", _settings(r), _fmt(r["examples_per_epoch"], ","),
+        done = (f"≈ from {r['extrapolated_from_steps']} of {r['steps_per_epoch']} steps" if approx
+                else ", ".join(f"{x:.1f}" for x in r.get("epoch_s") or []) or str(r["epochs_measured"]))
+        cells = [r["dataset"], f"`{r['label']}`", _fmt(r["examples_per_epoch"], ","),
                  _fmt(r["steps_per_epoch"], ","), approx + _fmt(r["s_per_epoch"], ".1f"),
                  approx + _fmt(r["epochs_per_s"], ".4f"), approx + _fmt(r["examples_per_s"], ","), done,
                  _fmt(r.get("setup_s"), ".1f"), f"{r['peak_rss_mb']:,} ({r['rss_before_fit_mb']:,})"]
@@ -406,30 +391,9 @@ def render(rows: list[dict], notes: list[str]) -> str:
             cells.append(_fmt(r.get("cuda_peak_mb"), ","))
         cells += [f"{r['device']}, {r['torch_threads']}", f"{r['load1_start']:.1f}–{r['load1_end']:.1f}"]
         lines.append("| " + " | ".join(cells) + " |")
-    lines.append("")
-    full = [r for r in ok if r.get("epoch_s")]
-    if full:
-        lines.append("Seconds of each fully measured epoch: " + "; ".join(
-            f"{r['dataset']} `{r['label']}` {', '.join(f'{x:.1f}' for x in r['epoch_s'])}" for r in full) + ".")
-    if ok:
-        loads = [x for r in ok for x in (r["load1_start"], r["load1_end"])]
-        when = sorted(r.get("finished", "") for r in ok if r.get("finished"))
-        span = f" on {when[0][:10]} ({when[0][11:16]}–{when[-1][11:16]} UTC)" if when else ""
-        r0 = ok[0]
-        load = f"1-minute load average {min(loads):.1f}–{max(loads):.1f} during the runs"
-        quiet = max(loads) <= r0["torch_threads"] + 0.5  # no more than the benchmark's own threads
-        where = (f"otherwise idle ({load}, the benchmark's own threads included)" if quiet
-                 else f"**shared with other jobs** ({load}), so timings are noisy")
-        lines += ["", f"Machine{span}: {r0.get('machine', platform.machine())}, {r0['cpus']} CPUs, "
-                  f"{where}; torch {r0['torch']} with "
-                  f"{r0['torch_threads']} intra-op threads, Python {r0['python']}; models run one at a time. "
-                  f"Code: {r0.get('code', 'unknown')}."]
-    for n in notes:
-        lines += ["", n]
-    lines += ["", "Reproduce (about 12 minutes on an idle 2-core machine):", "", f"    {COMMAND}", "",
-              "`--only MODEL` reruns one model (its rows are merged into the results file), "
-              "`--reuse --write-docs` re-renders this section from the results "
-              "(`benchmarks/.work/results/neural_speed.jsonl`)."]
+    if notes:
+        lines += ["", "| run note |", "|---|", *[f"| {n[:180]} |" for n in notes]]
+    lines += ["", *section_footer(COMMAND, "neural-speed")]
     return "\n".join(lines)
 
 
@@ -460,7 +424,8 @@ def main(argv: list[str] | None = None) -> None:
                     help="JSON-lines results file (with --reuse: the files to read)")
     ap.add_argument("--reuse", action="store_true", help="re-render from the results without training")
     ap.add_argument("--write-docs", action="store_true", help="render the neural-speed section of docs/benchmarks.md")
-    ap.add_argument("--note", action="append", default=[], help="a paragraph to add under the table")
+    ap.add_argument("--note", action="append", default=[],
+                    help="a paragraph kept in the results file, not rendered (narrative: docs/benchmark-notes.md)")
     # child mode
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--dataset", help=argparse.SUPPRESS)
@@ -472,7 +437,8 @@ def main(argv: list[str] | None = None) -> None:
         child(args)
         return
 
-    notes = list(args.note)
+    notes: list[str] = []  # what the run found out (rendered); --note paragraphs are only kept in the results
+    user_notes = list(args.note)
     results = args.results[0]
     rows: list[dict] = []
     if args.reuse:
@@ -480,7 +446,7 @@ def main(argv: list[str] | None = None) -> None:
             rows += [json.loads(x) for x in f.read_text().splitlines() if x.strip()]
         rows = [r for r in rows if "dataset" in r]
         notes += [r["note"] for f in args.results for r in map(json.loads, f.read_text().splitlines())
-                  if "note" in r and "dataset" not in r]
+                  if "note" in r and "dataset" not in r and r.get("auto")]
         if not args.only:  # rows of the plan that no results file holds: the run ended before them
             have = {(r["dataset"], r["label"]) for r in rows}
             present = sorted({r["dataset"] for r in rows}, key=DATASETS.index)
@@ -497,13 +463,16 @@ def main(argv: list[str] | None = None) -> None:
         if args.only and results.exists():  # a partial rerun: keep the other rows and the notes
             done = [json.loads(x) for x in results.read_text().splitlines() if x.strip()]
             keep = [r for r in done if "dataset" in r]
-            notes = [r["note"] for r in done if "note" in r and "dataset" not in r] + notes
+            notes = [r["note"] for r in done if "note" in r and "dataset" not in r and r.get("auto")] + notes
+            user_notes = [r["note"] for r in done if "note" in r and "dataset" not in r
+                          and not r.get("auto")] + user_notes
         results.parent.mkdir(parents=True, exist_ok=True)
         present = []
         for dataset in args.datasets_only:
             missing = [f for f in dataset_files(args.datasets, dataset) if not f.exists()]
             if missing:
-                note = f"{dataset}: skipped, {', '.join(str(f) for f in missing)} not found (pass --datasets DIR)."
+                note = (f"{dataset}: skipped, {', '.join(f'{f.parent.name}/{f.name}' for f in missing)} not found "
+                        "(pass --datasets DIR).")
                 print(note, file=sys.stderr)
                 notes.append(note)
             else:
@@ -521,7 +490,9 @@ def main(argv: list[str] | None = None) -> None:
             with open(results, "w") as fh:  # rewritten after every run: a killed run keeps its rows
                 for r in keep + rows:
                     fh.write(json.dumps(r, sort_keys=True) + "\n")
-                for n in notes:
+                for n in dict.fromkeys(notes):
+                    fh.write(json.dumps({"note": n, "auto": True}) + "\n")
+                for n in dict.fromkeys(user_notes):
                     fh.write(json.dumps({"note": n}) + "\n")
         rows = keep + rows
     if args.write_docs and rows:

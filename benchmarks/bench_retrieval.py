@@ -47,7 +47,7 @@ RESULTS = HERE / ".work" / "results" / "retrieval.json"
 DOC = ROOT / "docs" / "benchmarks.md"
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import write_doc_section  # noqa: E402
+from _common import context_line, section_footer, write_doc_section  # noqa: E402
 
 TARGET_P99_MS, TARGET_RATE, TARGET_RECALL = 20.0, 500, 0.95
 K = 10
@@ -286,92 +286,71 @@ def _f(x: float, nd: int = 1) -> str:
 
 
 def render(res: dict) -> str:
+    """The ``retrieval`` section: one context line, the setup, measurement, load and summary tables.
+
+    What the columns mean, the caveats and the findings are in docs/benchmark-notes.md (#retrieval).
+    """
     rows = res["rows"]
     rate = res["rate"]
+    loads = [r["load_average"] for r in rows]
     out = [
         "## Retrieval (serving core, issue 4 case c)",
         "",
-        f"Synthetic catalogue: {res['items']:,} items × {res['dim']}-d float32 embeddings around "
-        f"{res['clusters']:,} cluster centres (varied norms, seed {res['seed']}), {res['queries']:,} queries around "
-        f"the same centres; top-{K} by inner product through `zenrec.retrieval`. Recall@{K} is against exact "
-        f"scoring. *Filtered*: each query excludes 100 seen items (50 of its exact top 200, 50 at random) and may only "
-        f"return a random half of the catalogue (`allowed`); recall then is against the exact filtered top {K}.",
-        f"Single = one query per call, back to back ({res['single_queries']} queries; exact: "
-        f"{res['exact_single_queries']}); batch = one call of {res['queries']:,} queries (exact: {res['exact_batch']}). "
-        f"t1/t2 = 1 or 2 threads (faiss OpenMP and BLAS). Load = open loop at {rate} queries/s for "
-        f"{res['load_seconds']} s with 1 or 2 worker threads (one thread each), latency from each query's scheduled "
-        f"arrival. Memory = the index as faiss writes it (exact: the vectors it scores). faiss indexes also score "
-        f"the 512 items of largest norm exactly on every search (`exact_head`). "
-        f"Every timing is the median of {res['repeats']} repeats: the machine ({res['machine']}) was shared with "
-        f"other agents' jobs (1-minute load average during the rows: "
-        f"{min(r['load_average'] for r in rows)}–{max(r['load_average'] for r in rows)}), so absolute times are "
-        f"pessimistic; ratios between rows are the claim. Run {res['started']} – {res['finished']}.",
+        context_line(f"Run {res['started']} – {res.get('finished', '?')}; {res['machine']}; 1-minute load average "
+                     f"{min(loads)}–{max(loads)}; every timing the median of {res['repeats']} repeats."),
         "",
-        "| backend | setting | build (s) | memory (MB) | Recall@10 | Recall@10 filtered | single p50 / p99 ms t1 | "
-        "single p50 / p99 ms t2 | filtered single p50 / p99 ms t2 | batch q/s t1 | batch q/s t2 | "
-        f"filtered batch q/s t2 | {rate}/s load p50 / p99 ms, 1 worker | 2 workers | 2 workers, filtered |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| catalogue | queries | single-query calls | batch call | load |",
+        "|---|---|---|---|---|",
+        f"| {res['items']:,} items × {res['dim']}-d float32, {res['clusters']:,} centres, seed {res['seed']} | "
+        f"{res['queries']:,}, top-{K} | {res['single_queries']} (exact: {res['exact_single_queries']}) | "
+        f"{res['queries']:,} queries (exact: {res['exact_batch']}) | open loop, {rate:g} queries/s for "
+        f"{res['load_seconds']} s |",
+        "",
+        f"| backend | setting | build (s) | memory (MB) | Recall@{K} | Recall@{K} filtered | single p50 / p99 ms t1 | "
+        "t2 | filtered, t2 | batch q/s t1 | t2 | filtered, t2 |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        def lo(key: str, r: dict = r) -> str:
-            if key not in r:
-                return "n/a (see below)"
-            x = r[key]
-            late = "" if x["achieved_rate"] >= 0.97 * rate and x["p99_ms"] < 1000 else " (falls behind)"
-            return f"{_f(x['p50_ms'], 2)} / {_f(x['p99_ms'], 2)}{late}"
-
         s1, s2, sf = r["single_t1"], r["single_t2"], r["single_filtered_t2"]
         out.append(
             f"| {r['backend']} | {r['setting']} | {_f(r['build_s'])} | {_f(r['memory_mb'], 0)} | {r['recall']:.4f} | "
             f"{r['recall_filtered']:.4f} | {_f(s1['p50'], 2)} / {_f(s1['p99'], 2)} | {_f(s2['p50'], 2)} / "
             f"{_f(s2['p99'], 2)} | {_f(sf['p50'], 2)} / {_f(sf['p99'], 2)} | {_f(r['batch_qps_t1'], 0)} | "
-            f"{_f(r['batch_qps_t2'], 0)} | {_f(r['batch_filtered_qps_t2'], 0)} | {lo('load_w1')} | {lo('load_w2')} | "
-            f"{lo('load_filtered_w2')} |"
+            f"{_f(r['batch_qps_t2'], 0)} | {_f(r['batch_filtered_qps_t2'], 0)} |"
         )
-    faiss_rows = [r for r in rows if r["backend"].startswith("faiss")]
-    meets = [r for r in faiss_rows if r["recall"] >= TARGET_RECALL and "load_w2" in r
-             and r["load_w2"]["p99_ms"] <= TARGET_P99_MS and r["load_w2"]["achieved_rate"] >= 0.97 * rate]
-    exact = next(r for r in rows if r["label"] == "exact")
+
+    def lo(key: str, r: dict) -> str:
+        x = r[key]
+        late = "" if x["achieved_rate"] >= 0.97 * rate and x["p99_ms"] < 1000 else " (falls behind)"
+        return f"{_f(x['p50_ms'], 2)} / {_f(x['p99_ms'], 2)}{late}"
+
+    faiss_rows = [r for r in rows if r["backend"].startswith("faiss") and "load_w2" in r]
     out += [
         "",
-        f"Targets (issue 4): faiss Recall@10 vs exact ≥ {TARGET_RECALL}; p99 ≤ {TARGET_P99_MS:g} ms at "
-        f"{TARGET_RATE} req/s. The HTTP layer is not in these numbers; it will be measured through the server.",
-        "",
+        f"| backend | setting | {rate:g}/s load p50 / p99 ms, 1 worker | 2 workers | 2 workers, filtered | "
+        f"Recall@{K} ≥ {TARGET_RECALL} | p99 ≤ {TARGET_P99_MS:g} ms at {TARGET_RATE}/s, 2 workers |",
+        "|---|---|---|---|---|---|---|",
     ]
+    meets = []
     for r in faiss_rows:
         ok_recall = r["recall"] >= TARGET_RECALL
         ok_load = r["load_w2"]["p99_ms"] <= TARGET_P99_MS and r["load_w2"]["achieved_rate"] >= 0.97 * rate
-        out.append(
-            f"* {r['backend']} {r['setting']}: recall {r['recall']:.4f} "
-            f"{'meets' if ok_recall else 'MISSES'} the recall target; p99 {_f(r['load_w2']['p99_ms'], 2)} ms at "
-            f"{rate}/s on 2 workers {'meets' if ok_load else 'MISSES'} the latency target."
-        )
+        if ok_recall and ok_load:
+            meets.append(r)
+        out.append(f"| {r['backend']} | {r['setting']} | {lo('load_w1', r)} | {lo('load_w2', r)} | "
+                   f"{lo('load_filtered_w2', r)} | {'meets' if ok_recall else '**MISSES**'} | "
+                   f"{'meets' if ok_load else '**MISSES**'} |")
     best = max(meets, key=lambda r: r["recall"], default=None)
-    out += [
-        "",
-        (f"Both targets hold together for {len(meets)} of {len(faiss_rows)} faiss settings"
-         + (f"; the highest recall among them: {best['backend']} {best['setting']} ({best['recall']:.4f})." if best
-            else ".")),
-        f"Exact scoring of {res['items']:,} items takes {_f(min(exact['single_t1']['p50'], exact['single_t2']['p50']), 1)} "
-        f"ms per single query (p50, the faster of 1 and 2 threads: a second BLAS thread does not help one query "
-        f"on a busy machine), i.e. at most about "
-        f"{_f(1000 / min(exact['single_t1']['p50'], exact['single_t2']['p50']), 0)} queries/s "
-        f"({_f(max(exact['batch_qps_t1'], exact['batch_qps_t2']), 0)} q/s batched), so it is not loaded at {rate}/s; "
-        "`make_retriever` uses it up to 50,000 items and faiss above. A filtered faiss query fetches deeper "
-        "(k + seen, doubled for the half-allowed mask) and searches harder; IVF widens `nprobe` with the fetch, "
-        "which is what makes its filtered rows fall behind at this rate, while HNSW keeps up.",
-        "",
-        "Caveat on recall: the catalogue is strongly clustered (about as many centres as IVF lists), which "
-        "favours IVF in particular; on the test suite's catalogue (20,000 items, 32-d, 128 overlapping centres, "
-        "item bias) the default IVF reaches about 0.96–0.98 and the default HNSW about 0.97–0.99. Judge a real "
-        "catalogue by its own Recall@10 (the `recall` helper here, against `ExactRetriever`).",
-        "",
-        "Reproduce:",
-        "",
-        f"    timeout 1800 {res['command']}",
-        "",
-        "(`--render-only` rewrites this section from `benchmarks/.work/results/retrieval.json`.)",
-    ]
+    exact = next((r for r in rows if r["label"] == "exact"), None)
+    out += ["", "| summary | value |", "|---|---|",
+            f"| faiss settings meeting both targets | {len(meets)} of {len(faiss_rows)}"
+            + (f"; highest recall: {best['backend']} {best['setting']} ({best['recall']:.4f})" if best else "") + " |"]
+    if exact is not None:
+        p50 = min(exact["single_t1"]["p50"], exact["single_t2"]["p50"])
+        out.append(f"| exact scoring, single query p50 (faster of t1, t2) | {_f(p50, 1)} ms: at most about "
+                   f"{_f(1000 / p50, 0)} queries/s ({_f(max(exact['batch_qps_t1'], exact['batch_qps_t2']), 0)} q/s "
+                   f"batched), so not loaded at {rate:g}/s |")
+    out += ["", *section_footer(f"timeout 1800 {res['command']}", "retrieval")]
     return "\n".join(out)
 
 

@@ -48,7 +48,18 @@ from pathlib import Path
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import DEFAULT_DATASETS, HERE, REPO, WORK, emit, machine, peak_rss_mb, write_doc_section  # noqa: E402
+from _common import (  # noqa: E402
+    DEFAULT_DATASETS,
+    HERE,
+    REPO,
+    WORK,
+    context_line,
+    emit,
+    machine,
+    peak_rss_mb,
+    section_footer,
+    write_doc_section,
+)
 
 SEQ = WORK / "seq"
 RESULTS = WORK / "results" / "sequential.jsonl"
@@ -318,27 +329,23 @@ def _f(x, fmt: str = ".4f") -> str:  # noqa: ANN001
     return "–" if x is None else format(x, fmt)
 
 
-def render(rows: list[dict], note: str = "") -> str:
+def render(rows: list[dict]) -> str:
+    """The ``sequential`` section: one context line, the tables, the reproduce command.
+
+    The protocol, run diaries, trials and the commands behind the rows are in
+    docs/benchmark-notes.md (#sequential).
+    """
     rows = _latest(rows)
     order = {k: n for n, k in enumerate(ROWS)}
+    finished = sorted(r.get("finished", "") for r in rows if r.get("finished"))
+    loads = [r["loadavg_end"] for r in rows if "loadavg_end" in r]
+    threads = sorted({r.get("threads") for r in rows if r.get("threads")})
     lines = [
         "## Sequential: next-item models vs RecTools and RecBole",
         "",
-        "Chronological leave-last-out (each user's last event is test, the one before it validation; "
-        "`timestamp` = chronological position), full ranking of every item, history 50. Validation ranks from "
-        "the training history with the user's training items masked; test ranks from training + validation "
-        "history with training and validation items masked (zenrec's sequential protocol). One split per "
-        "dataset, written once under `benchmarks/.work/seq/` and read by every library. Every Transformer: "
-        "embedding 64, history 50, 2 blocks, 1 head (RecBole's feed-forward `inner_size` set to 64 like the "
-        "others); GRU4Rec: 64. Neural models train until validation NDCG@10 has not improved for the "
-        "patience, or the wall cap is reached (checked after each epoch's validation, so the epoch in "
-        "progress finishes; the cap counts validation time), then restore their best epoch. *Train time* "
-        "counts training steps only (validation excluded, for every library); *s/epoch* = train time / "
-        "epochs. Peer NDCG/HR are recomputed from the peers' top-10 lists with zenrec's metric code "
-        "(column *check*: largest difference from the peer runner's own NDCG@10 on the same lists). "
-        "Peak RSS is the whole process. RecBole is trained by its own epoch function on its own "
-        "prefix augmentation; its validation and test use the rule above, not its evaluator (which masks "
-        "nothing in this protocol).",
+        context_line((f"Rows finished {finished[0][:16]}–{finished[-1][:16]} UTC; " if finished else "")
+                     + f"{_machine()}; CPU only; torch threads {', '.join(map(str, threads)) or '1'}; 1-minute load "
+                     f"average after each row {min(loads) if loads else 0:.1f}–{max(loads) if loads else 0:.1f}."),
         "",
     ]
     by_ds: dict[str, list[dict]] = {}
@@ -387,21 +394,19 @@ def render(rows: list[dict], note: str = "") -> str:
             if own:
                 best_own = max(own, key=lambda r: r["test"]["ndcg@10"])
                 verdicts.append(
-                    f"- {ds}: zenrec SASRec test NDCG@10 {zs['test']['ndcg@10']:.4f} beats "
-                    f"{', '.join(r['model'] for r in own)} (best of them: {best_own['model']} "
-                    f"{best_own['test']['ndcg@10']:.4f}) — "
+                    f"| {ds} | beats zenrec's {', '.join(r['model'] for r in own)} | {zs['test']['ndcg@10']:.4f} | "
+                    f"zenrec {best_own['model']} {best_own['test']['ndcg@10']:.4f} | "
                     + ("**holds**" if not beaten else "**does not hold** (" + ", ".join(
-                        f"{r['model']} {r['test']['ndcg@10']:.4f}" for r in beaten) + " ≥ SASRec)") + ".")
+                        f"{r['model']} {r['test']['ndcg@10']:.4f}" for r in beaten) + " ≥ SASRec)") + " |")
             peers = [r for r in ok if r["library"] != "zenrec"]
             if peers:
                 worse = [r for r in peers if r["test"]["ndcg@10"] > zs["test"]["ndcg@10"]]
                 best = max(peers, key=lambda r: r["test"]["ndcg@10"])
                 verdicts.append(
-                    f"- {ds}, target (a) zenrec SASRec ≥ every peer on test NDCG@10: best peer {best['library']} "
-                    f"{best['model']} {best['test']['ndcg@10']:.4f} (ratio "
-                    f"{zs['test']['ndcg@10'] / best['test']['ndcg@10']:.2f}) — "
+                    f"| {ds} | (a) ≥ every peer | {zs['test']['ndcg@10']:.4f} | {best['library']} {best['model']} "
+                    f"{best['test']['ndcg@10']:.4f} (ratio {zs['test']['ndcg@10'] / best['test']['ndcg@10']:.2f}) | "
                     + ("**holds**" if not worse else "**does not hold** (" + ", ".join(
-                        f"{r['library']} {r['model']}" for r in worse) + " higher)") + ".")
+                        f"{r['library']} {r['model']}" for r in worse) + " higher)") + " |")
             for p in peers:
                 curve = p.get("curve") or []
                 best_row = next((c for c in curve if c["epoch"] == p["best_epoch"]), None)
@@ -421,14 +426,13 @@ def render(rows: list[dict], note: str = "") -> str:
                 pap = PAPER.get(ds, {}) if r["model"] == "sasrec" else {}
                 sampled.append(f"| {ds} | zenrec {r['model']} | {s['hit@10']:.4f} | {s['ndcg@10']:.4f} | "
                                f"{_f(pap.get('hit@10'))} | {_f(pap.get('ndcg@10'))} |")
-    lines += ["Targets:", "", *verdicts, ""]
+    if verdicts:
+        lines += ["#### Targets: zenrec SASRec, test NDCG@10", "",
+                  "| dataset | target | zenrec SASRec | best of the others | verdict |", "|---|---|---|---|---|",
+                  *verdicts, ""]
     if ttq:
         lines += [
-            "#### Time to quality",
-            "",
-            "For each peer: its best validation NDCG@10 and the training seconds it needed to reach it; then the "
-            "first epoch at which zenrec's SASRec (same run, same split) reached that validation NDCG@10. "
-            "Target (b): ratio ≤ 0.25.",
+            "#### Time to quality (target b: ratio ≤ 0.25)",
             "",
             "| dataset | peer | peer's best valid NDCG@10 | peer's training s to reach it | zenrec SASRec reaches it at "
             "(training s) | ratio | ≤ 0.25 |",
@@ -436,37 +440,13 @@ def render(rows: list[dict], note: str = "") -> str:
             *ttq, ""]
     if sampled:
         lines += [
-            "#### Sampled-100 (not full ranking)",
-            "",
-            "**sampled-100**: each test item ranked against 100 random items the user never interacted with "
-            "(the SASRec paper's protocol; seed 0). Easier than full ranking and not comparable with the tables "
-            "above. The paper's numbers are for Games only.",
+            "#### Sampled-100 (not full ranking; the SASRec paper's protocol, seed 0)",
             "",
             "| dataset | model | sampled-100 HR@10 | sampled-100 NDCG@10 | paper SASRec HR@10 | paper SASRec NDCG@10 |",
             "|---|---|---|---|---|---|",
             *sampled, ""]
-    finished = sorted(r.get("finished", "") for r in rows if r.get("finished"))
-    loads = [r["loadavg_end"] for r in rows if "loadavg_end" in r]
-    threads = sorted({r.get("threads") for r in rows if r.get("threads")})
-    lines += [
-        f"Machine: {_machine()}; CPU only; torch threads {', '.join(map(str, threads)) or '1'} per process, one "
-        "model at a time. The machine was shared with other jobs (1-minute load average after each row: "
-        f"{min(loads) if loads else 0:.1f}–{max(loads) if loads else 0:.1f}), so absolute times are noisy. "
-        + (f"Rows finished {finished[0][:16]}–{finished[-1][:16]} UTC." if finished else ""),
-        "",
-    ]
-    if note:
-        lines += [note, ""]
-    # oldest first: run in this order, a later command's rows replace an earlier one's, as in the tables
-    last_finished: dict[str, str] = {}
-    for r in rows:  # already the latest row per dataset, library and model
-        if r.get("command"):
-            last_finished[r["command"]] = max(last_finished.get(r["command"], ""), r.get("finished", ""))
-    cmds = sorted(last_finished, key=last_finished.__getitem__)
-    lines += ["Reproduce (after `make install && bash benchmarks/setup_peers.sh recbole rectools`, with zenrec's "
-              "venv active): these rows were made by", "", *[f"    {c}" for c in cmds], "",
-              f"in that order (oldest first; each command's `--results` file, or the default one), then rendered with "
-              f"`{COMMAND} --reuse --results FILE...` naming those files in the same order.", ""]
+    # which commands made the rows is in the results (``command``) and in docs/benchmark-notes.md
+    lines += section_footer(COMMAND, "sequential")
     return "\n".join(lines)
 
 
@@ -506,7 +486,7 @@ def main(argv: list[str] | None = None) -> None:
                     help="JSON-lines file rows are appended to (with --reuse: files to render)")
     ap.add_argument("--reuse", action="store_true", help="run nothing; render the rows of --results")
     ap.add_argument("--write-docs", action="store_true", help="render the sequential section of docs/benchmarks.md")
-    ap.add_argument("--note", default="", help="a paragraph added under the tables")
+    ap.add_argument("--note", default="", help="not rendered any more: notes go into docs/benchmark-notes.md")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--model", help=argparse.SUPPRESS)
     ap.add_argument("--params", help=argparse.SUPPRESS)
@@ -540,8 +520,11 @@ def main(argv: list[str] | None = None) -> None:
         for f in args.results:
             if f.exists():
                 rows += [json.loads(x) for x in f.read_text().splitlines() if x.strip()]
+        if args.note:
+            print("[seq] --note is not rendered: add it to docs/benchmark-notes.md (#sequential) by hand",
+                  file=sys.stderr)
         if rows:
-            write_docs(render(rows, args.note))
+            write_docs(render(rows))
 
 
 if __name__ == "__main__":

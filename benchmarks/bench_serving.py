@@ -60,7 +60,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from _common import DEFAULT_DATASETS, REPO, WORK, machine, write_doc_section  # noqa: E402
+from _common import DEFAULT_DATASETS, REPO, WORK, context_line, machine, section_footer, write_doc_section  # noqa: E402
 
 SERVING = WORK / "serving"
 RESULTS = WORK / "results" / "serving.jsonl"
@@ -909,9 +909,10 @@ def _sustains(row: dict) -> bool:
 
 
 LOAD_HEAD = ("| backend | target req/s (users) | achieved req/s | errors | p50 ms | p90 ms | p99 ms | max ms | "
-             "server p50 / p99 / mean ms | list build mean ms | score-cache hit rate | "
-             "CPU cores: server / load generator / other |\n"
+             "server p50 / p99 / mean ms | list build mean ms | cache hits | CPU server / load gen. / other |\n"
              "|---|---|---|---|---|---|---|---|---|---|---|---|")
+#: the command that regenerates the whole section (every case at the default settings)
+COMMAND = "python benchmarks/bench_serving.py --write-docs"
 
 
 def load_row(r: dict) -> str:
@@ -927,108 +928,100 @@ def load_row(r: dict) -> str:
             f"{_num(r['list_mean_ms'], '.2f')} | {'–' if hit is None else f'{hit:.0%}'} | {cpu} |")
 
 
-def _meta_line(m: dict) -> str:
-    return (f"Server start-up {_num(m.get('startup_s'))} s, pinned: {m.get('pinned', '–')}; "
-            f"load average (1/5/15 min) before {m.get('loadavg_before')}, after {m.get('loadavg_after')}")
+META_HEAD = ("| server | start-up s | pinned | load average before (1/5/15 min) | after |\n"
+             "|---|---|---|---|---|")
 
 
-def _client_text(env: dict) -> str:
-    """How the load was generated, for the doc."""
-    if env.get("client") == "openloop":
-        return ("loaded by this script's open-loop client (asyncio, raw HTTP/1.1 over keep-alive connections: "
-                f"{OPEN_CONNECTIONS} to start, one more whenever all are busy; arrivals are a Poisson process at "
-                "the target rate, so a slow answer never delays the next request; closed-loop rows: N connections "
-                "back to back).")
-    v = env.get("versions", {})
-    return (f"loaded by locust {v.get('locust')} (headless, `FastHttpUser`, `constant_throughput` with one user per "
-            f"{PER_USER_RATE:g} req/s, at least 10), keep-alive connections.")
+def _meta_rows(data: str, rows: list[tuple[str, dict]]) -> list[str]:
+    """The case's data, then one row per server: start-up, pinning, load averages."""
+    return ["| data |", "|---|", f"| {data} |", "", META_HEAD] + [
+        f"| {server} | {_num(m.get('startup_s'))} | {m.get('pinned', '–')} | {m.get('loadavg_before', '–')} | "
+        f"{m.get('loadavg_after', '–')} |" for server, m in rows] + [""]
+
+
+def _client_name(env: dict) -> str:
+    if not env:
+        return "–"
+    if env.get("client", "openloop") == "openloop":
+        return "open-loop asyncio client"
+    return f"locust {env.get('versions', {}).get('locust')}"
 
 
 def render(records: list[dict]) -> str:
-    done = {r["run_id"]: r["env"] for r in records if r.get("kind") == "done"}
-    for r in records:  # the finish time is known only at the end of a run
-        if "env" in r and r.get("run_id") in done:
-            r["env"] = done[r["run_id"]]
+    """The ``serving-load`` section: the runs, per case its servers and measurements, the targets.
+
+    What is measured, the pinning, the findings and the history are in
+    docs/benchmark-notes.md (#serving-load); ``--note`` paragraphs stay in the results file.
+    """
+    envs: dict[str, dict] = {}
+    for r in records:  # a run's environment, completed (finish time) by its "done" record
+        if "env" in r and r.get("run_id"):
+            envs.setdefault(r["run_id"], {}).update(r["env"])
     runs = latest_run(records)
     if not runs:
-        return "## Serving under HTTP load\n\nNo results yet: run `python benchmarks/bench_serving.py --write-docs`.\n"
-    first = min((r for rs in runs.values() for r in rs), key=lambda r: r["run_id"])
-    env = first.get("env", {})
-    v = env.get("versions", {})
+        return ("## Serving under HTTP load\n\nNo results yet.\n\n" + "\n".join(section_footer(COMMAND, "serving-load"))
+                + "\n")
+    run_ids = sorted({rs[0]["run_id"] for rs in runs.values()})
+    machines = sorted({envs[i]["machine"] for i in run_ids if envs.get(i, {}).get("machine")})
     lines = [
         "## Serving under HTTP load (issue: serving with a real-time feedback loop)",
         "",
-        f"`zenrec serve` (one uvicorn worker; HTTP stack: uvicorn {v.get('uvicorn')} with "
-        f"{'httptools' if v.get('httptools') else 'h11'} and {'uvloop' if v.get('uvloop') else 'asyncio'}, "
-        f"FastAPI {v.get('fastapi')}; no access log) on loopback, " + _client_text(env) + " "
-        "`GET /users/{user}/recommendations?k=10` for random known users (seen items excluded). Each measurement: "
-        f"the load starts, {env.get('warmup')} s warm-up, then a {env.get('seconds')} s window; latencies are "
-        "client-side (each request's time from sending it to reading the whole answer, for the requests started "
-        "in the window), p50/p90/p99/max; *server* = the server's own `zenrec_request_seconds` histogram over the "
-        "same window (bucket-interpolated), *list build* = `zenrec_list_seconds` (the model part of the handler); "
-        "CPU = cores used in the window by the server, the load generator (column *locust* for either client), "
-        "and everything else on the machine (other jobs, this script). "
-        f"{env.get('repeats')} repeat(s) per row, medians (p99 range across repeats in brackets).",
+        context_line(f"Machine: {'; '.join(machines) or '–'}. Each case's rows come from its latest run:"),
         "",
-        f"Pinning: {env.get('pinning')}.",
-        "",
-        f"Machine: {env.get('machine')}; zenrec at {env.get('git')}; numpy {v.get('numpy')}, faiss {v.get('faiss-cpu')}, "
-        f"torch {v.get('torch')}. Run {env.get('started')} – {env.get('finished')}. The machine was shared with other "
-        "jobs: see the load averages and the *other* CPU column; absolute latencies are pessimistic.",
-        "",
-        "Command:",
-        "",
-        f"    {env.get('command')}",
-        "",
+        "| cases | run | started | finished | load generator | warm-up / window s | repeats |",
+        "|---|---|---|---|---|---|---|",
     ]
-    if len({rs[0]["run_id"] for rs in runs.values()}) > 1:
-        for case, rs in sorted(runs.items()):
-            e = next((r["env"] for r in rs if "env" in r), {})
-            lines += [f"* ({case}) from run {rs[0]['run_id']}: `{e.get('command')}`"]
-        lines.append("")
+    for rid in run_ids:
+        e = envs.get(rid, {})
+        cases = ", ".join(c for c, rs in sorted(runs.items()) if rs[0]["run_id"] == rid)
+        lines.append(f"| {cases} | {rid} | {e.get('started', '–')} | {e.get('finished', '–')} | {_client_name(e)} | "
+                     f"{_num(e.get('warmup'), 'g')} / {_num(e.get('seconds'), 'g')} | {e.get('repeats', '–')} |")
+    lines += ["", "| run | HTTP stack | numpy / faiss / torch | zenrec at |", "|---|---|---|---|"]
+    for rid in run_ids:
+        e = envs.get(rid, {})
+        v = e.get("versions", {})
+        stack = (f"uvicorn {v.get('uvicorn')} ({'httptools' if v.get('httptools') else 'h11'}, "
+                 f"{'uvloop' if v.get('uvloop') else 'asyncio'}), FastAPI {v.get('fastapi')}" if v else "–")
+        libs = f"{v.get('numpy')} / {v.get('faiss-cpu')} / {v.get('torch')}" if v else "–"
+        lines.append(f"| {rid} | {stack} | {libs} | {e.get('git', '–')} |")
+    lines.append("")
     targets: list[str] = []
     a = runs.get("a", [])
     if a:
         lines += ["### (a) ml-1m EASE, exact scoring", ""]
         skipped = [r for r in a if r.get("kind") == "skipped"]
         if skipped:
-            lines += [f"Skipped: {skipped[0]['reason']}.", ""]
-        for m in (r for r in a if r.get("kind") == "meta"):
-            lines += [f"EASE (defaults) on ml-1m-ultragcn's train file ({m.get('users'):,} users, {m.get('items'):,} "
-                      f"items, {m.get('pairs'):,} pairs). {_meta_line(m)}.", ""]
+            lines += ["| skipped |", "|---|", f"| {str(skipped[0]['reason'])[:150]} |", ""]
+        metas = [r for r in a if r.get("kind") == "meta"]
+        if metas:
+            m = metas[0]
+            lines += _meta_rows(f"EASE (defaults) on ml-1m-ultragcn's train file: {_num(m.get('users'), ',.0f')} users, "
+                                f"{_num(m.get('items'), ',.0f')} items, {_num(m.get('pairs'), ',.0f')} pairs",
+                                [("exact", m) for m in metas])
         rows = group_load(a)
         if rows:
             lines += [LOAD_HEAD] + [load_row(r) for r in rows] + [""]
             ok = [r for r in rows if _sustains(r) and not r["backend"].endswith(UNPINNED)]
             best = max((float(r["rate"]) for r in ok), default=None)
-            lines += [f"Highest measured rate with p99 ≤ {TARGET_P99_MS:g} ms (rate achieved, no errors): "
-                      + (f"**{best:g} req/s**." if best is not None else "none of the measured rates."), ""]
+            lines += ["| summary | value |", "|---|---|",
+                      f"| highest measured rate with p99 ≤ {TARGET_P99_MS:g} ms (rate achieved, no errors) | "
+                      + (f"**{best:g} req/s** |" if best is not None else "none of the measured rates |"), ""]
     b = runs.get("b", [])
     if b:
         lines += ["### (b) SASRec with real-time history", ""]
         metas = [r for r in b if r.get("kind") == "meta"]
-        for m in metas[:1]:
-            lines += [f"SASRec (defaults, {m.get('epochs')} epochs) on the bundled ml-100k ({m.get('users'):,} users, "
-                      f"{m.get('items'):,} items). A GET scores the user's sequence with the network unless the "
-                      "server's score cache holds that user's row at their current history (any event for the user "
-                      "invalidates it); the `sasrec, no score cache` server (`--score-cache-mb 0`) runs the network "
-                      "on every GET. The default server acknowledges an event after its commit is synced to disk "
-                      "(`--durability fsync`); `sasrec, durability os` acknowledges once the commit is in the "
-                      "operating system's hands (it survives the server being killed, not a power loss). "
-                      f"{m.get('probe_users')} probe users are kept out of the background load."]
-        for m in metas:
-            lines += [f"* `{m.get('backend', 'sasrec')}`: {_meta_line(m)}."]
-        lines.append("")
+        if metas:
+            m = metas[0]
+            lines += _meta_rows(f"SASRec (defaults, {m.get('epochs')} epochs) on the bundled ml-100k: "
+                                f"{_num(m.get('users'), ',.0f')} users, {_num(m.get('items'), ',.0f')} items; "
+                                f"{m.get('probe_users')} probe users kept out of the background load",
+                                [(f"`{m.get('backend', 'sasrec')}`", m) for m in metas])
         rows = group_load(b)
         if rows:
             lines += ["Background load:", "", LOAD_HEAD] + [load_row(r) for r in rows] + [""]
-            lines += ["Event-to-visible (a probe: `GET` the user's list, `POST /events` with its top item, `GET` "
-                      "until the item is gone; timed from sending the POST to receiving that GET; trials spread "
-                      "over the window, during the background load). Medians over repeats; the last column lists "
-                      "every repeat's p99:", "",
-                      "| server | background req/s | score-cache hit rate | trials | e2v p50 ms | e2v p99 ms | "
-                      "e2v max ms | POST p50 / p99 ms | server POST mean / p99 ms | GETs until visible (mean / max) "
-                      "| not visible in 2 s | e2v p99 per repeat ms |",
+            lines += ["Event-to-visible, times in ms (medians over repeats):", "",
+                      "| server | background req/s | cache hits | trials | e2v p50 | e2v p99 | e2v max | POST p50 / p99 | "
+                      "server POST mean / p99 | GETs to visible, mean / max | not visible in 2 s | e2v p99 per repeat |",
                       "|---|---|---|---|---|---|---|---|---|---|---|---|"]
             for r in rows:
                 hit = r.get("score_cache_hit_rate")
@@ -1046,76 +1039,74 @@ def render(records: list[dict]) -> str:
                 holds = worst <= TARGET_E2V_P99_MS and all(not r["not_visible_2s"] for r in default)
                 others = "; ".join(f"`{r['backend']}` {r['e2v_p99_ms']:.1f} ms" for r in rows
                                    if r["backend"] != "sasrec" and r["e2v_p99_ms"] is not None)
-                targets.append(f"* real-time event-to-visible ≤ {TARGET_E2V_P99_MS:g} ms p99 (SASRec, default server, "
-                               f"under background load): **{'holds' if holds else 'MISSES'}** — p99 {worst:.1f} ms "
-                               f"(median of repeats{'; ' + others if others else ''}).")
+                targets.append(f"| event-to-visible ≤ {TARGET_E2V_P99_MS:g} ms p99 (SASRec, default server, background "
+                               f"load) | **{'holds' if holds else 'MISSES'}** | p99 {worst:.1f} ms (median of repeats"
+                               f"{'; ' + others if others else ''}) |")
     c = runs.get("c", [])
     if c:
         lines += ["### (c) 1M items × 64-d: faiss HNSW vs exact", ""]
-        for m in (r for r in c if r.get("kind") == "meta"):
-            if m.get("backend") == "faiss":
-                lines += [f"ALS bundle over `bench_retrieval.make_catalogue` ({m.get('items'):,} items × {m.get('dim')}-d, "
-                          f"{m.get('clusters'):,} centres, seed {m.get('seed')}; {m.get('users'):,} users drawn around "
-                          f"the same centres, {m.get('seen')} random seen items each, excluded from their lists), "
-                          "not fitted: the factors are set and saved.", ""]
-            lines += [f"* `--retrieval {m.get('backend')}`: {_meta_line(m)}"
-                      + (" (start-up includes loading the bundle and building the HNSW index, M=32, "
-                         "efConstruction=80, efSearch=64)" if m.get("backend") == "faiss" else "") + "."]
-        lines.append("")
+        metas = [r for r in c if r.get("kind") == "meta"]
+        if metas:
+            m = metas[0]
+            lines += _meta_rows(f"ALS bundle, not fitted: {_num(m.get('items'), ',.0f')} items × {m.get('dim')}-d around "
+                                f"{_num(m.get('clusters'), ',.0f')} centres (seed {m.get('seed')}); "
+                                f"{_num(m.get('users'), ',.0f')} users, {m.get('seen')} random seen items each",
+                                [(f"`--retrieval {m.get('backend')}`", m) for m in metas])
         rows = group_load(c)
         if rows:
             lines += [LOAD_HEAD] + [load_row(r) for r in rows] + [""]
-        unl = [r for r in c if r.get("kind") == "unloaded"]
-        if unl:
-            lines += ["Unloaded (one request at a time, the recall users): "
-                      + "; ".join(f"{r['backend']} p50 {_num(r.get('p50_ms'), '.2f')} ms, p99 "
-                                  f"{_num(r.get('p99_ms'), '.2f')} ms" for r in unl) + ".", ""]
+        summary = []
+        for r in (r for r in c if r.get("kind") == "unloaded"):
+            summary.append(f"| unloaded, {r['backend']} (one request at a time, the recall users) | p50 "
+                           f"{_num(r.get('p50_ms'), '.2f')} ms, p99 {_num(r.get('p99_ms'), '.2f')} ms |")
         faiss500 = [r for r in rows if r["backend"] == "faiss" and r["rate"] != "max"
                     and float(r["rate"]) == TARGET_RATE]
         if faiss500:
             r = faiss500[0]
-            holds = _sustains(r)
-            line = (f"* p99 ≤ {TARGET_P99_MS:g} ms at {TARGET_RATE} req/s, 1M items with faiss: "
-                    f"**{'holds' if holds else 'MISSES'}** — p99 {_num(r['p99_ms'], '.2f')} ms at "
-                    f"{_num(r['achieved_rps'])} req/s achieved, {r['errors']} errors (server-side p99 "
-                    f"{_num(r['server_p99_ms'], '.2f')} ms; server on one core)")
+            targets.append(f"| p99 ≤ {TARGET_P99_MS:g} ms at {TARGET_RATE} req/s, 1M items, faiss, server on one core | "
+                           f"**{'holds' if _sustains(r) else 'MISSES'}** | p99 {_num(r['p99_ms'], '.2f')} ms at "
+                           f"{_num(r['achieved_rps'])} req/s, {r['errors']} errors (server-side p99 "
+                           f"{_num(r['server_p99_ms'], '.2f')} ms) |")
             free = [x for x in rows if x["backend"] == "faiss" + UNPINNED and float(x["rate"]) == TARGET_RATE]
             if free:
                 x = free[0]
-                line += (f"; with the server on both cores: **{'holds' if _sustains(x) else 'MISSES'}**, p99 "
-                         f"{_num(x['p99_ms'], '.2f')} ms at {_num(x['achieved_rps'])} req/s")
-            targets.append(line + ".")
+                targets.append(f"| the same, server on both cores | **{'holds' if _sustains(x) else 'MISSES'}** | "
+                               f"p99 {_num(x['p99_ms'], '.2f')} ms at {_num(x['achieved_rps'])} req/s, "
+                               f"{x['errors']} errors |")
         else:
-            targets.append(f"* p99 ≤ {TARGET_P99_MS:g} ms at {TARGET_RATE} req/s with faiss: not measured "
-                           f"(add {TARGET_RATE} to --rates).")
+            targets.append(f"| p99 ≤ {TARGET_P99_MS:g} ms at {TARGET_RATE} req/s with faiss | not measured | "
+                           f"add {TARGET_RATE} to --rates |")
         ex = [r for r in rows if r["backend"] == "exact"]
         if ex:
             mx = [r for r in ex if r["rate"] == "max"]
             ok = [float(r["rate"]) for r in ex if _sustains(r)]
-            lines += ["Exact scoring of 1M items: "
-                      + (f"maximum throughput {_num(mx[0]['achieved_rps'])} req/s (closed loop, p50 "
-                         f"{_num(mx[0]['p50_ms'], '.1f')} ms); " if mx else "")
-                      + (f"p99 ≤ {TARGET_P99_MS:g} ms held at {max(ok):g} req/s." if ok else
-                         f"p99 ≤ {TARGET_P99_MS:g} ms held at none of the measured rates."), ""]
+            if mx:
+                summary.append(f"| exact scoring of {_num(metas[0].get('items') if metas else None, ',.0f')} items, "
+                               f"maximum throughput | {_num(mx[0]['achieved_rps'])} req/s (closed loop, p50 "
+                               f"{_num(mx[0]['p50_ms'], '.1f')} ms) |")
+            summary.append(f"| exact scoring, highest rate with p99 ≤ {TARGET_P99_MS:g} ms | "
+                           + (f"{max(ok):g} req/s |" if ok else "none of the measured rates |"))
         rec = [r for r in c if r.get("kind") == "recall"]
         if rec:
             r = rec[0]
-            holds = r["recall"] >= TARGET_RECALL
-            lines += [f"Recall@10 of faiss vs exact over the HTTP answers of {r['users']} users: **{r['recall']:.4f}** "
-                      f"({r['users_below_0_8']} users below 0.8).", ""]
-            targets.append(f"* faiss Recall@10 vs exact ≥ {TARGET_RECALL}: **{'holds' if holds else 'MISSES'}** — "
-                           f"{r['recall']:.4f} over {r['users']} users (through HTTP).")
+            summary.append(f"| Recall@10 of faiss vs exact, HTTP answers of {r['users']} users | **{r['recall']:.4f}** "
+                           f"({r['users_below_0_8']} users below 0.8) |")
+            targets.append(f"| faiss Recall@10 vs exact ≥ {TARGET_RECALL} | **{'holds' if r['recall'] >= TARGET_RECALL else 'MISSES'}"
+                           f"** | {r['recall']:.4f} over {r['users']} users (through HTTP) |")
+        if summary:
+            lines += ["| summary | value |", "|---|---|", *summary, ""]
     errors = [r for rs in runs.values() for r in rs if r.get("kind") == "error"]
     if errors:
-        lines += ["### Failures", ""] + [
-            f"* ({r['case']}{', ' + r['backend'] if r.get('backend') else ''}): "
-            f"`{r['error'].strip().splitlines()[-1][:300]}`" for r in errors] + [""]
+        lines += ["### Failures", "", "| case | error |", "|---|---|"] + [
+            f"| {r['case']}{', ' + r['backend'] if r.get('backend') else ''} | "
+            f"`{r['error'].strip().splitlines()[-1][:150]}` |" for r in errors] + [""]
     if targets:
-        lines += ["### Targets", ""] + targets + [""]
-    notes = [r for r in records if r.get("kind") == "note"]
-    if notes:
-        lines += ["### Findings", ""] + [r["note"].rstrip() + "\n" for r in notes]
-    lines += ["(`--reuse --write-docs` re-renders this section from `benchmarks/.work/results/serving.jsonl`.)"]
+        lines += ["### Targets", "", "| target | verdict | measured |", "|---|---|---|", *targets, ""]
+    command = COMMAND
+    if len(run_ids) == 1 and envs.get(run_ids[0], {}).get("command"):  # one run made every row: its command
+        command = envs[run_ids[0]]["command"]
+        command += "" if "--write-docs" in command.split() else " --write-docs"
+    lines += section_footer(command, "serving-load")
     return "\n".join(lines) + "\n"
 
 
@@ -1173,7 +1164,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--reuse", action="store_true", help="measure nothing: render from --results")
     ap.add_argument("--write-docs", action="store_true", help="write the serving-load section of docs/benchmarks.md")
     ap.add_argument("--note", action="append", default=[],
-                    help="a paragraph for the Findings part of the section (kept in --results; "
+                    help="a paragraph kept in --results, not rendered (findings go into docs/benchmark-notes.md; "
                          "--clear-notes drops the earlier ones)")
     ap.add_argument("--clear-notes", action="store_true")
     args = ap.parse_args(argv)

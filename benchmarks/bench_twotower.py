@@ -40,7 +40,8 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 DOC = ROOT / "docs" / "benchmarks.md"
 DATA = ROOT / ".." / "shared" / "datasets" / "ml-latest-small"
-START, END = "<!-- twotower:start -->", "<!-- twotower:end -->"
+sys.path.insert(0, str(HERE))
+from _common import context_line, section_footer, write_doc_section  # noqa: E402
 
 
 def load(data_dir: Path):
@@ -182,7 +183,12 @@ def main(argv: list[str] | None = None) -> None:
         write_docs(summary, argv if argv is not None else sys.argv[1:])
 
 
-def write_docs(summary: dict, argv: list[str]) -> None:
+def render(summary: dict, argv: list[str]) -> str:
+    """The ``twotower`` section: one context line, the tables, the reproduce command.
+
+    The protocol, the trials behind the defaults and what did not help are in
+    docs/benchmark-notes.md (#twotower).
+    """
     res = summary["results"]
     best = summary["best_id_only"]
     pop_cold = res["popularity"]["cold_recall@20"]
@@ -198,90 +204,41 @@ def write_docs(summary: dict, argv: list[str]) -> None:
                     f"{'–' if bv is None else f'{bv:.4f}'} | {fit} |")
     any_r = next(iter(res.values()))
     best_warm = res[best]["warm_ndcg@10"]
-    verdicts = []
+    targets = []
     for name, r in res.items():
         if name.startswith("twotower"):
             cold_ok = pop_cold > 0 and r["cold_recall@20"] >= 3 * pop_cold
             warm_ok = r["warm_ndcg@10"] >= 0.9 * best_warm
-            verdicts.append(f"{name}: cold target {'met' if cold_ok else 'MISSED'}, warm target "
-                            f"{'met' if warm_ok else 'MISSED'} ({r['warm_ndcg@10']:.4f} vs ≥ {0.9 * best_warm:.4f})")
+            cold_x = f"{r['cold_recall@20'] / pop_cold:.1f}×" if pop_cold > 0 else "n/a"
+            targets.append(f"| {name} | {r['cold_recall@20']:.4f}, {cold_x} popularity | "
+                           f"{'met' if cold_ok else '**MISSED**'} | {r['warm_ndcg@10']:.4f} vs ≥ {0.9 * best_warm:.4f} | "
+                           f"{'met' if warm_ok else '**MISSED**'} |")
     enc = summary["encode_s"]
     cmd = " ".join(["python benchmarks/bench_twotower.py", *argv])
-    section = f"""{START}
-## Two-tower: cold-start items from content (ml-latest-small)
+    lines = [
+        "## Two-tower: cold-start items from content (ml-latest-small)",
+        "",
+        context_line(f"{summary['cold_items']} cold items (10 %, seed {summary['seed']}); cold {any_r['cold_users']} "
+                     f"users, warm {any_r['warm_users']} users; MiniLM vectors "
+                     f"{'n/a' if enc is None else f'{enc:.1f} s'}; {platform.machine()}, {os.cpu_count()} CPUs, "
+                     f"Python {platform.python_version()}."),
+        "",
+        "| model | cold Recall@20 | cold NDCG@10 | cold R@20 / pop | warm NDCG@10 | warm Recall@20 | "
+        f"warm NDCG vs {best} | best valid NDCG@10 | fit |",
+        "|---|---|---|---|---|---|---|---|---|",
+        *rows,
+        "",
+        f"| target | cold Recall@20 ≥ 3× popularity | cold | warm NDCG@10 ≥ 90 % of {best} | warm |",
+        "|---|---|---|---|---|",
+        *targets,
+        "",
+        *section_footer(cmd, "twotower"),
+    ]
+    return "\n".join(lines)
 
-Cold-item split of ml-latest-small (every rating a positive): {summary['cold_items']} items (10 %,
-seed {summary['seed']}) never appear in training and all their interactions are held out;
-the rest is split per user at random 80/10/10. Item text = title + user tags
-(MiniLM sentence vectors or a learned word CNN), genres as a multi-hot feature.
-*Cold*: each user's held-out cold items ranked among the cold items only
-({any_r['cold_users']} users). *Warm*: warm test items ranked among warm items, training and
-validation items masked ({any_r['warm_users']} users). Popularity has no training counts for
-cold items, so they all tie: "popularity" breaks the ties at random; "ties by item id"
-keeps index order, which here is movieId order (older films first), a popularity signal
-the data leaks by accident; "oracle popularity" counts the cold test interactions
-themselves, a leaky reference only. EASE and ALS score every cold item alike, so
-their cold rows are the same index-order artifact.
-Targets: cold Recall@20 ≥ 3× popularity; warm NDCG@10 within 10 % of the best ID-only model ({best}).
 
-| model | cold Recall@20 | cold NDCG@10 | cold R@20 / pop | warm NDCG@10 | warm Recall@20 | warm NDCG vs {best} | best valid NDCG@10 | fit |
-|---|---|---|---|---|---|---|---|---|
-{chr(10).join(rows)}
-
-{chr(10).join("* " + v for v in verdicts)}
-
-*Best valid NDCG@10* is the two-tower's own early-stopping metric (all items ranked for the
-random 10 % validation split of the warm interactions, training items masked).
-
-How the defaults were chosen. The user's other training items are left out of each softmax
-(`mask_seen`, on by default): they are positives too, and treating them as negatives pushed
-down exactly the items that resemble the user. That raised best valid NDCG@10 from 0.2101 to
-0.2210 and warm NDCG@10 from 0.2442 (89.4 % of ease, short of the target) to 0.2585; cold
-Recall@20 went from 0.3138 to 0.2731, still far above the 3× line. Trials on the CPU with
-MiniLM and seed 2020 (`--text minilm --param KEY=VALUE`; the item bias and the user-tower MLP
-were trial patches, not kept):
-
-| trial | best valid NDCG@10 | warm NDCG@10 | cold Recall@20 |
-|---|---|---|---|
-| softmax against every other item (before) | 0.2101 | 0.2442 | 0.3138 |
-| … + a learned bias per item (popularity prior) | 0.2025 | 0.2399 | 0.2926 |
-| … + item bias, item-id dropout 0.25 | 0.1984 | 0.2342 | 0.2800 |
-| … without user id embeddings | 0.2013 | 0.2337 | 0.2782 |
-| … user-id dropout 0.3 | 0.1999 | 0.2284 | 0.2851 |
-| … + a residual MLP on the user tower | 0.1899 | 0.2167 | 0.3410 |
-| **user's other training items masked (default)** | **0.2210** | **0.2585** | **0.2731** |
-| masked + item bias | 0.2155 | 0.2474 | 0.2806 |
-
-The choice was made on validation, which the test numbers then agree with for MiniLM. With the
-learned word CNN the mask raised best valid NDCG@10 too (0.2008 to 0.2080) but warm test NDCG@10
-fell (0.2446 to 0.2387, 87.4 % of ease), so the CNN row misses the warm target that the
-MiniLM row meets. The two rows ran at the same time, each with one thread pinned to one core. On another split
-(`--seed 1`, MiniLM, ease warm 0.2539) the mask gave warm 0.2433 (95.8 %; best valid 0.2031)
-against 0.2268 (89.3 %; best valid 0.1883) without it. Earlier, without
-the mask: a sweep of about 50 configurations on one GPU set full softmax, lr 1e-3, no history
-dropout, 64 factors and a mean-pooled history of 100 items (attention pooling, histories of
-300, 128 factors, weight decay and cosine scoring did not clear the line reliably; cosine
-cut cold Recall@20 to 0.15–0.23); two seeds of one configuration differed by up to 0.01 in
-warm NDCG@10. Item-id dropout 0.25 / 0.1 / 0 gave warm 0.2388 / 0.2442 / 0.2394 (0.1 kept);
-reduce-on-plateau (warm 0.2116), patience 10 (no later gain) and batch size 512 (valid 0.2031)
-did not help.
-ml-latest-small has no user table, so user features (`UserFeatures`) are not part of
-this benchmark; `tests/models/test_twotower.py` checks them on synthetic data.
-
-MiniLM vectors for {res and 'all'} item texts: {'n/a' if enc is None else f'{enc:.1f} s'} (from the on-disk cache when warm).
-Machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}; shared with other jobs, so times are indicative.
-
-Reproduce:
-
-    {cmd}
-{END}"""
-    text = DOC.read_text() if DOC.exists() else "# zenrec benchmarks\n"
-    if START in text and END in text:
-        head, rest = text.split(START, 1)
-        text = head + section + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    DOC.write_text(text)
+def write_docs(summary: dict, argv: list[str]) -> None:
+    write_doc_section("twotower", render(summary, argv), DOC)
     print(f"wrote {DOC}", file=sys.stderr)
 
 

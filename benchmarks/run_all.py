@@ -29,7 +29,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import DEFAULT_DATASETS, HERE, REPO, SPLITS, WORK, machine  # noqa: E402
+from _common import DEFAULT_DATASETS, HERE, REPO, SPLITS, WORK, context_line, machine, section_footer  # noqa: E402
 
 RESULTS = WORK / "results"
 DOC = REPO / "docs" / "benchmarks.md"
@@ -74,13 +74,10 @@ def _fmt_params(p: dict) -> str:
 def _quality_table(ds: str, recs: list[dict]) -> list[str]:
     lines = [
         "| library | model | fit on | test NDCG@10 | Recall@10 | NDCG@20 | Recall@20 | fit time (s) | epochs | "
-        "peak RSS (MB) | hyper-parameters |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "peak RSS (MB) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    order = {"zenrec": 0, "implicit": 1, "recbole": 2}
-    recs = sorted((r for r in recs if "test" in r),
-                  key=lambda r: (r.get("fit_on", "train") != "train", order.get(r["library"], 9)))
-    for r in recs:
+    for r in _ordered(recs):
         t = r["test"]
         ep = r.get("epochs", "")
         if r.get("hit_wall_cap"):
@@ -93,12 +90,30 @@ def _quality_table(ds: str, recs: list[dict]) -> list[str]:
         lines.append(
             f"| {r['library']} | {r['model']} | {r.get('fit_on', 'train')} | {t['ndcg@10']:.4f} | "
             f"{t['recall@10']:.4f} | {t['ndcg@20']:.4f} | {t['recall@20']:.4f} | {fit} | {ep} | "
-            f"{r.get('peak_rss_mb', 0):.0f} | {_fmt_params(r.get('params'))} |"
+            f"{r.get('peak_rss_mb', 0):.0f} |"
         )
     return lines
 
 
+def _ordered(recs: list[dict]) -> list[dict]:
+    order = {"zenrec": 0, "implicit": 1, "recbole": 2}
+    return sorted((r for r in recs if "test" in r),
+                  key=lambda r: (r.get("fit_on", "train") != "train", order.get(r["library"], 9)))
+
+
+def _params_table(recs: list[dict]) -> list[str]:
+    """One row per library and model with hyper-parameters (the refitted rows use the same ones)."""
+    seen, rows = set(), []
+    for r in _ordered(recs):
+        p = _fmt_params(r.get("params"))
+        if p and (r["library"], r["model"], p) not in seen:
+            seen.add((r["library"], r["model"], p))
+            rows.append(f"| {r['library']} | {r['model']} | {p} |")
+    return ["| library | model | hyper-parameters |", "|---|---|---|", *rows] if rows else []
+
+
 def _summary(ds: str, recs: list[dict]) -> list[str]:
+    """The targets as a table (what they mean: docs/benchmark-notes.md#quality)."""
     z = _best([r for r in recs if r["library"] == "zenrec"])
     peers = [r for r in recs if r["library"] != "zenrec"]
     p = _best(peers)
@@ -106,38 +121,78 @@ def _summary(ds: str, recs: list[dict]) -> list[str]:
     if z and p:
         ratio = z["test"]["ndcg@10"] / p["test"]["ndcg@10"]
         verdict = "holds" if z["test"]["ndcg@10"] >= p["test"]["ndcg@10"] else "**does not hold**"
-        out.append(
-            f"- Best zenrec model {z['model']} NDCG@10 {z['test']['ndcg@10']:.4f} vs best peer "
-            f"{p['library']} {p['model']} {p['test']['ndcg@10']:.4f}: ratio {ratio:.3f} "
-            f"(target ≥ 1: {verdict})."
-        )
+        out.append(f"| best zenrec model ≥ best peer, test NDCG@10 | {z['model']} {z['test']['ndcg@10']:.4f} | "
+                   f"{p['library']} {p['model']} {p['test']['ndcg@10']:.4f} | {ratio:.3f} (≥ 1) | {verdict} |")
     ze = next((r for r in recs if r["library"] == "zenrec" and r["model"] == "ease"
                and r.get("fit_on") == "train" and "fit_s" in r), None)
     rb = next((r for r in recs if r["library"] == "recbole" and r["model"] == "EASE" and "fit_s" in r), None)
     if ze and rb:
         verdict = "holds" if ze["fit_s"] <= rb["fit_s"] else "**does not hold**"
-        out.append(
-            f"- EASE fit time: zenrec {ze['fit_s']:.2f} s vs RecBole {rb['fit_s']:.2f} s "
-            f"(RecBole's includes its one validation pass; ratio {ze['fit_s'] / rb['fit_s']:.2f}; "
-            f"target ≤ 1: {verdict})."
-        )
+        out.append(f"| EASE fit time ≤ RecBole's (its includes one validation pass) | {ze['fit_s']:.2f} s | "
+                   f"recbole EASE {rb['fit_s']:.2f} s | {ze['fit_s'] / rb['fit_s']:.2f} (≤ 1) | {verdict} |")
     if ds == "ml-1m-ultragcn":
-        for r in recs:
-            if r["library"] == "zenrec" and "test" in r:
-                pass
         zr = [r for r in recs if r["library"] == "zenrec" and "test" in r]
         if zr:
-            b20 = max(zr, key=lambda r: r["test"]["recall@20"])
-            n20 = max(zr, key=lambda r: r["test"]["ndcg@20"])
-            ok = b20["test"]["recall@20"] >= 0.28 and n20["test"]["ndcg@20"] >= 0.27
-            out.append(
-                f"- Target Recall@20 ≥ 0.28 and NDCG@20 ≥ 0.27 (published UltraGCN 0.2787 / 0.2642, SimpleX "
-                f"0.2802 / 0.2670 on this split, trained on the whole train file): best zenrec Recall@20 "
-                f"{b20['test']['recall@20']:.4f} ({b20['model']}, fit on {b20.get('fit_on')}), NDCG@20 "
-                f"{n20['test']['ndcg@20']:.4f} ({n20['model']}, fit on {n20.get('fit_on')}): "
-                f"{'holds' if ok else '**does not hold**'}."
-            )
-    return out
+            for key, floor, published in (("recall@20", 0.28, "UltraGCN 0.2787, SimpleX 0.2802"),
+                                          ("ndcg@20", 0.27, "UltraGCN 0.2642, SimpleX 0.2670")):
+                b = max(zr, key=lambda r, k=key: r["test"][k])
+                ok = b["test"][key] >= floor
+                name = {"recall@20": "Recall@20", "ndcg@20": "NDCG@20"}[key]
+                out.append(f"| {name} ≥ {floor} (published, whole train file) | {b['model']} "
+                           f"{b['test'][key]:.4f} (fit on {b.get('fit_on')}) | {published} | – | "
+                           f"{'holds' if ok else '**does not hold**'} |")
+    if not out:
+        return []
+    return ["| target | zenrec | reference | ratio | verdict |", "|---|---|---|---|---|", *out]
+
+
+def render_quality(all_recs: dict[str, list[dict]], failed: dict[str, list[dict]], context: str,
+                   command: str) -> str:
+    """The ``quality`` section: one context line, per dataset the results, hyper-parameters and targets."""
+    names = {"ml-100k": "ml-100k (general protocol: per-user random 80/10/10, seed 2020)",
+             "ml-1m-ultragcn": "ml-1m-ultragcn (fixed UltraGCN/LCFN test split; 10% of each user's training "
+                               "items held out as validation, seed 2020)"}
+    q = ["## Quality: zenrec, implicit and RecBole on the same splits", "", context, ""]
+    for ds, recs in all_recs.items():
+        q += [f"### {names[ds]}", ""]
+        q += _quality_table(ds, recs) + [""]
+        if failed.get(ds):
+            q += ["| library | model | error |", "|---|---|---|"]
+            q += [f"| {r.get('library')} | {r.get('model', '')} | **{str(r['error'])[:120]}** |" for r in failed[ds]]
+            q += [""]
+        params = _params_table(recs)
+        if params:
+            q += params + [""]
+        summary = _summary(ds, recs)
+        if summary:
+            q += summary + [""]
+    q += section_footer(command, "quality")
+    return "\n".join(q)
+
+
+def render_speed(speed: list[dict], context: str, command: str) -> str:
+    """The ``speed`` section: one context line, the table, the reproduce command."""
+    s = ["## Speed: EASE fit and full-ranking evaluation", "", context, "",
+         "| check | library | size | time (evaluation: median, then each run) | peak RSS (MB) | note |", "|---|---|---|---|---|---|"]
+    for r in speed:
+        if "error" in r:
+            s.append(f"| {r.get('bench', '?')} | error | | | | {str(r['error'])[:120]} |")
+        elif r["bench"] == "ease_fit" and r["library"] == "zenrec":
+            ok = "target ≤ 60 s holds" if r["fit_s"] <= 60 else "**target ≤ 60 s does not hold**"
+            s.append(f"| EASE fit | zenrec ease (reg {r['params']['reg']}) | {r['users']:,} users × "
+                     f"{r['items']:,} items, {r['nnz']:,} events (synthetic) | {r['fit_s']:.1f} s | "
+                     f"{r['peak_rss_mb']:.0f} | {ok} |")
+        elif r["bench"] == "ease_fit":
+            s.append(f"| EASE fit | {r['library']} of the Gram matrix | {r['items_timed']:,} items timed | "
+                     f"{r['inv_s']:.1f} s | | **extrapolated** by n³ to {r['items']:,} items: "
+                     f"≈ {r['extrapolated_s']:.0f} s (not measured) |")
+        elif r["bench"] == "full_ranking_eval":
+            ok = "≤ 2 s holds" if r["median_s"] <= 2 else "**≤ 2 s does not hold**"
+            s.append(f"| full-ranking eval | zenrec {r['model']} | {r['users']:,} users × {r['items']:,} items, "
+                     f"@10/@20, {r['metrics']} | {r['median_s']:.2f} s ({', '.join(str(x) for x in r['all_s'])}) | "
+                     f"| {ok} |")
+    s += ["", *section_footer(command, "speed")]
+    return "\n".join(s)
 
 
 def _replace_section(text: str, name: str, body: str) -> str:
@@ -174,7 +229,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--reuse", action="store_true", help="keep existing result files")
     ap.add_argument("--skip-speed", action="store_true")
     ap.add_argument("--render-only", action="store_true", help="run nothing; tabulate the result files there are")
-    ap.add_argument("--note", default="", help="a line added under the header of both sections")
+    ap.add_argument("--note", default="", help="not rendered any more: notes go into docs/benchmark-notes.md")
     ap.add_argument("--only", choices=DATASETS, action="append")
     ap.add_argument("--ml1m-max-epochs", type=int, default=30, help="RecBole neural models on ml-1m")
     ap.add_argument("--ml1m-wall-cap", type=float, default=300, help="seconds per RecBole neural model on ml-1m")
@@ -216,68 +271,16 @@ def main(argv: list[str] | None = None) -> None:
             finished = datetime.fromtimestamp(max(stamps), timezone.utc)
 
     cmd = "python benchmarks/run_all.py" + (f" --repeats {args.repeats}" if args.repeats != 1 else "")
-    head = [
-        f"Made by `make install && bash benchmarks/setup_peers.sh && .venv/bin/{cmd}` on {started:%Y-%m-%d} "
-        f"({started:%H:%M}–{finished:%H:%M} UTC); machine: {_machine()}; CPU only.",
-        (f"Load average (1 min) at start {load0[0]:.1f}, at end {load1[0]:.1f}: other work shared these cores, "
-         "so absolute times are noisy; compare ratios within a row set." if not args.render_only else
-         "Tabulated with `--render-only` from the result files (times above: first and last file written)."),
-        *([args.note] if args.note else []),
-        "",
-    ]
-    q = list(head) + [
-        "Protocol: the same RecBole atomic split files (`benchmarks/prepare_splits.py`) for every library; full "
-        "ranking over all items; validation masks training items, test masks training and validation items "
-        "(zenrec's evaluator for zenrec and implicit, RecBole's own for RecBole — on EASE reg 250 both give the "
-        "same numbers to 4 decimals). zenrec models use their default hyper-parameters. implicit: small grid on "
-        "validation NDCG@10 (`GRIDS` in `run_implicit.py`). RecBole: embedding 64, early stopping on validation "
-        "NDCG@10 (stopping_step 10), small grid for ItemKNN/EASE, other hyper-parameters RecBole's defaults. "
-        "Fit time includes the per-epoch validation passes of early-stopped models. Peak RSS is the whole "
-        "process (interpreter, libraries, data).",
-        "",
-    ]
-    names = {"ml-100k": "ml-100k (general protocol: per-user random 80/10/10, seed 2020)",
-             "ml-1m-ultragcn": "ml-1m-ultragcn (fixed UltraGCN/LCFN test split; 10% of each user's training "
-                               "items held out as validation, seed 2020)"}
-    for ds, recs in all_recs.items():
-        q += [f"### {names[ds]}", ""]
-        q += _quality_table(ds, recs)
-        q += [""]
-        for r in failed.get(ds, []):
-            q += [f"- {r.get('library')} {r.get('model', '')} ({r.get('params', '')}): **{r['error']}**"]
-        if failed.get(ds):
-            q += [""]
-        if ds == "ml-1m-ultragcn":
-            q += ["`fit on train+valid`: refitted on training + validation rows with the same hyper-parameters "
-                  "(LMF is not refitted) — the setting of the published numbers on this "
-                  "split, which train on the whole train file. RecBole is not refitted.", ""]
-        if ds == "ml-100k":
-            q += ["RecBole's Pop scores differ from true training counts (shared/PEERS.md); zenrec's pop counts the "
-                  "training split.", ""]
-        q += _summary(ds, recs) + [""]
-    sections = {"quality": "\n".join(q)}
+    command = f"make install && bash benchmarks/setup_peers.sh && .venv/bin/{cmd}"
+    span = f"{started:%Y-%m-%d} {started:%H:%M}–{finished:%H:%M} UTC"
+    context = context_line(f"Run {span}, " + ("tabulated with `--render-only` from the result files" if args.render_only
+                                               else f"load average {load0[0]:.1f} → {load1[0]:.1f}")
+                           + f"; {_machine()}; CPU only.")
+    if args.note:
+        print("--note is not rendered: add it to docs/benchmark-notes.md (#quality) by hand", flush=True)
+    sections = {"quality": render_quality(all_recs, failed, context, command)}
     if speed:
-        s = list(head)
-        s += ["| check | library | size | time | peak RSS (MB) | note |", "|---|---|---|---|---|---|"]
-        for r in speed:
-            if "error" in r:
-                s.append(f"| {r.get('bench', '?')} | error | | | | {r['error']} |")
-            elif r["bench"] == "ease_fit" and r["library"] == "zenrec":
-                ok = "target ≤ 60 s holds" if r["fit_s"] <= 60 else "**target ≤ 60 s does not hold**"
-                s.append(f"| EASE fit | zenrec ease (reg {r['params']['reg']}) | {r['users']:,} users × "
-                         f"{r['items']:,} items, {r['nnz']:,} events (synthetic) | {r['fit_s']:.1f} s | "
-                         f"{r['peak_rss_mb']:.0f} | {ok} |")
-            elif r["bench"] == "ease_fit":
-                s.append(f"| EASE fit | {r['library']} of the Gram matrix (RecBole's EASE does this in float32) | "
-                         f"{r['items_timed']:,} items timed | {r['inv_s']:.1f} s | | **extrapolated** by n³ to "
-                         f"{r['items']:,} items: ≈ {r['extrapolated_s']:.0f} s (not measured) |")
-            elif r["bench"] == "full_ranking_eval":
-                ok = "target ≤ 2 s holds" if r["median_s"] <= 2 else "**target ≤ 2 s does not hold**"
-                s.append(f"| full-ranking evaluation | zenrec {r['model']} | {r['users']:,} users × {r['items']:,} "
-                         f"items, @10 and @20, {r['metrics']} | {r['median_s']:.2f} s (median of 3: "
-                         f"{', '.join(str(x) for x in r['all_s'])}) | | {ok} |")
-        s += ["", "Made by `python benchmarks/bench_speed.py` (part of run_all)."]
-        sections["speed"] = "\n".join(s)
+        sections["speed"] = render_speed(speed, context, command)
     _write_doc(sections)
     print(f"[run_all] wrote {DOC.relative_to(REPO)}", flush=True)
 
