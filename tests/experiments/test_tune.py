@@ -135,7 +135,7 @@ def test_the_requested_spaces():
         "itemknn": {"k", "shrink", "alpha"},
         "ease": {"reg", "dropout", "user_weighting"},
         "als": {"factors", "regularization", "alpha", "iterations"},
-        "lmf": {"factors", "lr", "negatives", "weight_decay"},
+        "lmf": {"factors", "lr", "negatives", "embedding_l2"},
     }
     for name, keys in expected.items():
         trial = optuna.create_study().ask()

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from zenrec.models.transformer import build_transformer
+from zenrec.models.nets.transformer import TransformerNet
 
 D, HEADS, N, FFN = 8, 2, 6, 12
 
@@ -24,7 +24,7 @@ def test_blocks_compute_torch_pre_norm_encoder_layers(causal):
     """With the same weights, in eval mode, the blocks equal ``nn.TransformerEncoder`` of pre-norm GELU layers
     under the same additive attention mask (padded keys hidden, causal or not)."""
     torch.manual_seed(0)
-    net = build_transformer(20, D, HEADS, 2, N, 0.3, FFN, causal, "test").eval()
+    net = TransformerNet(20, D, HEADS, 2, N, 0.3, FFN, causal).eval()
     layer = nn.TransformerEncoderLayer(D, HEADS, FFN, 0.3, activation="gelu", batch_first=True, norm_first=True)
     ref = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False).eval()
     with torch.no_grad():
@@ -50,7 +50,7 @@ def test_blocks_compute_torch_pre_norm_encoder_layers(causal):
 
 
 def test_dropout_zeroes_about_p_scales_the_rest_and_is_off_in_eval():
-    net = build_transformer(20, D, 1, 1, N, 0.25, FFN, True, "test")
+    net = TransformerNet(20, D, 1, 1, N, 0.25, FFN, True)
     drop = net.drop
     torch.manual_seed(1)
     x = torch.ones(200_000, requires_grad=True)

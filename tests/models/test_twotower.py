@@ -217,12 +217,12 @@ def test_rows_of_lists_every_entry_of_the_chosen_rows():
     import scipy.sparse as sp
     import torch
 
-    from zenrec.models.twotower import _rows_of
+    from zenrec.models.nets.twotower import rows_of
 
     m = sp.random(12, 9, density=0.3, format="csr", random_state=5)
     m.indices = m.indices.astype(np.int64)
     rows = np.array([3, 0, 3, 11, 7])
-    which, cols = _rows_of(torch.as_tensor(m.indptr), torch.as_tensor(m.indices), torch.as_tensor(rows))
+    which, cols = rows_of(torch.as_tensor(m.indptr), torch.as_tensor(m.indices), torch.as_tensor(rows))
     got = sp.coo_matrix((np.ones(len(cols)), (which.numpy(), cols.numpy())), shape=(len(rows), 9)).toarray()
     np.testing.assert_array_equal(got, (m[rows] != 0).toarray())
 
@@ -231,13 +231,13 @@ def test_in_rows_marks_every_copy_of_a_stored_item():
     import scipy.sparse as sp
     import torch
 
-    from zenrec.models.twotower import _in_rows
+    from zenrec.models.nets.twotower import in_rows
 
     m = sp.random(12, 9, density=0.3, format="csr", random_state=6)
     rows = np.array([3, 0, 3, 11, 7])
     cand = np.array([4, 0, 8, 4, 2, 2, 2, 7, 1])
-    got = _in_rows(torch.as_tensor(m.indptr.astype(np.int64)), torch.as_tensor(m.indices.astype(np.int64)),
-                   torch.as_tensor(rows), torch.as_tensor(cand))
+    got = in_rows(torch.as_tensor(m.indptr.astype(np.int64)), torch.as_tensor(m.indices.astype(np.int64)),
+                  torch.as_tensor(rows), torch.as_tensor(cand))
     np.testing.assert_array_equal(got.numpy(), (m[rows] != 0).toarray()[:, cand])
 
 

@@ -99,7 +99,7 @@ def _lmf_space(trial: optuna.Trial) -> dict[str, Any]:
         "factors": trial.suggest_int("factors", 16, 256, log=True),
         "lr": trial.suggest_float("lr", 1e-4, 5e-2, log=True),
         "negatives": trial.suggest_int("negatives", 1, 16, log=True),
-        "weight_decay": trial.suggest_float("weight_decay", 1e-8, 1e-2, log=True),
+        "embedding_l2": trial.suggest_float("embedding_l2", 1e-8, 1e-2, log=True),
     }
 
 
@@ -138,7 +138,7 @@ def _twotower_space(trial: optuna.Trial) -> dict[str, Any]:
 def _multitask_space(trial: optuna.Trial) -> dict[str, Any]:
     return {
         "lr": trial.suggest_float("lr", 3e-4, 1e-2, log=True),
-        "weight_decay": trial.suggest_float("weight_decay", 1e-8, 1e-3, log=True),
+        "embedding_l2": trial.suggest_float("embedding_l2", 1e-8, 1e-3, log=True),
         "dropout": trial.suggest_float("dropout", 0.0, 0.5),
         "click_loss_weight": trial.suggest_float("click_loss_weight", 0.1, 2.0),
     }

@@ -9,7 +9,6 @@ from pydantic import Field, model_validator
 
 from zenrec.data.interactions import Interactions
 from zenrec.models.sequential import SequentialConfig, SequentialRecommender
-from zenrec.models.transformer import build_transformer
 from zenrec.train.params import Epochs, LearningRate, Patience
 from zenrec.train.sequences import Windows
 
@@ -39,12 +38,6 @@ class BERT4RecConfig(SequentialConfig):
         return self
 
 
-def build_bert4rec(n_items: int, c: BERT4RecConfig) -> Any:
-    """The network: item ([MASK] = ``n_items + 1``) + learned position embeddings, bidirectional blocks."""
-    return build_transformer(n_items + 2, c.factors, c.heads, c.blocks, c.max_len, c.dropout,
-                             ffn_size=4 * c.factors, causal=False, model="BERT4Rec")
-
-
 class BERT4Rec(SequentialRecommender):
     """Bidirectional self-attention trained as a cloze task.
 
@@ -60,7 +53,12 @@ class BERT4Rec(SequentialRecommender):
     Config = BERT4RecConfig
 
     def _build_net(self, n_items: int) -> Any:
-        return build_bert4rec(n_items, self.config)
+        """Item ([MASK] = ``n_items + 1``) + learned position embeddings, bidirectional blocks."""
+        from zenrec.models.nets.transformer import TransformerNet
+
+        c = self.config
+        return TransformerNet(n_items + 2, c.factors, c.heads, c.blocks, c.max_len, c.dropout,
+                              ffn_size=4 * c.factors, causal=False, model="BERT4Rec")
 
     @property
     def mask_token(self) -> int:

@@ -22,26 +22,6 @@ class GRU4RecConfig(SequentialConfig):
     lr: LearningRate = 1e-2
 
 
-def build_gru4rec(n_items: int, c: GRU4RecConfig) -> Any:
-    """Item embeddings → GRU → projection back to the embedding space."""
-    from torch import nn
-
-    class GRU4RecNet(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.item = nn.Embedding(n_items + 1, c.factors, padding_idx=0)
-            self.drop = nn.Dropout(c.dropout)
-            self.gru = nn.GRU(c.factors, c.factors, num_layers=c.layers, batch_first=True)
-            self.out = nn.Linear(c.factors, c.factors)
-
-        def forward(self, seq):
-            # left padding: the GRU runs over leading zeros, which carry no signal
-            h, _ = self.gru(self.drop(self.item(seq)))
-            return self.out(h)
-
-    return GRU4RecNet()
-
-
 class GRU4Rec(SequentialRecommender):
     """A GRU over the user's last items; the state after the last item scores the next."""
 
@@ -49,4 +29,8 @@ class GRU4Rec(SequentialRecommender):
     Config = GRU4RecConfig
 
     def _build_net(self, n_items: int) -> Any:
-        return build_gru4rec(n_items, self.config)
+        """Item embeddings → GRU → projection back to the embedding space."""
+        from zenrec.models.nets.gru4rec import GRU4RecNet
+
+        c = self.config
+        return GRU4RecNet(n_items, c.factors, c.layers, c.dropout)

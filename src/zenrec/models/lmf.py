@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from typing import Literal
+from collections.abc import Iterator
+from typing import Any, Literal
 
 import numpy as np
 import scipy.sparse as sp
@@ -11,9 +12,10 @@ from pydantic import Field
 
 from zenrec.data.interactions import Interactions
 from zenrec.data.sparse import padded_row_blocks
-from zenrec.models.base import ModelConfig, Recommender, TrainOptions
+from zenrec.models.base import ModelConfig
+from zenrec.models.neural import TorchRecommender
 from zenrec.train.negatives import SamplerKind
-from zenrec.train.params import BatchSize, Epochs, LearningRate, Optimizer, Patience
+from zenrec.train.params import BatchSize, EmbeddingL2, Epochs, LearningRate, Optimizer, Patience
 
 __all__ = ["LogisticMF", "LogisticMFConfig"]
 
@@ -33,14 +35,14 @@ class LogisticMFConfig(ModelConfig):
     )
     optimizer: Optimizer = "adam"
     lr: LearningRate = 0.005
-    weight_decay: float = Field(3e-3, ge=0, description="L2 penalty on the embeddings in each batch")
+    embedding_l2: EmbeddingL2 = 3e-3
     batch_size: BatchSize = 2048
     epochs: Epochs = 100
     patience: Patience = 5
     init_std: float = Field(0.05, gt=0, description="std of the initial embeddings")
 
 
-class LogisticMF(Recommender):
+class LogisticMF(TorchRecommender):
     """Binary cross-entropy on observed pairs against sampled unobserved ones.
 
     Each epoch visits every training pair once, with ``negatives`` drawn
@@ -54,73 +56,56 @@ class LogisticMF(Recommender):
     Config = LogisticMFConfig
     supports_history = True
 
-    def _fit(self, train: Interactions, valid: Interactions | None, options: TrainOptions) -> None:
-        import torch
-        from torch import nn
+    default_threads = 1  # a step is a few thousand embedding look-ups: thread hand-offs cost more than they save
 
-        from zenrec.evaluate.evaluator import validation_ndcg
-        from zenrec.train import pick_device, seed_everything
-        from zenrec.train.loop import fit_loop, make_optimizer
-        from zenrec.train.losses import bce_loss, bpr_loss
+    def _build(self, train: Interactions, device: Any, seed: int) -> Any:
+        import torch
+
+        from zenrec.models.nets.lmf import LMFNet
         from zenrec.train.negatives import NegativeSampler
 
         c = self.config
-        seed_everything(options.seed)
-        device = pick_device(options.device, threads=options.threads or 1)
         x = train.binary.tocoo()
-        pos_u = torch.as_tensor(x.row, dtype=torch.long, device=device)
-        pos_i = torch.as_tensor(x.col, dtype=torch.long, device=device)
-        gen = torch.Generator(device=device).manual_seed(options.seed)
-
-        class LMFNet(nn.Module):
-            def __init__(self) -> None:
-                super().__init__()
-                self.user = nn.Embedding(train.n_users, c.factors)
-                self.item = nn.Embedding(train.n_items, c.factors)
-                self.ibias = nn.Embedding(train.n_items, 1)
-                self.bias = nn.Parameter(torch.zeros(1))
-                nn.init.normal_(self.user.weight, std=c.init_std, generator=gen)
-                nn.init.normal_(self.item.weight, std=c.init_std, generator=gen)
-                nn.init.zeros_(self.ibias.weight)
-
-        net = LMFNet().to(device)
-        opt = make_optimizer(net.parameters(), c.optimizer, c.lr)
+        self._pairs = (torch.as_tensor(x.row, dtype=torch.long, device=device),
+                       torch.as_tensor(x.col, dtype=torch.long, device=device))
+        self._gen = torch.Generator(device=device).manual_seed(seed)
+        net = LMFNet(train.n_users, train.n_items, c.factors, c.init_std, self._gen).to(device)
         counts = np.bincount(x.col, minlength=train.n_items) if c.sampler == "popularity" else None
-        sampler = NegativeSampler(train.n_items, c.sampler, counts, device=device, generator=gen)
+        self._sampler = NegativeSampler(train.n_items, c.sampler, counts, device=device, generator=self._gen)
+        return net
 
-        def batches(epoch: int):
-            perm = torch.randperm(len(pos_u), device=device, generator=gen)
-            for s in range(0, len(perm), c.batch_size):
-                b = perm[s : s + c.batch_size]
-                neg = sampler.sample((len(b), c.negatives))
-                yield pos_u[b], torch.cat([pos_i[b][:, None], neg], dim=1)
+    def _batches(self, epoch: int) -> Iterator[Any]:
+        """Every training pair once, in random order, each with ``negatives`` sampled items."""
+        import torch
 
-        def loss_fn(batch) -> torch.Tensor:
-            u, items = batch
-            ue, ie = net.user(u), net.item(items)  # B × d, B × (1+n) × d
-            logits = (ue[:, None, :] * ie).sum(-1) + net.ibias(items).squeeze(-1) + net.bias
-            if c.loss == "bce":
-                loss = bce_loss(logits[:, 0], logits[:, 1:], balanced=False)
-            else:
-                loss = bpr_loss(logits[:, 0], logits[:, 1:])
-            return loss + c.weight_decay * (ue.pow(2).sum() + ie.pow(2).sum()) / len(u)
+        c, (users, items) = self.config, self._pairs
+        perm = torch.randperm(len(users), device=users.device, generator=self._gen)
+        for s in range(0, len(perm), c.batch_size):
+            b = perm[s : s + c.batch_size]
+            neg = self._sampler.sample((len(b), c.negatives))
+            yield users[b], torch.cat([items[b][:, None], neg], dim=1)
 
-        def publish() -> None:
-            self.user_factors_ = net.user.weight.detach().cpu().numpy().copy()
-            self.item_factors_ = net.item.weight.detach().cpu().numpy().copy()
-            # the global bias rides on the item biases: ranking is unchanged and σ(score) is the model's p
-            self.item_bias_ = (net.ibias.weight + net.bias).detach().cpu().numpy().ravel().copy()
+    def _loss(self, batch: Any) -> Any:
+        from zenrec.train.losses import bce_loss, bpr_loss
 
-        validate = None
-        if valid is not None and len(valid):
-            def validate() -> float:
-                publish()
-                return validation_ndcg(self._score, valid, train)
+        c = self.config
+        u, items = batch
+        logits, ue, ie = self.net_(u, items)  # B × (1+n), B × d, B × (1+n) × d
+        if c.loss == "bce":
+            loss = bce_loss(logits[:, 0], logits[:, 1:], balanced=False)
+        else:
+            loss = bpr_loss(logits[:, 0], logits[:, 1:])
+        return loss + c.embedding_l2 * (ue.pow(2).sum() + ie.pow(2).sum()) / len(u)
 
-        result = fit_loop(net, opt, batches, loss_fn, c.epochs, validate, c.patience, options.progress, name="lmf")
-        publish()  # the best epoch's weights, restored by the loop
-        self.epochs_trained_ = result.epochs
-        self.train_history_ = result.history
+    def _publish(self) -> None:
+        net = self.net_
+        self.user_factors_ = net.user.weight.detach().cpu().numpy().copy()
+        self.item_factors_ = net.item.weight.detach().cpu().numpy().copy()
+        # the global bias rides on the item biases: ranking is unchanged and σ(score) is the model's p
+        self.item_bias_ = (net.ibias.weight + net.bias).detach().cpu().numpy().ravel().copy()
+
+    def _after_fit(self) -> None:
+        del self.net_, self._pairs, self._gen, self._sampler  # the factors are the model
 
     def _score(self, users: np.ndarray) -> np.ndarray:
         return self.user_factors_[users] @ self.item_factors_.T + self.item_bias_[None, :]
@@ -130,7 +115,7 @@ class LogisticMF(Recommender):
 
         Minimises the per-user form of the training loss:
         ``mean_{i∈items} softplus(−s_i) + (negatives/n) Σ_j softplus(s_j) + λ‖u‖²``
-        with ``s = u·v + b`` and ``λ = weight_decay·(1 + negatives)``: the
+        with ``s = u·v + b`` and ``λ = embedding_l2·(1 + negatives)``: the
         expectation of the sampled negatives over all ``n`` items (a fixed
         random subset of ``max_negatives`` items, re-weighted, on larger
         catalogues).  A row without events gets a zero vector.
@@ -143,7 +128,7 @@ class LogisticMF(Recommender):
             np.random.default_rng(0).choice(n, max_negatives, replace=False))
         vn, bn = v[neg_idx], b[neg_idx]
         w_neg = c.negatives / n * (n / len(neg_idx))
-        lam = c.weight_decay * (1 + c.negatives)
+        lam = c.embedding_l2 * (1 + c.negatives)
         out = np.zeros((rows.shape[0], d), dtype=np.float32)
         for r, idx, _, mask in padded_row_blocks(rows, block=64):
             vp, bp, m = v[idx], b[idx], mask.astype(np.float64)  # B × L × d, B × L, B × L

@@ -42,6 +42,7 @@ probability.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from typing import Any, Literal
 
 import numpy as np
@@ -51,9 +52,10 @@ from pydantic import Field, model_validator
 from zenrec.data.interactions import Interactions
 from zenrec.data.sparse import pack_csr, unpack_csr
 from zenrec.errors import ConfigError, DataError
-from zenrec.models.base import ModelConfig, Recommender, TrainOptions
+from zenrec.models.base import ModelConfig
+from zenrec.models.neural import TorchRecommender
 from zenrec.train.negatives import SamplerKind
-from zenrec.train.params import BatchSize, Epochs, LearningRate, Optimizer, Patience
+from zenrec.train.params import BatchSize, EmbeddingL2, Epochs, LearningRate, Optimizer, Patience
 
 __all__ = ["MultiTask", "MultiTaskConfig", "TASKS", "auc", "sampled_auc", "task_labels"]
 
@@ -116,7 +118,7 @@ class MultiTaskConfig(ModelConfig):
     dropout: float = Field(0.0, ge=0, lt=1, description="dropout inside experts and towers")
     optimizer: Optimizer = "adam"
     lr: LearningRate = 2e-3
-    weight_decay: float = Field(1e-6, ge=0, description="L2 penalty on the embeddings used in each batch")
+    embedding_l2: EmbeddingL2 = 1e-6
     batch_size: BatchSize = 1024
     epochs: Epochs = 40
     patience: Patience = 3  # on purchase NDCG@10
@@ -221,96 +223,26 @@ def sampled_auc(score_fn: Any, truth: Interactions, exclude: list[Interactions] 
 
 
 # ------------------------------------------------------------------------ model
-def _wide_pairs(wide: Any, u: Any, items: Any, h_ptr: Any, h_idx: Any) -> Any:
-    """``2 × B × m`` wide scores ``Σ_{j ∈ history(u)} B_t[j, i]`` of users ``u`` (B) and their items (B × m)."""
-    import torch
-
-    start, end = h_ptr[u], h_ptr[u + 1]
-    lens = end - start
-    flat = torch.repeat_interleave(start - torch.cumsum(lens, 0) + lens, lens) + torch.arange(
-        int(lens.sum()), device=u.device)
-    seg = torch.repeat_interleave(torch.arange(len(u), device=u.device), lens)
-    hj = h_idx[flat]
-    out = torch.zeros(wide.shape[0], len(u), items.shape[1], device=u.device)
-    for t in range(wide.shape[0]):
-        out[t].index_add_(0, seg, wide[t][hj[:, None], items[seg]])
-    return out
-
-
 def _log_sigmoid(x: np.ndarray) -> np.ndarray:
     return -np.logaddexp(0.0, -x)
 
 
-class MultiTask(Recommender):
+class MultiTask(TorchRecommender):
     """Click and purchase learnt together; ranks by a combination of both (see the module docstring)."""
 
     name = "multitask"
     Config = MultiTaskConfig
 
-    # ---------------------------------------------------------------- network
-    def _build_net(self, n_users: int, n_items: int) -> Any:
-        import torch
-        from torch import nn
-
-        c = self.config
-        n_tasks = 2
-
-        def mlp(i: int, o: int) -> nn.Module:
-            layers = [nn.Linear(i, o), nn.ReLU()] + ([nn.Dropout(c.dropout)] if c.dropout else [])
-            return nn.Sequential(*layers)
-
-        class Side(nn.Module):
-            """Input vector → one output vector per task (MMoE or shared bottom + towers)."""
-
-            def __init__(self) -> None:
-                super().__init__()
-                k = c.experts if c.architecture == "mmoe" else 1
-                self.experts = nn.ModuleList([mlp(c.factors, c.expert_size) for _ in range(k)])
-                self.gates = nn.ModuleList([nn.Linear(c.factors, k) for _ in range(n_tasks)]) \
-                    if c.architecture == "mmoe" else None
-                self.towers = nn.ModuleList([nn.Sequential(mlp(c.expert_size, c.expert_size),
-                                                           nn.Linear(c.expert_size, c.factors))
-                                             for _ in range(n_tasks)])
-
-            def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-                if self.gates is None:
-                    shared = self.experts[0](x)
-                    mixed = [shared] * n_tasks
-                else:
-                    ex = torch.stack([e(x) for e in self.experts], dim=-2)  # … × k × h
-                    mixed = [(torch.softmax(g(x), dim=-1).unsqueeze(-1) * ex).sum(-2) for g in self.gates]
-                # residual: the raw embedding passes by the towers, so a tower starts near MF
-                return [x + t(m) for t, m in zip(self.towers, mixed, strict=False)]
-
-        class Net(nn.Module):
-            def __init__(self) -> None:
-                super().__init__()
-                self.user = nn.Embedding(n_users, c.factors)
-                self.item = nn.Embedding(n_items, c.factors)
-                self.hist = nn.Embedding(n_items, c.factors)
-                self.ibias = nn.Embedding(n_items, n_tasks)
-                self.bias = nn.Parameter(torch.zeros(n_tasks))
-                self.wide_scale = nn.Parameter(torch.full((n_tasks,), c.wide_init_scale))
-                self.user_side = Side()
-                self.item_side = Side()
-                for emb in (self.user, self.item, self.hist):
-                    nn.init.normal_(emb.weight, std=c.init_std)
-                nn.init.zeros_(self.ibias.weight)
-
-        return Net()
+    default_threads = 1  # a step is a few thousand embedding look-ups: thread hand-offs cost more than they save
 
     # -------------------------------------------------------------------- fit
-    def _fit(self, train: Interactions, valid: Interactions | None, options: TrainOptions) -> None:
+    def _build(self, train: Interactions, device: Any, seed: int) -> Any:
         import torch
 
-        from zenrec.evaluate.evaluator import validation_ndcg
-        from zenrec.train import pick_device, seed_everything
-        from zenrec.train.loop import fit_loop, make_optimizer
+        from zenrec.models.nets.multitask import MultiTaskNet
         from zenrec.train.negatives import NegativeSampler
 
         c = self.config
-        seed_everything(options.seed)
-        device = pick_device(options.device, threads=options.threads or 1)
         labels = task_labels(train, c.purchase_events, c.exposure_events).tocoo()
         if not (labels.data == 2).any():
             raise DataError(
@@ -325,75 +257,83 @@ class MultiTask(Recommender):
                                   (labels.row[engaged], labels.col[engaged])), shape=labels.shape)
         self.hist_ = hist.tocsr().astype(np.float32)
         self.hist_.sort_indices()
-        wide = None
+        self._wide = None
         self.uses_wide_ = c.wide is True or (c.wide == "auto" and train.n_items <= c.wide_max_items)
         if c.wide == "auto" and not self.uses_wide_:
             log.info("multitask: %d items > wide_max_items=%d, training without the wide part",
                      train.n_items, c.wide_max_items)
         if self.uses_wide_:
             self.wide_ = self._fit_wide(self.hist_, labels)
-            wide = torch.as_tensor(self.wide_, device=device)
-        net = self._build_net(train.n_users, train.n_items).to(device)
-        self.net_ = net
-        gen = torch.Generator(device=device).manual_seed(options.seed)
-        pu = torch.as_tensor(labels.row, dtype=torch.long, device=device)
-        pi = torch.as_tensor(labels.col, dtype=torch.long, device=device)
-        lab = torch.as_tensor(labels.data, dtype=torch.long, device=device)
-        h_ptr = torch.as_tensor(hist.indptr, dtype=torch.long, device=device)
-        h_idx = torch.as_tensor(hist.indices, dtype=torch.long, device=device)
-        opt = make_optimizer(net.parameters(), c.optimizer, c.lr)
+            self._wide = torch.as_tensor(self.wide_, device=device)
+        net = MultiTaskNet(train.n_users, train.n_items, architecture=c.architecture, factors=c.factors,
+                           experts=c.experts, expert_size=c.expert_size, dropout=c.dropout,
+                           user_embedding=c.user_embedding, history=c.history, init_std=c.init_std,
+                           wide_init_scale=c.wide_init_scale).to(device)
+        self._gen = torch.Generator(device=device).manual_seed(seed)
+        self._samples = tuple(torch.as_tensor(a, dtype=torch.long, device=device)
+                              for a in (labels.row, labels.col, labels.data))
+        self._hist = (torch.as_tensor(hist.indptr, dtype=torch.long, device=device),
+                      torch.as_tensor(hist.indices, dtype=torch.long, device=device))
         counts = np.bincount(labels.col, minlength=train.n_items) if c.sampler == "popularity" else None
-        sampler = NegativeSampler(train.n_items, c.sampler, counts, device=device, generator=gen)
+        self._sampler = NegativeSampler(train.n_items, c.sampler, counts, device=device, generator=self._gen)
+        return net
 
-        def batches(epoch: int):
-            perm = torch.randperm(len(pu), device=device, generator=gen)
-            for s in range(0, len(perm), c.batch_size):
-                b = perm[s : s + c.batch_size]
-                neg = sampler.sample((len(b), c.negatives))
-                yield pu[b], torch.cat([pi[b][:, None], neg], dim=1), lab[b]
+    def _batches(self, epoch: int) -> Iterator[Any]:
+        """Every labelled pair once, in random order, each with ``negatives`` sampled items."""
+        import torch
 
-        def loss_fn(batch) -> torch.Tensor:
-            u, items, y = batch
-            uvecs, ue = self._user_side(net, u, h_ptr, h_idx, leave_out=items[:, 0] if c.history else None)
-            ivecs, ie = self._item_side(net, items)
-            logits = [(uv[:, None, :] * iv).sum(-1) + net.ibias(items)[..., t] + net.bias[t]
-                      for t, (uv, iv) in enumerate(zip(uvecs, ivecs, strict=False))]  # 2 × (B × (1+n))
-            if wide is not None:
-                part = _wide_pairs(wide, u, items, h_ptr, h_idx)
-                logits = [lg + net.wide_scale[t] * part[t] for t, lg in enumerate(logits)]
-            y_click = torch.zeros_like(logits[0])
-            y_buy = torch.zeros_like(logits[0])
-            y_click[:, 0] = (y >= 1).float()
-            y_buy[:, 0] = (y == 2).float()
-            bce = torch.nn.functional.binary_cross_entropy_with_logits
-            loss_click = bce(logits[0], y_click)
-            if c.objective == "esmm":
-                logp = torch.nn.functional.logsigmoid(logits[0]) + torch.nn.functional.logsigmoid(logits[1])
-                log1m = torch.log(-torch.expm1(logp.clamp(max=-1e-6)))
-                loss_buy = -(y_buy * logp + (1 - y_buy) * log1m).mean()
-            else:
-                loss_buy = bce(logits[1], y_buy)
-            reg = c.weight_decay * (ue.pow(2).sum() + ie.pow(2).sum()) / len(u)
-            return c.click_loss_weight * loss_click + loss_buy + reg
+        c, (users, items, labels) = self.config, self._samples
+        perm = torch.randperm(len(users), device=users.device, generator=self._gen)
+        for s in range(0, len(perm), c.batch_size):
+            b = perm[s : s + c.batch_size]
+            neg = self._sampler.sample((len(b), c.negatives))
+            yield users[b], torch.cat([items[b][:, None], neg], dim=1), labels[b]
 
-        validate = None
-        if valid is not None and len(valid):
-            valid_buys = purchases_of(valid, c.purchase_events)
-            seen_buys = purchases_of(train, c.purchase_events)
-            vusers = np.flatnonzero(np.diff(valid_buys.binary.indptr) > 0)
-            if c.valid_users and len(vusers) > c.valid_users:
-                vusers = np.sort(np.random.default_rng(options.seed).choice(vusers, c.valid_users, replace=False))
-            if len(valid_buys):
-                def validate() -> float:
-                    self._publish(net, train.n_users, h_ptr, h_idx)
-                    return validation_ndcg(self._score, valid_buys, seen_buys, users=vusers)
+    def _loss(self, batch: Any) -> Any:
+        import torch
 
-        result = fit_loop(net, opt, batches, loss_fn, c.epochs, validate, c.patience, options.progress,
-                          name=self.name)
-        self._publish(net, train.n_users, h_ptr, h_idx)  # the best epoch's weights, restored by the loop
-        self.epochs_trained_ = result.epochs
-        self.train_history_ = result.history
-        del self.net_
+        from zenrec.models.nets.multitask import wide_pairs
+
+        c, net = self.config, self.net_
+        u, items, y = batch
+        uvecs, ue = net.users(u, *self._hist, leave_out=items[:, 0] if c.history else None)
+        ivecs, ie = net.items(items)
+        logits = [(uv[:, None, :] * iv).sum(-1) + net.ibias(items)[..., t] + net.bias[t]
+                  for t, (uv, iv) in enumerate(zip(uvecs, ivecs, strict=False))]  # 2 × (B × (1+n))
+        if self._wide is not None:
+            part = wide_pairs(self._wide, u, items, *self._hist)
+            logits = [lg + net.wide_scale[t] * part[t] for t, lg in enumerate(logits)]
+        y_click = torch.zeros_like(logits[0])
+        y_buy = torch.zeros_like(logits[0])
+        y_click[:, 0] = (y >= 1).float()
+        y_buy[:, 0] = (y == 2).float()
+        bce = torch.nn.functional.binary_cross_entropy_with_logits
+        loss_click = bce(logits[0], y_click)
+        if c.objective == "esmm":
+            logp = torch.nn.functional.logsigmoid(logits[0]) + torch.nn.functional.logsigmoid(logits[1])
+            log1m = torch.log(-torch.expm1(logp.clamp(max=-1e-6)))
+            loss_buy = -(y_buy * logp + (1 - y_buy) * log1m).mean()
+        else:
+            loss_buy = bce(logits[1], y_buy)
+        reg = c.embedding_l2 * (ue.pow(2).sum() + ie.pow(2).sum()) / len(u)
+        return c.click_loss_weight * loss_click + loss_buy + reg
+
+    def _validation(self, train: Interactions, valid: Interactions | None,
+                    seed: int) -> tuple[Interactions, Interactions, np.ndarray | None] | None:
+        """Purchase NDCG@10: held-out purchases, training purchases masked, on ``valid_users`` random users."""
+        c = self.config
+        if valid is None or not len(valid):
+            return None
+        valid_buys = purchases_of(valid, c.purchase_events)
+        if not len(valid_buys):
+            return None
+        users = np.flatnonzero(np.diff(valid_buys.binary.indptr) > 0)
+        if c.valid_users and len(users) > c.valid_users:
+            users = np.sort(np.random.default_rng(seed).choice(users, c.valid_users, replace=False))
+        return valid_buys, purchases_of(train, c.purchase_events), users
+
+    def _after_fit(self) -> None:
+        del self.net_, self._wide, self._gen, self._samples, self._hist, self._sampler
 
     def _fit_wide(self, x: sp.csr_matrix, labels: sp.coo_matrix) -> np.ndarray:
         """``2 × n × n`` float32: the zero-diagonal ridge regressions of clicks and purchases on ``x``.
@@ -430,47 +370,20 @@ class MultiTask(Recommender):
         log.info("multitask: wide part on %d items fitted", n)
         return out
 
-    def _user_side(self, net: Any, u: Any, h_ptr: Any, h_idx: Any, leave_out: Any = None):
-        """Per-task user vectors and the raw inputs (for the L2 penalty)."""
-        import torch
-
-        c = self.config
-        x = net.user(u) if c.user_embedding else torch.zeros(len(u), c.factors, device=u.device)
-        raw = x
-        if c.history:
-            start, end = h_ptr[u], h_ptr[u + 1]
-            lens = end - start
-            flat = torch.repeat_interleave(start - torch.cumsum(lens, 0) + lens, lens) + torch.arange(
-                int(lens.sum()), device=u.device)
-            seg = torch.repeat_interleave(torch.arange(len(u), device=u.device), lens)
-            total = torch.zeros(len(u), x.shape[1], device=u.device).index_add_(0, seg, net.hist(h_idx[flat]))
-            n = lens.to(x.dtype)
-            if leave_out is not None:  # the target item is not part of its own evidence
-                pos = torch.zeros(len(u), dtype=torch.bool, device=u.device)
-                hit = h_idx[flat] == leave_out[seg]
-                pos.index_fill_(0, seg[hit], True)
-                total = total - net.hist(leave_out) * pos[:, None].to(x.dtype)
-                n = n - pos.to(x.dtype)
-            x = x + total / n.clamp(min=1.0)[:, None]
-        return net.user_side(x), raw
-
-    def _item_side(self, net: Any, items: Any):
-        x = net.item(items)
-        return net.item_side(x), x
-
-    def _publish(self, net: Any, n_users: int, h_ptr: Any, h_idx: Any) -> None:
+    def _publish(self) -> None:
         """Per-task user and item vectors of every id, for scoring."""
         import torch
 
+        net = self.net_
         was_training = net.training
         net.eval()
         with torch.no_grad():
-            dev = h_ptr.device
+            dev = self._hist[0].device
             iv = net.item_side(net.item.weight)
-            uvs = [[], []]
-            for s in range(0, n_users, 8192):
-                u = torch.arange(s, min(n_users, s + 8192), device=dev)
-                vecs, _ = self._user_side(net, u, h_ptr, h_idx)
+            uvs: list[list[Any]] = [[], []]
+            for s in range(0, int(self.n_users_), 8192):
+                u = torch.arange(s, min(int(self.n_users_), s + 8192), device=dev)
+                vecs, _ = net.users(u, *self._hist)
                 for t in range(2):
                     uvs[t].append(vecs[t])
             self.user_vecs_ = np.stack([torch.cat(x).cpu().numpy() for x in uvs]).astype(np.float32)

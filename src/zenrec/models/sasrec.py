@@ -7,7 +7,6 @@ from typing import Any
 from pydantic import Field
 
 from zenrec.models.sequential import SequentialConfig, SequentialRecommender
-from zenrec.models.transformer import build_transformer
 from zenrec.train.params import LearningRate
 
 __all__ = ["SASRec", "SASRecConfig"]
@@ -26,12 +25,6 @@ class SASRecConfig(SequentialConfig):
     lr: LearningRate = 1e-2
 
 
-def build_sasrec(n_items: int, c: SASRecConfig) -> Any:
-    """The network: item + learned position embeddings, pre-norm causal Transformer blocks."""
-    return build_transformer(n_items + 1, c.factors, c.heads, c.blocks, c.max_len, c.dropout,
-                             ffn_size=c.ffn_size or c.factors, causal=True, model="SASRec")
-
-
 class SASRec(SequentialRecommender):
     """Self-attentive sequential recommendation.
 
@@ -46,4 +39,9 @@ class SASRec(SequentialRecommender):
     Config = SASRecConfig
 
     def _build_net(self, n_items: int) -> Any:
-        return build_sasrec(n_items, self.config)
+        """Item + learned position embeddings, pre-norm causal Transformer blocks."""
+        from zenrec.models.nets.transformer import TransformerNet
+
+        c = self.config
+        return TransformerNet(n_items + 1, c.factors, c.heads, c.blocks, c.max_len, c.dropout,
+                              ffn_size=c.ffn_size or c.factors, causal=True, model="SASRec")

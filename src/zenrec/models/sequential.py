@@ -17,13 +17,15 @@ from __future__ import annotations
 
 import logging
 from abc import abstractmethod
+from collections.abc import Iterator
 from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field, model_validator
 
 from zenrec.data.interactions import Interactions
-from zenrec.models.base import ModelConfig, Recommender, TrainOptions
+from zenrec.models.base import ModelConfig
+from zenrec.models.neural import TorchRecommender
 from zenrec.train.losses import bce_loss, bpr_loss, sampled_softmax_loss, softmax_loss
 from zenrec.train.negatives import NegativeSampler, in_batch_candidates
 from zenrec.train.params import BatchSize, Epochs, LearningRate, Optimizer, OptimizerWeightDecay, Patience
@@ -81,7 +83,7 @@ class SequentialConfig(ModelConfig):
         return self
 
 
-class SequentialRecommender(Recommender):
+class SequentialRecommender(TorchRecommender):
     """Template for sequence models; subclasses implement :meth:`_build_net`."""
 
     Config = SequentialConfig
@@ -93,42 +95,36 @@ class SequentialRecommender(Recommender):
         """The network for ``n_items`` items: left-padded sequences → hidden states."""
 
     # ------------------------------------------------------------------ fit
-    def _fit(self, train: Interactions, valid: Interactions | None, options: TrainOptions) -> None:
+    def _build(self, train: Interactions, device: Any, seed: int) -> Any:
         import torch
 
-        from zenrec.evaluate.evaluator import validation_ndcg
-        from zenrec.train import pick_device, seed_everything
-        from zenrec.train.loop import batch_indices, fit_loop, make_optimizer
-
-        c = self.config
-        seed_everything(options.seed)
-        device = pick_device(options.device, options.threads)
-        self.device_ = device
         self._keep_sequences(train)
         net = self._build_net(train.n_items).to(device)
-        self.net_ = net
-        windows, first = (torch.as_tensor(a, device=device) for a in self._training_windows(train))
-        rng = np.random.default_rng(options.seed)
+        self._windows = tuple(torch.as_tensor(a, device=device) for a in self._training_windows(train))
+        self._rng = np.random.default_rng(seed)
         self._log_q = torch.log(torch.as_tensor(self.popularity_ + 1e-6, device=device))
         self._sampler = NegativeSampler(train.n_items, "uniform", device=device)
-        opt = make_optimizer(net.parameters(), c.optimizer, c.lr, c.weight_decay)
+        return net
 
-        def batches(epoch: int):
-            for idx in batch_indices(len(windows), c.batch_size, rng):
-                idx = torch.as_tensor(idx, device=device)
-                yield windows[idx], first[idx]
+    def _batches(self, epoch: int) -> Iterator[Any]:
+        """Every training window once, in random order."""
+        import torch
 
-        validate = None
-        if valid is not None and len(valid):
-            def validate() -> float:
-                return validation_ndcg(self._score, valid, train)
+        from zenrec.train.loop import batch_indices
 
-        result = fit_loop(net, opt, batches, lambda b: self._window_loss(*b), c.epochs, validate, c.patience, options.progress,
-                          name=self.name, lr_decay=c.lr_decay, decay_patience=c.decay_patience)
-        self.epochs_trained_ = result.epochs
-        self.train_history_ = result.history
-        del self._log_q, self._sampler
-        net.eval()
+        windows, first = self._windows
+        for idx in batch_indices(len(windows), self.config.batch_size, self._rng):
+            idx = torch.as_tensor(idx, device=windows.device)
+            yield windows[idx], first[idx]
+
+    def _loss(self, batch: Any) -> Any:
+        return self._window_loss(*batch)
+
+    def _after_fit(self) -> None:
+        del self._windows, self._rng, self._log_q, self._sampler
+
+    def _loop_options(self) -> dict[str, Any]:
+        return {"lr_decay": self.config.lr_decay, "decay_patience": self.config.decay_patience}
 
     def _training_windows(self, train: Interactions) -> Windows:
         """The training examples: windows of ``max_len + 1`` items (ids + 1, left-padded), and for each

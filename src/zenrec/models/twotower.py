@@ -39,7 +39,7 @@ input.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, Literal
 
 import numpy as np
@@ -48,7 +48,8 @@ from pydantic import Field
 from zenrec.data.interactions import Interactions
 from zenrec.errors import ConfigError
 from zenrec.features.side import ItemFeatures, MultiHot, Side, UserFeatures
-from zenrec.models.base import ModelConfig, Recommender, TrainOptions
+from zenrec.models.base import ModelConfig
+from zenrec.models.neural import TorchRecommender
 from zenrec.train.params import BatchSize, Epochs, LearningRate, Optimizer, OptimizerWeightDecay, Patience
 
 __all__ = ["TwoTower", "TwoTowerConfig"]
@@ -130,127 +131,7 @@ def _feature_spec(inputs: dict[str, np.ndarray], prefix: str) -> dict[str, Any]:
     return spec
 
 
-def _build_net(n_users: int, n_items: int, c: TwoTowerConfig, spec: dict[str, Any], user_spec: dict[str, Any]):
-    """The network; ``spec`` / ``user_spec`` give the item / user feature sizes (vocabularies, vector widths)."""
-    import torch
-    from torch import nn
-
-    d = c.factors
-
-    class Content(nn.Module):
-        """An MLP over one side's features: categorical (mean of value embeddings), text, vectors, numbers."""
-
-        def __init__(self, spec: dict[str, Any]) -> None:
-            super().__init__()
-            self.spec = spec
-            self.cats = nn.ModuleList(nn.Embedding(n + 1, d, padding_idx=0) for n in spec["cats"].values())
-            width = d * len(spec["cats"])
-            self.tok = self.conv = None
-            if spec.get("n_tokens"):
-                self.tok = nn.Embedding(spec["n_tokens"], c.token_dim, padding_idx=0)
-                self.conv = nn.Conv1d(c.token_dim, d, c.cnn_kernel, padding=c.cnn_kernel // 2)
-                width += d
-            width += spec.get("text_dim", 0) + sum(spec["vectors"].values()) + len(spec["numeric"])
-            self.mlp = None
-            if width:
-                self.mlp = nn.Sequential(nn.Linear(width, c.hidden), nn.ReLU(), nn.Dropout(c.dropout),
-                                         nn.Linear(c.hidden, d))
-
-        def content(self, idx):
-            """Content vectors of rows ``idx`` (None without features)."""
-            if self.mlp is None:
-                return None
-            parts = []
-            for j, emb in enumerate(self.cats):
-                codes = getattr(self, f"cat_{j}")[idx]
-                e = emb(codes)  # B × k × d, 0 = padding (zero vector)
-                parts.append(e.sum(1) / (codes > 0).sum(1, keepdim=True).clamp(min=1))
-            if self.tok is not None:
-                tokens = self.tokens[idx]
-                h = torch.relu(self.conv(self.tok(tokens).transpose(1, 2)))[..., : tokens.shape[1]]
-                h = h.masked_fill((tokens == 0)[:, None, :], 0.0)  # relu ≥ 0, so 0 never wins a max
-                parts.append(h.max(-1).values)
-            if hasattr(self, "text_vectors"):
-                parts.append(self.text_vectors[idx])
-            for j in range(len(self.spec["vectors"])):
-                parts.append(getattr(self, f"vec_{j}")[idx])
-            if self.spec["numeric"]:
-                parts.append(self.numeric[idx])
-            return self.mlp(torch.cat(parts, dim=1))
-
-    class TwoTowerNet(Content):
-        """Item content at the top level (its own features); the user side in ``self.ucontent``."""
-
-        def __init__(self) -> None:
-            super().__init__(spec)
-            self.user = nn.Embedding(n_users, d) if c.user_ids else None
-            self.hist = nn.Embedding(n_items + 1, d, padding_idx=0)
-            self.item = nn.Embedding(n_items, d)
-            for emb in (self.user, self.hist, self.item):
-                if emb is not None:
-                    nn.init.normal_(emb.weight, std=0.05)
-            with torch.no_grad():
-                self.hist.weight[0].zero_()
-            self.ucontent = Content(user_spec)
-            if c.history_pool == "attention":
-                self.att_query = nn.Parameter(torch.zeros(d))
-                self.att_position = nn.Parameter(torch.zeros(c.history_len))
-            # set by _make_net (not part of state_dict: saved once as arrays)
-            self.register_buffer("seen", torch.ones(n_items), persistent=False)
-            self.register_buffer("user_seen", torch.ones(n_users), persistent=False)
-
-        def _finish(self, v):
-            if c.similarity == "cosine":
-                return nn.functional.normalize(v, dim=-1)
-            return v
-
-        # ------------------------------------------------------------ towers
-        def items(self, idx, id_keep=None):
-            """Item vectors of ``idx``: id embedding (zero for cold items) + content."""
-            mask = self.seen[idx]
-            if id_keep is not None:
-                mask = mask * id_keep
-            v = self.item(idx) * mask[:, None]
-            content = self.content(idx)
-            return self._finish(v if content is None else v + content)
-
-        def pool(self, seqs):
-            """Pooled history of padded item ids + 1 (0 = padding); items unseen in training are skipped."""
-            valid = (seqs > 0) & (self.seen_pad[seqs] > 0)
-            h = self.hist(seqs)
-            if c.history_pool == "mean":
-                w = valid.float() / valid.sum(1, keepdim=True).clamp(min=1)
-            else:
-                logits = h @ self.att_query + self.att_position[-seqs.shape[1]:]
-                w = torch.softmax(logits.masked_fill(~valid, float("-inf")), dim=1)
-                w = torch.nan_to_num(w, nan=0.0)  # an empty history pools to zero
-            return (w[..., None] * h).sum(1)
-
-        def users(self, users, seqs, keep=None):
-            """User vectors from ids (``keep`` 0: no id embedding), padded histories and user features.
-
-            ``users`` outside ``[0, n_users)`` get neither id embedding nor features."""
-            inside = (users >= 0) & (users < n_users)
-            rows = users.clamp(0, n_users - 1)
-            u = self.pool(seqs)
-            if self.user is not None:
-                known = self.user_seen[rows] * inside
-                if keep is not None:
-                    known = known * keep
-                u = u + self.user(rows) * known[:, None]
-            content = self.ucontent.content(rows)
-            if content is not None:
-                u = u + content * inside[:, None]
-            return self._finish(u) / (c.temperature if c.similarity == "cosine" else 1.0)
-
-        @property
-        def seen_pad(self):
-            return torch.cat([self.seen.new_zeros(1), self.seen])
-
-    return TwoTowerNet()
-
-
-class TwoTower(Recommender):
+class TwoTower(TorchRecommender):
     """Two-tower DNN over ids, histories, item and user features (see the module docstring)."""
 
     name = "twotower"
@@ -305,8 +186,14 @@ class TwoTower(Recommender):
                   user_seen: np.ndarray):
         import torch
 
+        from zenrec.models.nets.twotower import TwoTowerNet
+
+        c = self.config
         spec, user_spec = _feature_spec(inputs, ""), _feature_spec(inputs, "user.")
-        net = _build_net(n_users, n_items, self.config, spec, user_spec)
+        net = TwoTowerNet(n_users, n_items, spec, user_spec, factors=c.factors, hidden=c.hidden,
+                          token_dim=c.token_dim, cnn_kernel=c.cnn_kernel, dropout=c.dropout, user_ids=c.user_ids,
+                          history_pool=c.history_pool, history_len=c.history_len, similarity=c.similarity,
+                          temperature=c.temperature)
         net.seen = torch.as_tensor(seen, dtype=torch.float32)
         net.user_seen = torch.as_tensor(user_seen, dtype=torch.float32)
         for module, prefix, sp_ in ((net, "", spec), (net.ucontent, "user.", user_spec)):
@@ -331,77 +218,71 @@ class TwoTower(Recommender):
         return net
 
     # ---------------------------------------------------------------- fit
-    def _fit(self, train: Interactions, valid: Interactions | None, options: TrainOptions) -> None:
+    def _build(self, train: Interactions, device: Any, seed: int) -> Any:
         import torch
 
-        from zenrec.evaluate.evaluator import validation_ndcg
-        from zenrec.train import pick_device, seed_everything
-        from zenrec.train.loop import fit_loop, make_optimizer
         from zenrec.train.sequences import last_items
 
         c = self.config
-        seed_everything(options.seed)
-        device = pick_device(options.device, options.threads)
         self.inputs_ = self._prepare_inputs(self.side_, train.n_users, train.n_items)
         self.seen_ = train.item_counts() > 0
         self.sequences_ = last_items(train, np.arange(train.n_users), c.history_len).astype(np.int32)
         net = self._make_net(train.n_users, train.n_items, self.inputs_, self.seen_, self._user_seen()).to(device)
-        self.net_ = net
         x = train.binary.tocoo()
-        pos_u = torch.as_tensor(x.row, dtype=torch.long, device=device)
-        pos_i = torch.as_tensor(x.col, dtype=torch.long, device=device)
-        seqs = torch.as_tensor(self.sequences_, dtype=torch.long, device=device)
         csr = train.binary.tocsr()
-        indptr = torch.as_tensor(csr.indptr, dtype=torch.long, device=device)
-        indices = torch.as_tensor(csr.indices, dtype=torch.long, device=device)
-        all_items = torch.arange(train.n_items, device=device)
-        log_q = torch.log(torch.as_tensor(self.popularity_ + 1e-6, device=device))
-        gen = torch.Generator(device=device).manual_seed(options.seed)
-        opt = make_optimizer(net.parameters(), c.optimizer, c.lr, c.weight_decay)
+        self._pairs = (torch.as_tensor(x.row, dtype=torch.long, device=device),
+                       torch.as_tensor(x.col, dtype=torch.long, device=device))
+        self._seqs = torch.as_tensor(self.sequences_, dtype=torch.long, device=device)
+        self._csr = (torch.as_tensor(csr.indptr, dtype=torch.long, device=device),
+                     torch.as_tensor(csr.indices, dtype=torch.long, device=device))
+        self._log_q = torch.log(torch.as_tensor(self.popularity_ + 1e-6, device=device))
+        self._gen = torch.Generator(device=device).manual_seed(seed)
+        return net
 
-        def batches(epoch: int):
-            perm = torch.randperm(len(pos_u), device=device, generator=gen)
-            for s in range(0, len(perm), c.batch_size):
-                b = perm[s : s + c.batch_size]
-                yield pos_u[b], pos_i[b]
+    def _batches(self, epoch: int) -> Iterator[Any]:
+        """Every training pair once, in random order."""
+        import torch
 
-        def loss_fn(batch) -> torch.Tensor:
-            u, tgt = batch
-            hist = seqs[u]
-            drop = hist == (tgt[:, None] + 1)  # the target is not its own evidence
-            if c.history_dropout > 0:
-                drop |= torch.rand(hist.shape, device=device, generator=gen) < c.history_dropout
-            keep_u = None
-            if c.user_id_dropout > 0:
-                keep_u = (torch.rand(len(u), device=device, generator=gen) >= c.user_id_dropout).float()
-            uv = net.users(u, hist.masked_fill(drop, 0), keep_u)
-            if c.loss == "softmax":
-                cand = all_items
-            else:
-                cand = torch.cat([tgt.unique(),
-                                  torch.randint(0, train.n_items, (c.negatives,), device=device, generator=gen)])
-            keep = (torch.rand(len(cand), device=device, generator=gen) >= c.id_dropout).float()
-            logits = uv @ net.items(cand, keep).T
-            if c.mask_seen:  # the user's other training items are not negatives
-                other = _in_rows(indptr, indices, u, cand) & (cand[None, :] != tgt[:, None])
-                logits = logits.masked_fill(other, float("-inf"))
-            if c.loss == "softmax":
-                return torch.nn.functional.cross_entropy(logits, tgt)
-            labels = (cand[None, :] == tgt[:, None]).float()
-            return torch.nn.functional.cross_entropy(logits - log_q[cand], labels / labels.sum(1, keepdim=True))
+        users, items = self._pairs
+        perm = torch.randperm(len(users), device=users.device, generator=self._gen)
+        for s in range(0, len(perm), self.config.batch_size):
+            b = perm[s : s + self.config.batch_size]
+            yield users[b], items[b]
 
-        validate = None
-        if valid is not None and len(valid):
-            def validate() -> float:
-                self._publish()
-                return validation_ndcg(self._score, valid, train)
+    def _loss(self, batch: Any) -> Any:
+        """Softmax cross-entropy of each pair's user against all items (or sampled candidates)."""
+        import torch
 
-        result = fit_loop(net, opt, batches, loss_fn, c.epochs, validate, c.patience, options.progress,
-                          name=self.name)
-        self.epochs_trained_ = result.epochs
-        self.train_history_ = result.history
-        net.eval()
-        self._publish()
+        from zenrec.models.nets.twotower import in_rows
+
+        c, net, gen = self.config, self.net_, self._gen
+        u, tgt = batch
+        device = u.device
+        hist = self._seqs[u]
+        drop = hist == (tgt[:, None] + 1)  # the target is not its own evidence
+        if c.history_dropout > 0:
+            drop |= torch.rand(hist.shape, device=device, generator=gen) < c.history_dropout
+        keep_u = None
+        if c.user_id_dropout > 0:
+            keep_u = (torch.rand(len(u), device=device, generator=gen) >= c.user_id_dropout).float()
+        uv = net.users(u, hist.masked_fill(drop, 0), keep_u)
+        if c.loss == "softmax":
+            cand = torch.arange(self.n_items_, device=device)
+        else:
+            cand = torch.cat([tgt.unique(),
+                              torch.randint(0, self.n_items_, (c.negatives,), device=device, generator=gen)])
+        keep = (torch.rand(len(cand), device=device, generator=gen) >= c.id_dropout).float()
+        logits = uv @ net.items(cand, keep).T
+        if c.mask_seen:  # the user's other training items are not negatives
+            other = in_rows(*self._csr, u, cand) & (cand[None, :] != tgt[:, None])
+            logits = logits.masked_fill(other, float("-inf"))
+        if c.loss == "softmax":
+            return torch.nn.functional.cross_entropy(logits, tgt)
+        labels = (cand[None, :] == tgt[:, None]).float()
+        return torch.nn.functional.cross_entropy(logits - self._log_q[cand], labels / labels.sum(1, keepdim=True))
+
+    def _after_fit(self) -> None:
+        del self._pairs, self._seqs, self._csr, self._log_q, self._gen
 
     def _user_seen(self) -> np.ndarray:
         """Users with a training interaction (the only ones with a trained id embedding)."""
@@ -558,36 +439,6 @@ class TwoTower(Recommender):
         self.inputs_ = {k[3:]: v for k, v in arrays.items() if k.startswith("in.")}
         net = self._make_net(self.n_users_, self.n_items_, self.inputs_, self.seen_, self._user_seen())
         self.net_ = load_net_arrays(net, arrays, self.name)
-
-
-def _ranges(starts, counts):
-    """The ranges ``starts[k] … starts[k] + counts[k] - 1`` flattened: (owner k, position) per element."""
-    import torch
-
-    owner = torch.repeat_interleave(torch.arange(len(starts), device=starts.device), counts)
-    offset = torch.arange(len(owner), device=starts.device) - (counts.cumsum(0) - counts)[owner]
-    return owner, starts[owner] + offset
-
-
-def _rows_of(indptr, indices, rows):
-    """(position in ``rows``, column) of every stored entry of the CSR rows ``rows`` (torch tensors)."""
-    which, pos = _ranges(indptr[rows], indptr[rows + 1] - indptr[rows])
-    return which, indices[pos]
-
-
-def _in_rows(indptr, indices, rows, cand):
-    """``len(rows) × len(cand)`` bools: is item ``cand[j]`` stored in CSR row ``rows[i]`` (torch tensors)?
-
-    ``cand`` may repeat items; every copy is marked."""
-    import torch
-
-    which, cols = _rows_of(indptr, indices, rows)
-    sorted_cand, order = torch.sort(cand)
-    left = torch.searchsorted(sorted_cand, cols)
-    hit, pos = _ranges(left, torch.searchsorted(sorted_cand, cols, right=True) - left)  # copies of each col
-    out = torch.zeros(len(rows), len(cand), dtype=torch.bool, device=cand.device)
-    out[which[hit], order[pos]] = True
-    return out
 
 
 def _categorical_arrays(prefix: str, categorical: Mapping[str, MultiHot]) -> dict[str, np.ndarray]:
