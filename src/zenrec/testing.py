@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -25,6 +26,7 @@ __all__ = [
     "check_finite",
     "check_config_round_trip",
     "check_model",
+    "small_model",
 ]
 
 
@@ -128,11 +130,18 @@ def check_config_round_trip(cls: type[Recommender]) -> None:
         raise AssertionError(f"{cls.__name__} scored before fit")
 
 
-def check_model(name: str, known_answer_rate: float = 1.0, **params) -> None:
-    """Run every check on the model registered as ``name``."""
+def small_model(name: str, **params: Any) -> Recommender:
+    """The model registered as ``name`` with its :attr:`~zenrec.models.base.Recommender.test_config`
+    (hyper-parameters small enough to fit the fixtures in seconds); ``params`` override it."""
+    cls = get_model_class(name)
+    return cls(**{**cls.test_config, **params})
+
+
+def check_model(name: str, known_answer_rate: float = 1.0, **params: Any) -> None:
+    """Run every check on the model registered as ``name``, at its ``test_config`` (``params`` override it)."""
     cls = get_model_class(name)
     check_config_round_trip(cls)
-    model = cls(**params)
+    model = small_model(name, **params)
     if name != "pop":
         check_known_answer(model, min_hit_rate=known_answer_rate)
     else:

@@ -17,7 +17,7 @@ FAST = TrainOptions(seed=3, threads=1)
 @pytest.fixture(scope="module")
 def ring():
     data = testing.ring_walks(40)
-    return data, create_model("bert4rec", epochs=120, max_len=12, last_item_prob=0.3).fit(data, options=FAST)
+    return data, testing.small_model("bert4rec", max_len=12).fit(data, options=FAST)
 
 
 def test_scores_cover_the_real_items_only(ring):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -10,7 +12,7 @@ import pytest
 from zenrec import testing
 from zenrec.errors import ArtifactError, ConfigError, UnknownModelError, VersionError
 from zenrec.models import TrainOptions, available_models, create_model, load_model
-from zenrec.models.registry import MODELS
+from zenrec.models.registry import MODELS, get_model_class
 
 ALL = available_models()
 
@@ -25,9 +27,45 @@ def test_conformance(name):
 
 
 @pytest.mark.parametrize("name", ALL)
+def test_every_model_declares_a_test_config_and_whether_it_uses_torch(name):
+    """The conformance suite fits each model at its own tiny config, which must name real parameters;
+    ``uses_torch`` is what a caller reads to learn that a model needs torch (every TorchRecommender)."""
+    from zenrec.models.neural import TorchRecommender
+
+    cls = get_model_class(name)
+    assert "test_config" in vars(cls), f"{cls.__name__} declares no test_config"
+    assert set(cls.test_config) <= set(cls.Config.model_fields)
+    cls(**cls.test_config)
+    assert cls.uses_torch == issubclass(cls, TorchRecommender)
+
+
+def test_the_registry_and_every_model_class_import_without_torch():
+    """torch is imported where a network is built or loaded, not by ``import zenrec`` or a model's module."""
+    code = ("import sys, zenrec, zenrec.testing\n"
+            "from zenrec.models.registry import MODELS, get_model_class\n"
+            "classes = [get_model_class(n) for n in MODELS]\n"
+            "assert 'torch' not in sys.modules, 'torch imported'\n"
+            "assert sum(c.uses_torch for c in classes) >= 6")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("name", ["lmf", "multitask"])
+def test_a_saved_penalty_under_the_old_name_weight_decay_is_refused(name, tmp_path):
+    """LogisticMF's and MultiTask's loss penalty is ``embedding_l2``; ``weight_decay`` is only ever the
+    optimiser's.  A file that saved the penalty as ``weight_decay`` fails to load, naming that key."""
+    path = testing.small_model(name, epochs=1).fit(testing.checkerboard(12)).save(tmp_path / "m")
+    manifest = json.loads((path / "manifest.json").read_text())
+    manifest["params"]["weight_decay"] = manifest["params"].pop("embedding_l2")
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ArtifactError, match=r"(?s)manifest.json: corrupted or incompatible manifest .*"
+                                            r"weight_decay\s+Extra inputs are not permitted"):
+        load_model(path)
+
+
+@pytest.mark.parametrize("name", ALL)
 def test_recommend_never_returns_excluded_items(name):
     data = testing.checkerboard(40)
-    model = create_model(name).fit(data, options=TrainOptions(seed=0, threads=1))
+    model = testing.small_model(name).fit(data, options=TrainOptions(seed=0, threads=1))
     top, scores = model.recommend(np.arange(40), k=25, exclude=data.binary)
     seen = data.binary.toarray().astype(bool)
     # each user saw 19 items, so 21 remain: the last 4 places are padding

@@ -24,7 +24,7 @@ def test_the_item_based_and_factor_models_read_histories():
 @pytest.mark.parametrize("name", [n for n in HISTORY_MODELS if n not in FOLD_IN])
 def test_training_history_reproduces_scores(name):
     data = testing.checkerboard(30)
-    model = create_model(name).fit(data, options=TrainOptions(threads=1))
+    model = testing.small_model(name).fit(data, options=TrainOptions(threads=1))
     users = np.arange(30)
     np.testing.assert_allclose(model.score(users, history=data), model.score(users), rtol=1e-6, atol=1e-7)
 
@@ -33,7 +33,7 @@ def test_training_history_reproduces_scores(name):
 def test_a_new_event_changes_the_next_list(name):
     """User 0 (even items) also takes odd item 1: odd items must climb in its list."""
     data = testing.checkerboard(30)
-    model = create_model(name).fit(data)
+    model = testing.small_model(name).fit(data)
     before = model.score([0])[0]
     extra = Interactions([0], [1], 30, 30, timestamp=[10**9])
     after = model.score([0], history=data.concat(extra))[0]
@@ -79,7 +79,7 @@ def test_als_fold_in_is_the_training_user_step():
 def test_a_user_unseen_in_training_is_folded_in_from_its_events(name):
     """A brand-new user row (index n_users) with even items gets even items first."""
     data = testing.checkerboard(30)
-    model = create_model(name).fit(data, options=TrainOptions(threads=1))
+    model = testing.small_model(name).fit(data, options=TrainOptions(threads=1))
     new = Interactions([30, 30, 30], [0, 2, 4], 31, 30, timestamp=[1, 2, 3])
     scores = model.score([30], history=new)[0]
     scores[[0, 2, 4]] = -np.inf

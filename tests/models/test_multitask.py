@@ -15,7 +15,7 @@ from zenrec.models.multitask import MultiTask, auc, purchases_of, sampled_auc, t
 from zenrec.models.registry import MODELS
 
 FAST = TrainOptions(seed=0, threads=1)
-TINY = {"factors": 8, "experts": 2, "expert_size": 8, "epochs": 3, "batch_size": 256}
+TINY = MultiTask.test_config
 
 
 @pytest.fixture(autouse=True)

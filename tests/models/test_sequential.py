@@ -19,10 +19,7 @@ FAST = TrainOptions(seed=3, threads=1)
 @pytest.fixture(scope="module")
 def fitted():
     data = testing.ring_walks(40)
-    return data, {
-        name: create_model(name, **({} if name == "transition" else {"epochs": 80})).fit(data, options=FAST)
-        for name in SEQUENCE_MODELS
-    }
+    return data, {name: testing.small_model(name).fit(data, options=FAST) for name in SEQUENCE_MODELS}
 
 
 def test_sasrec_position_t_sees_only_items_up_to_t():

@@ -36,6 +36,7 @@ class ALS(Recommender):
 
     name = "als"
     Config = ALSConfig
+    test_config = {"factors": 8, "iterations": 5}
     supports_history = True
 
     def _fit(self, train: Interactions, valid: Interactions | None, options: TrainOptions) -> None:

@@ -51,6 +51,8 @@ class BERT4Rec(SequentialRecommender):
 
     name = "bert4rec"
     Config = BERT4RecConfig
+    test_config = {"factors": 32, "max_len": 10, "epochs": 100, "batch_size": 32, "lr": 0.01, "dropout": 0.0,
+                   "last_item_prob": 0.5}
 
     def _build_net(self, n_items: int) -> Any:
         """Item ([MASK] = ``n_items + 1``) + learned position embeddings, bidirectional blocks."""

@@ -99,6 +99,7 @@ class EASE(Recommender):
 
     name = "ease"
     Config = EASEConfig
+    test_config = {}  # one matrix solve: nothing to shrink
     supports_history = True
 
     def _fit(self, train: Interactions, valid: Interactions | None, options: TrainOptions) -> None:

@@ -27,6 +27,7 @@ class GRU4Rec(SequentialRecommender):
 
     name = "gru4rec"
     Config = GRU4RecConfig
+    test_config = {"factors": 32, "max_len": 20, "epochs": 30, "batch_size": 32}
 
     def _build_net(self, n_items: int) -> Any:
         """Item embeddings → GRU → projection back to the embedding space."""

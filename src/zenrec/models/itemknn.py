@@ -40,6 +40,7 @@ class ItemKNN(Recommender):
 
     name = "itemknn"
     Config = ItemKNNConfig
+    test_config = {"k": 20}  # fewer neighbours than the fixture's items: the pruning path runs too
     supports_history = True
 
     def _fit(self, train: Interactions, valid: Interactions | None, options: TrainOptions) -> None:

@@ -54,6 +54,7 @@ class LogisticMF(TorchRecommender):
 
     name = "lmf"
     Config = LogisticMFConfig
+    test_config = {"factors": 32, "epochs": 20, "batch_size": 256, "lr": 0.02}
     supports_history = True
 
     default_threads = 1  # a step is a few thousand embedding look-ups: thread hand-offs cost more than they save

@@ -232,6 +232,7 @@ class MultiTask(TorchRecommender):
 
     name = "multitask"
     Config = MultiTaskConfig
+    test_config = {"factors": 8, "experts": 2, "expert_size": 8, "epochs": 3, "batch_size": 256}
 
     default_threads = 1  # a step is a few thousand embedding look-ups: thread hand-offs cost more than they save
 

@@ -19,6 +19,7 @@ class Popularity(Recommender):
 
     name = "pop"
     Config = PopularityConfig
+    test_config = {}  # counting: nothing to shrink
 
     def _fit(self, train: Interactions, valid: Interactions | None, options: TrainOptions) -> None:
         self.counts_ = train.item_counts().astype(np.float32)

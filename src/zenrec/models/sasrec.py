@@ -37,6 +37,7 @@ class SASRec(SequentialRecommender):
 
     name = "sasrec"
     Config = SASRecConfig
+    test_config = {"factors": 32, "max_len": 20, "epochs": 30, "batch_size": 32}
 
     def _build_net(self, n_items: int) -> Any:
         """Item + learned position embeddings, pre-norm causal Transformer blocks."""

@@ -29,6 +29,7 @@ class Transition(Recommender):
 
     name = "transition"
     Config = TransitionConfig
+    test_config = {}  # counting: nothing to shrink
     supports_history = True
     sequential = True
 

@@ -136,6 +136,7 @@ class TwoTower(TorchRecommender):
 
     name = "twotower"
     Config = TwoTowerConfig
+    test_config = {"factors": 16, "hidden": 32, "history_len": 20, "epochs": 10, "batch_size": 256, "lr": 0.01}
     uses_side = True
     supports_history = True
 
