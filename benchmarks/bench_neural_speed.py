@@ -41,7 +41,6 @@ section of ``docs/benchmarks.md``.
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import os
 import platform
@@ -106,20 +105,10 @@ def dataset_files(datasets: Path, name: str) -> list[Path]:
 
 # ------------------------------------------------------------------- models
 def neural_models() -> tuple[list[str], list[str]]:
-    """(registered models trained by ``fit_loop`` in table order, known ones not registered)."""
+    """(registered models trained with torch, by ``fit_loop``, in table order; known ones not registered)."""
     from zenrec.models.registry import available_models, get_model_class
 
-    found = []
-    for name in available_models():
-        cls = get_model_class(name)
-        src = ""
-        for klass in cls.__mro__:
-            try:
-                src += inspect.getsource(sys.modules[klass.__module__])
-            except (OSError, TypeError, KeyError):
-                pass
-        if "fit_loop(" in src:
-            found.append(name)
+    found = [name for name in available_models() if get_model_class(name).uses_torch]
     ordered = [m for m in KNOWN if m in found] + [m for m in found if m not in KNOWN]
     return ordered, [m for m in KNOWN if m not in found]
 
