@@ -114,7 +114,7 @@ def test_unknown_model_name(tmp_path, ml100k):
 
 
 def test_negative_k(tmp_path):
-    _bad(run("recommend", tmp_path, "--user", "1", "-k", "-3"), "-k must be a positive integer")
+    _bad(run("recommend", tmp_path, "--user", "1", "-k", "-3"), "'-k' parameter must be a positive integer")
 
 
 def test_bad_param(tmp_path, ml100k):

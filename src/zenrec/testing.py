@@ -15,6 +15,7 @@ import numpy as np
 from zenrec.data.interactions import Interactions
 from zenrec.errors import NotFittedError, UnknownIdError
 from zenrec.models.base import Recommender, TrainOptions
+from zenrec.models.query import Query
 from zenrec.models.registry import get_model_class, load_model
 
 __all__ = [
@@ -27,6 +28,9 @@ __all__ = [
     "check_config_round_trip",
     "check_model",
     "small_model",
+    "check_vectors",
+    "check_history",
+    "top_items",
 ]
 
 
@@ -63,10 +67,45 @@ def check_known_answer(model: Recommender, n: int = 60, min_hit_rate: float = 1.
     """Fit on the known-answer fixture; the share of users whose top-1 is right must reach ``min_hit_rate``."""
     data, answer = known_answer_fixture(model, n)
     model.fit(data, options=TrainOptions(seed=1, threads=1))
-    top, _ = model.recommend(np.arange(n), k=1, exclude=data.binary)
+    top = top_items(model, data, k=1)
     rate = float(np.mean(top[:, 0] == answer))
     assert rate >= min_hit_rate, f"{model!r}: only {rate:.0%} of users got their known answer first"
     return rate
+
+
+def top_items(model: Recommender, data: Interactions, k: int) -> np.ndarray:
+    """Each user's top ``k`` item indices with its training items excluded (``-1`` where fewer remain)."""
+    seen = data.binary
+    lists = model.recommend_batch([
+        Query(user=u, k=k, exclude=seen.indices[seen.indptr[u] : seen.indptr[u + 1]]) for u in range(data.n_users)
+    ])
+    out = np.full((data.n_users, k), -1, dtype=np.int64)
+    for u, r in enumerate(lists):
+        out[u, : len(r)] = r.items
+    return out
+
+
+def check_vectors(model: Recommender, users: np.ndarray) -> None:
+    """A model that declares :meth:`~Recommender.vectors` scores known users by exactly that product (and link)."""
+    v = model.vectors()
+    if v is None:
+        return
+    assert v.users.shape == (model.n_users_, v.items.shape[1]), f"{model!r}: user vectors of shape {v.users.shape}"
+    assert v.items.shape[0] == model.n_items_, f"{model!r}: item vectors of shape {v.items.shape}"
+    dots = v.users[users] @ v.items.T + (0 if v.item_bias is None else v.item_bias[None, :])
+    s = model.score(users)
+    np.testing.assert_allclose(v.scores(dots), s, rtol=1e-4, atol=1e-4 * max(1.0, float(np.abs(s).max())))
+
+
+def check_history(model: Recommender, data: Interactions) -> None:
+    """A stored history holds only items the user interacted with in training."""
+    seen = data.binary
+    for u in range(0, data.n_users, 7):
+        h = model.history(u)
+        if h is None:
+            return
+        row = set(seen.indices[seen.indptr[u] : seen.indptr[u + 1]].tolist())
+        assert set(np.asarray(h).tolist()) <= row, f"{model!r}: history of user {u} holds items it never saw"
 
 
 def check_save_load(model: Recommender, users: np.ndarray) -> None:
@@ -147,6 +186,9 @@ def check_model(name: str, known_answer_rate: float = 1.0, **params: Any) -> Non
     else:
         model.fit(checkerboard())
     users = np.arange(0, model.n_users_, 7)
+    data, _ = known_answer_fixture(model)
+    check_vectors(model, users)
+    check_history(model, data)
     check_finite(model, users)
     check_batch_equals_single(model, users)
     check_save_load(model, users)

@@ -9,7 +9,8 @@ import torch
 from zenrec import testing
 from zenrec.data import Interactions
 from zenrec.errors import ConfigError
-from zenrec.models import TrainOptions, create_model
+from zenrec.models import Query, TrainOptions, create_model
+from zenrec.testing import top_items
 
 FAST = TrainOptions(seed=3, threads=1)
 
@@ -27,8 +28,8 @@ def test_scores_cover_the_real_items_only(ring):
     assert model.mask_token == data.n_items + 1
     assert model.score(np.arange(5)).shape == (5, data.n_items)
     assert model.score_sequences(np.array([[1, 2, 3]])).shape == (1, data.n_items)
-    top, _ = model.recommend(np.arange(40), k=data.n_items)
-    assert set(top.ravel().tolist()) == set(range(data.n_items))
+    lists = model.recommend_batch([Query(user=u, k=data.n_items, exclude_seen=False) for u in range(40)])
+    assert all(set(r.items.tolist()) == set(range(data.n_items)) for r in lists)
 
 
 def test_scoring_reads_the_mask_slot_after_the_history(ring):
@@ -56,7 +57,7 @@ def test_attention_is_bidirectional_and_blind_to_padding(ring):
 
 def test_the_next_item_follows_the_ring(ring):
     data, model = ring
-    top, _ = model.recommend(np.arange(40), k=1, exclude=data.binary)
+    top = top_items(model, data, k=1)
     assert (top[:, 0] == (np.arange(40) + 8) % 40).mean() >= 0.95
 
 

@@ -66,7 +66,7 @@ def test_known_user_list(client, ease_dir):
     assert len(items) == 7 and all(x["title"] for x in body["items"])
     seen = set(bundle.items.ids(bundle.seen[bundle.users.index([196])[0]].indices).tolist())
     assert seen.isdisjoint(items)
-    want = bundle.recommend([196], k=7)["item_id"].tolist()
+    want = bundle.recommend_users([196], k=7)["item_id"].tolist()
     assert items == want
     assert client.get("/users/196/recommendations", params={"k": 7}).json()["list_id"] != body["list_id"]
 

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from zenrec.errors import ConfigError
 from zenrec.models.bundle import ModelBundle
+from zenrec.models.query import Query
 from zenrec.serve.cache import ScoreCache
 from zenrec.serve.live import LiveModel
 
@@ -69,26 +70,26 @@ def sasrec(model_dirs):
 
 
 def _items(rec) -> list:
-    return [(r.item, round(r.score, 5)) for r in rec.items]
+    return [(r.item, round(r.score, 5)) for r in rec]
 
 
 def test_cached_lists_equal_uncached_ones_and_an_event_invalidates(sasrec):
     cached = LiveModel(sasrec, "v1")
     plain = LiveModel(sasrec, "v1", score_cache_bytes=0)
     user = sasrec.users.ids([3])[0].item()
-    first = cached.recommend(user, k=10)
+    first = cached.recommend(Query(user=user, k=10))
     assert cached.score_cache.misses == 1 and len(cached.score_cache) == 1
-    again = cached.recommend(user, k=10)
+    again = cached.recommend(Query(user=user, k=10))
     assert cached.score_cache.hits == 1
-    assert _items(again) == _items(first) == _items(plain.recommend(user, k=10))
-    top = first.items[0].item
+    assert _items(again) == _items(first) == _items(plain.recommend(Query(user=user, k=10)))
+    top = first.items[0].item()
     ev = SimpleNamespace(user=str(user), item=top, timestamp=2e12, seq=1)
     cached.apply_events([ev])
     plain.apply_events([ev])
-    after = cached.recommend(user, k=10)
+    after = cached.recommend(Query(user=user, k=10))
     assert cached.score_cache.misses == 2  # the event made the row stale
-    assert top not in [r.item for r in after.items]
-    assert _items(after) == _items(plain.recommend(user, k=10))
+    assert top not in [r.item for r in after]
+    assert _items(after) == _items(plain.recommend(Query(user=user, k=10)))
     assert len(plain.score_cache) == 0
 
 
@@ -108,13 +109,20 @@ def test_any_interleaving_of_events_and_requests_matches_scoring_every_time(mode
             cached.apply_events([ev])
             plain.apply_events([ev])
         else:
-            assert _items(cached.recommend(user, k=5)) == _items(plain.recommend(user, k=5))
+            assert _items(cached.recommend(Query(user=user, k=5))) == _items(plain.recommend(Query(user=user, k=5)))
 
 
 def test_factor_models_without_new_events_use_the_index_not_the_cache(model_dirs):
+    """A forced vector retriever answers a known user by one search (nothing cached); on a small catalogue
+    "auto" scores through the model instead, with the library's own numbers."""
     bundle = ModelBundle.load(model_dirs("als"))
-    live = LiveModel(bundle, "v1")
+    live = LiveModel(bundle, "v1", retrieval="exact")
     user = bundle.users.ids([0])[0].item()
-    live.recommend(user, k=5)
-    live.recommend(user, k=5)
+    live.recommend(Query(user=user, k=5))
+    live.recommend(Query(user=user, k=5))
     assert (live.score_cache.hits, live.score_cache.misses) == (0, 0)  # one vector search: nothing to cache
+    auto = LiveModel(bundle, "v1")
+    got = auto.recommend(Query(user=user, k=5))
+    want = bundle.recommend(Query(user=user, k=5))
+    assert got.items.tolist() == want.items.tolist() and got.scores.tolist() == want.scores.tolist()
+    np.testing.assert_allclose(live.recommend(Query(user=user, k=5)).scores, want.scores, rtol=1e-5)

@@ -10,6 +10,7 @@ import pytest
 
 from zenrec.errors import UnknownIdError
 from zenrec.models.bundle import ModelBundle
+from zenrec.models.query import Query
 from zenrec.serve.live import LiveModel
 
 
@@ -32,48 +33,48 @@ def _unseen_popular(bundle: ModelBundle, user, n: int = 1) -> list:
 def test_ease_new_event_adds_the_items_weight_row(ease):
     live = LiveModel(ease, "v1")
     x = _unseen_popular(ease, 196)[0]
-    before = live.recommend(196, k=ease.model.n_items_, exclude_seen=False)
+    before = live.recommend(Query(user=196, k=ease.model.n_items_, exclude_seen=False))
     live.apply_events([_event("196", x)])
-    after = live.recommend(196, k=ease.model.n_items_, exclude_seen=False)
-    b = {r.item: r.score for r in before.items}
-    a = {r.item: r.score for r in after.items}
+    after = live.recommend(Query(user=196, k=ease.model.n_items_, exclude_seen=False))
+    b = {r.item: r.score for r in before}
+    a = {r.item: r.score for r in after}
     ids = list(a)
     gain = np.asarray([a[i] - b[i] for i in ids])
     xi = int(ease.items.index([x])[0])
     want = ease.model.weights_[xi, ease.items.index(ids)]
     np.testing.assert_allclose(gain, want, atol=1e-5)
-    assert x not in {r.item for r in live.recommend(196, k=50).items}  # now seen: excluded
+    assert x not in {r.item for r in live.recommend(Query(user=196, k=50))}  # now seen: excluded
 
 
 def test_unknown_user_falls_back_then_scores_from_its_events(ease):
     live = LiveModel(ease, "v1")
-    cold = live.recommend("nobody", k=5)
+    cold = live.recommend(Query(user="nobody", k=5))
     assert cold.fallback == "popular"
     top_pop = ease.items.ids(np.argsort(-ease.model.popularity_)[:5]).tolist()
-    assert [r.item for r in cold.items] == top_pop
+    assert [r.item for r in cold] == top_pop
     live.apply_events([_event("nobody", 50), _event("nobody", 172, seq=2)])
-    warm = live.recommend("nobody", k=5)
+    warm = live.recommend(Query(user="nobody", k=5))
     assert warm.fallback is None
-    session = live.recommend_session([50, 172], k=5)
-    assert [r.item for r in warm.items] == [r.item for r in session.items]
-    assert {50, 172}.isdisjoint(r.item for r in warm.items)
+    session = live.recommend(Query(history=[50, 172], k=5))
+    assert [r.item for r in warm] == [r.item for r in session]
+    assert {50, 172}.isdisjoint(r.item for r in warm)
 
 
 def test_unknown_items_in_events_are_ignored_and_unknown_ids_named(ease):
     live = LiveModel(ease, "v1")
-    before = [r.item for r in live.recommend(196, k=10).items]
+    before = [r.item for r in live.recommend(Query(user=196, k=10))]
     assert live.apply_events([_event("196", "no-such-item")]) == 0
     assert live.events_ignored == 1
-    assert [r.item for r in live.recommend(196, k=10).items] == before
+    assert [r.item for r in live.recommend(Query(user=196, k=10))] == before
     with pytest.raises(UnknownIdError, match="no-such-item"):
-        live.recommend_session([50, "no-such-item"], k=3)
+        live.recommend(Query(history=[50, "no-such-item"], k=3))
     with pytest.raises(UnknownIdError, match="99999"):
         live.similar(99999)
 
 
 def test_lists_get_fresh_ids_remembered_for_attribution(ease):
     live = LiveModel(ease, "v7")
-    a, b = live.recommend(196, 3), live.recommend(196, 3)
+    a, b = live.recommend(Query(user=196, k=3)), live.recommend(Query(user=196, k=3))
     assert a.list_id != b.list_id
     assert live.version_of_list(a.list_id) == "v7"
     assert live.version_of_list("never-served") is None
@@ -87,13 +88,13 @@ def test_similar_items_by_model_kind(model_dirs, name, method):
     live = LiveModel(bundle, "v1")
     sim = live.similar(50, k=5)  # Star Wars
     assert sim.method == method
-    items = [r.item for r in sim.items]
+    items = [r.item for r in sim]
     assert len(items) == 5 and 50 not in items
-    s = [r.score for r in sim.items]
+    s = [r.score for r in sim]
     assert s == sorted(s, reverse=True)
-    assert 172 in [r.item for r in live.similar(50, k=20).items]  # The Empire Strikes Back
+    assert 172 in [r.item for r in live.similar(50, k=20)]  # The Empire Strikes Back
     if method == "embedding":
-        v = bundle.model.item_factors_
+        v = bundle.model.vectors().items
         i, j = bundle.items.index([50, items[0]])
         cos = v[i] @ v[j] / np.linalg.norm(v[i]) / np.linalg.norm(v[j])
         assert s[0] == pytest.approx(cos, abs=1e-5)

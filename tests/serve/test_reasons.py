@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from zenrec.models.bundle import ModelBundle
+from zenrec.models.query import Query
 from zenrec.serve.live import LiveModel
 
 
@@ -18,11 +19,11 @@ def ease(model_dirs):
 
 def test_ease_reasons_are_the_largest_weights_from_the_users_items(ease):
     live = LiveModel(ease, "v1")
-    out = live.recommend(196, k=10, reasons=True)
+    out = live.recommend(Query(user=196, k=10, reasons=True))
     u = int(ease.users.index([196])[0])
     hist = ease.seen[u].indices
     w = ease.model.weights_
-    for rec in out.items:
+    for rec in out:
         i = int(ease.items.index([rec.item])[0])
         col = w[hist, i]
         expected = hist[np.argsort(-col, kind="stable")[:3]]
@@ -31,7 +32,7 @@ def test_ease_reasons_are_the_largest_weights_from_the_users_items(ease):
         assert got == expected
         assert [r["weight"] for r in rec.reasons] == pytest.approx([float(w[j, i]) for j in expected])
         assert all(r["method"] == "weights" and r["title"] for r in rec.reasons)
-    assert sum(len(r.reasons) for r in out.items) >= 20  # a real user's list is explained
+    assert sum(len(r.reasons) for r in out) >= 20  # a real user's list is explained
 
 
 def test_a_new_event_becomes_a_reason(ease):
@@ -43,8 +44,8 @@ def test_a_new_event_becomes_a_reason(ease):
     x = next(int(i) for i in np.argsort(-ease.model.popularity_) if int(i) not in seen)
     raw_x = ease.items.ids([x])[0].item()
     live.apply_events([SimpleNamespace(user=str(user), item=raw_x, timestamp=1e12, seq=1)])
-    out = live.recommend(user, k=20, reasons=True)
-    assert any(r["item"] == raw_x for rec in out.items for r in rec.reasons)
+    out = live.recommend(Query(user=user, k=20, reasons=True))
+    assert any(r["item"] == raw_x for rec in out for r in rec.reasons)
 
 
 def test_reasons_over_http_and_absent_unless_asked(model_dirs, serve_app, tmp_path):

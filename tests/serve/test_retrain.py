@@ -155,7 +155,7 @@ def test_better_candidate_is_promoted_with_its_last_event_seq(tmp_path, chrono):
     assert len(log) == chrono.n_base + max_seq and log.last_event_seq == max_seq
     bundle = ModelBundle.load(info.path)
     assert bundle.model.n_users_ == len(set(log.user.tolist()))
-    assert len(bundle.recommend([chrono.batch1[0].user], k=5)) == 5
+    assert len(bundle.recommend_users([chrono.batch1[0].user], k=5)) == 5
     assert reg.info("v0001").last_event_seq == 0
 
     # no event since: nothing to evaluate, nothing trained or promoted

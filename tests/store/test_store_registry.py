@@ -76,7 +76,7 @@ def test_add_a_trained_bundle_and_load_it_back(reg):
     v = reg.add(bundle, metrics={"ndcg@10": 0.5})
     assert reg.info(v).model == "pop"
     loaded = ModelBundle.load(reg.path(v))
-    assert loaded.recommend(["a"], k=2)["item_id"].tolist() == bundle.recommend(["a"], k=2)["item_id"].tolist()
+    assert loaded.recommend_users(["a"], k=2)["item_id"].tolist() == bundle.recommend_users(["a"], k=2)["item_id"].tolist()
 
 
 def test_concurrent_adds_get_distinct_ids(reg, tmp_path):

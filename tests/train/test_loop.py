@@ -40,20 +40,6 @@ def test_stops_after_patience_and_restores_the_best_epoch():
     assert all(r["train_seconds"] <= r["seconds"] for r in res.history)
 
 
-def test_reduce_on_plateau_restores_the_best_and_lowers_the_rate():
-    values = [0.1, 0.3, 0.2, 0.2, 0.31, 0.2, 0.2, 0.2, 0.2]
-    net, opt, batches, loss_fn, validate, snaps = _setup(values)
-    res = fit_loop(net, opt, batches, loss_fn, epochs=20, validate=validate, patience=4, lr_decay=0.5,
-                   decay_patience=2)
-    # plateau after epochs 3-4 (best 2): restore + lr 0.05; gain at 5; plateau 6-7: lr 0.025; stop after 9
-    assert [r.get("lr") for r in res.history] == [None, None, None, 0.05, None, None, 0.025, None, None]
-    assert res.best_epoch == 5 and res.epochs == 9
-    # after each decay training resumed from the restored best weights: epoch 5 started from epoch 2's
-    assert not torch.equal(snaps[4], snaps[3])
-    assert opt.param_groups[0]["lr"] == pytest.approx(0.025)
-    assert torch.equal(net.weight, snaps[4])
-
-
 def test_checkpoint_resumes_where_it_stopped(tmp_path):
     ck = tmp_path / "ck.pt"
     net, opt, batches, loss_fn, _, _ = _setup([])

@@ -83,13 +83,12 @@ def _parse_list(value: str, what: str) -> list[str]:
 
 
 def _parse_ks(value: str) -> list[int]:
+    from zenrec.retrieval.base import check_k
+
     try:
-        ks = [int(x) for x in _parse_list(value, "-k/--ks")]
+        return [check_k(int(x), "-k/--ks") for x in _parse_list(value, "-k/--ks")]
     except ValueError:
         raise ConfigError(f"-k/--ks must be positive integers like 10,20; got {value!r}") from None
-    if any(k <= 0 for k in ks):
-        raise ConfigError(f"-k/--ks must be positive integers; got {value!r}")
-    return ks
 
 
 def _load_dataset(path: Path):
@@ -339,11 +338,11 @@ def recommend(
     from zenrec._io import atomic_file
     from zenrec.data.readers import read_table
     from zenrec.models.bundle import ModelBundle
+    from zenrec.retrieval.base import check_k
 
     if (user is None) == (users is None):
         raise ConfigError("give exactly one of --user ID or --users FILE")
-    if k <= 0:
-        raise ConfigError(f"-k must be a positive integer; got {k}")
+    check_k(k, "-k")
     bundle = ModelBundle.load(model_dir)
     if user is not None:
         raw = [_coerce_id(user, bundle)]
@@ -351,7 +350,7 @@ def recommend(
         df = read_table(users)  # type: ignore[arg-type]
         col = "user_id" if "user_id" in df.columns else df.columns[0]
         raw = df[col].to_numpy()
-    recs = bundle.recommend(raw, k=k, exclude_seen=not include_seen)
+    recs = bundle.recommend_users(raw, k=k, exclude_seen=not include_seen)
     if output is not None:
         with atomic_file(output) as tmp:
             recs.to_csv(tmp, index=False)

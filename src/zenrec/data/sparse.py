@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["pack_csr", "unpack_csr", "padded_row_blocks"]
+__all__ = ["pack_csr", "unpack_csr", "padded_row_blocks", "row_items"]
 
 
 def padded_row_blocks(
@@ -45,3 +45,8 @@ def unpack_csr(arrays: dict[str, np.ndarray], prefix: str, shape: tuple[int, int
     if data is None:
         data = np.ones(len(ind), np.float32)
     return sp.csr_matrix((data, ind, arrays[f"{prefix}_indptr"]), shape=shape)
+
+
+def row_items(m: sp.csr_matrix, row: int) -> np.ndarray:
+    """The column indices stored in one row of a CSR matrix, as int64 (a user's items)."""
+    return m.indices[m.indptr[row] : m.indptr[row + 1]].astype(np.int64)

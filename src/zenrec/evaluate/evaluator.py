@@ -23,7 +23,7 @@ from zenrec.data.splits import Split
 from zenrec.errors import ConfigError
 from zenrec.evaluate import metrics as M
 from zenrec.evaluate.metrics import hits_matrix
-from zenrec.retrieval.topk import mask_rows, topk
+from zenrec.retrieval.score import filtered_topk
 
 __all__ = ["EvalResult", "evaluate", "evaluate_split", "validation_ndcg", "DEFAULT_METRICS", "BEYOND_METRICS"]
 
@@ -44,6 +44,10 @@ class EvalResult:
     seconds: float
     mode: str = "full"
     per_user: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    #: with ``keep_per_user``: the evaluated users, their top lists (item indices, -1 = empty slot) and scores
+    users: np.ndarray | None = field(default=None, repr=False)
+    top: np.ndarray | None = field(default=None, repr=False)
+    top_scores: np.ndarray | None = field(default=None, repr=False)
 
     def __getitem__(self, key: str) -> float:
         return self.metrics[key]
@@ -168,7 +172,7 @@ def evaluate(
     bs = batch_size or _batch_size(n_items)
     rng = np.random.default_rng(seed)
     score = _scorer(model, history)
-    tops, hits = [], []
+    tops, hits, top_vals = [], [], []
     n_nan = 0
     for s in range(0, len(users), bs):
         u = users[s : s + bs]
@@ -179,17 +183,17 @@ def evaluate(
         if nan.any():
             n_nan += int(nan.any(axis=1).sum())
             block[nan] = -np.inf
-        mask_rows(block, excl, u)
+        allowed = None
         if sampled is not None:
             tb = t[u].toarray().astype(bool)
             forbidden = tb | (excl[u].toarray() > 0)
             allowed = _sample_candidates(rng, forbidden, sampled) | tb
-            block[~allowed] = -np.inf
-        top, vals = topk(block, kmax)
-        # a slot whose best remaining score is -inf holds a masked (or
-        # non-candidate) item: it is left empty rather than recommended
+        # the one filtered top-k (the same as every recommend path); a slot whose score is -inf is left empty
+        top, vals = filtered_topk(block, kmax, exclude=excl[u], allowed=allowed)
         top[np.isneginf(vals)] = -1
         tops.append(top)
+        if keep_per_user:
+            top_vals.append(vals)
         hits.append(hits_matrix(top, t[u]))
     if n_nan:
         log.warning("the scorer returned NaN scores for %d of %d users; NaN items were ranked last",
@@ -215,7 +219,10 @@ def evaluate(
             out[f"diversity@{k}"] = M.intra_list_diversity(tk, item_vectors)
             out[f"avg_pop@{k}"] = M.average_popularity(tk, item_users)
     mode = "full" if sampled is None else f"sampled-{sampled}"
-    return EvalResult(out, len(users), time.perf_counter() - t0, mode, per_user)
+    res = EvalResult(out, len(users), time.perf_counter() - t0, mode, per_user)
+    if keep_per_user:
+        res.users, res.top, res.top_scores = users, top, np.concatenate(top_vals)
+    return res
 
 
 def evaluate_split(

@@ -9,6 +9,7 @@ from pydantic import Field
 from zenrec.data.interactions import Interactions
 from zenrec.data.sparse import padded_row_blocks
 from zenrec.models.base import ModelConfig, Recommender, TrainOptions
+from zenrec.models.query import Vectors
 
 __all__ = ["ALS", "ALSConfig"]
 
@@ -83,9 +84,10 @@ class ALS(Recommender):
         rows = (history.csr if self.config.use_weights else history.binary)[users]
         return self.fold_in(rows) @ self.item_factors_.T
 
-    def item_embeddings(self) -> np.ndarray:
-        """The item vectors scores are dot products with."""
-        return self.item_factors_
+    def vectors(self) -> Vectors:
+        """Scores are ``user_factors · item_factors``."""
+        self._check_fitted()
+        return Vectors(self.user_factors_, self.item_factors_)
 
     def _state(self) -> dict[str, np.ndarray]:
         return {"user_factors": self.user_factors_, "item_factors": self.item_factors_}

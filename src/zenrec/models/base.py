@@ -8,8 +8,24 @@ writes three things on contiguous integer ids:
 * ``_state()`` / ``_set_state(arrays)`` — the learned arrays to save and restore.
 
 The public methods here do the rest once for every model: parameter
-validation, fitted checks, unknown-user policy, top-k with seen-item masking,
-and safe save/load (JSON manifest + ``.npz``, never pickle).
+validation, fitted checks, unknown-user policy, one :class:`~zenrec.models.query.Query`
+in and one :class:`~zenrec.models.query.Recommendations` out (through the one
+filtered top-k, :func:`zenrec.retrieval.filtered_topk`), and safe save/load
+(JSON manifest + ``.npz``, never pickle).
+
+**Capabilities.**  What else a model can do it declares by overriding a
+method whose default says "not supported"; callers (serving, explanations)
+ask, never probe attributes:
+
+* :meth:`Recommender.vectors` — user/item vectors (+ item bias) whose dot
+  product is the score: ANN retrieval, similar items by cosine;
+* :meth:`Recommender.item_embeddings` — item vectors for similarity only;
+* :meth:`Recommender.item_similarity` — how items relate (vectors, or the
+  model's own item-item weights);
+* :meth:`Recommender.history` — the items the model stores for a user,
+  oldest first where it keeps order;
+* ``supports_history`` + ``_score_history`` — scores from a new history;
+* :meth:`Recommender.explain` — contributions behind a score.
 """
 
 from __future__ import annotations
@@ -23,14 +39,15 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import numpy as np
-import scipy.sparse as sp
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from zenrec import __version__
 from zenrec._io import atomic_dir, load_arrays, read_manifest, save_arrays, write_json
 from zenrec.data.interactions import Interactions
 from zenrec.errors import ArtifactError, ConfigError, DataError, NotFittedError, UnknownIdError
-from zenrec.retrieval.topk import mask_rows, topk
+from zenrec.models.query import Query, Recommendations, Vectors
+from zenrec.models.similarity import ItemSimilarity
+from zenrec.retrieval.score import filtered_topk
 
 __all__ = ["ModelConfig", "Recommender", "TrainOptions", "MODEL_FORMAT"]
 
@@ -85,6 +102,13 @@ class Recommender(ABC):
     sequential: ClassVar[bool] = False
     #: True for models that read side information passed to ``fit(side=...)``
     uses_side: ClassVar[bool] = False
+    #: True for models trained with PyTorch (they need the ``torch`` package)
+    uses_torch: ClassVar[bool] = False
+    #: hyper-parameters small enough for the conformance suite to fit the model in seconds
+    test_config: ClassVar[dict[str, Any]] = {}
+    #: parameters removed from ``Config``, with the value the model now always behaves as: a saved model that
+    #: used exactly that value still loads; another value is refused (the model would not be the same)
+    retired: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, config: ModelConfig | None = None, **params: Any) -> None:
         if config is not None and params:
@@ -158,14 +182,6 @@ class Recommender(ABC):
         """
         raise ConfigError(f"{type(self).__name__} cannot score from a new history")
 
-    def item_embeddings(self) -> np.ndarray | None:
-        """``n_items × d`` item vectors of models that have them (for similar items and ANN retrieval), else None.
-
-        Factor and neural models return the vectors their scores are dot
-        products with; item-item and count models return None.
-        """
-        return None
-
     def score(self, users: np.ndarray | list[int], history: Interactions | None = None) -> np.ndarray:
         """``len(users) × n_items`` float32 scores; higher is better.
 
@@ -199,33 +215,151 @@ class Recommender(ABC):
         out[~known] = self.popularity_
         return out
 
-    def recommend(
-        self,
-        users: np.ndarray | list[int],
-        k: int = 10,
-        exclude: sp.csr_matrix | None = None,
-        batch_size: int = 2048,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Top-``k`` item indices and scores per user, best first.
+    def score_queries(self, queries: list[Query]) -> tuple[np.ndarray, list[str | None]]:
+        """One score row per (index-level) query, and which of them a fallback answered.
 
-        ``exclude`` is a users × items matrix of items never to return (usually
-        the training matrix); its rows are indexed by the same user ids.  When
-        fewer than ``k`` items remain for a user, the list is padded with item
-        ``-1`` and score ``-inf``.
+        A query with a ``history`` is scored from it (``user`` picks the id
+        embedding of a known user) by models that ``supports_history``; the
+        others score a known user from training and answer an unknown one with
+        popular items (``fallback="popular"``).
         """
-        if not isinstance(k, (int, np.integer)) or k <= 0:
-            raise ConfigError(f"the 'k' parameter must be a positive integer; got {k!r}")
-        users = np.asarray(users, dtype=np.int64).reshape(-1)
-        items = np.empty((len(users), min(k, self.n_items_ or k)), dtype=np.int64)
-        scores = np.empty(items.shape, dtype=np.float32)
-        for s in range(0, len(users), batch_size):
-            u = users[s : s + batch_size]
-            block = self.score(u)
-            if exclude is not None:
-                mask_rows(block, exclude, u)
-            items[s : s + len(u)], scores[s : s + len(u)] = topk(block, k)
-        items[np.isneginf(scores)] = -1  # fewer than k items were allowed
-        return items, scores
+        n_users = int(self.n_users_)
+        users = np.asarray([q.user if _is_index(q.user) else -1 for q in queries], dtype=np.int64)
+        known = (users >= 0) & (users < n_users)
+        hist = [np.asarray(q.history if q.history is not None else (), dtype=np.int64).reshape(-1) for q in queries]
+        from_hist = np.asarray([len(h) > 0 for h in hist]) & self.supports_history
+        for h in hist:
+            if len(h) and (h.min() < 0 or h.max() >= self.n_items_):
+                raise UnknownIdError(f"history item index {int(h[(h < 0) | (h >= self.n_items_)][0])} is outside "
+                                     f"[0, {self.n_items_})")
+        out = np.empty((len(queries), int(self.n_items_)), dtype=np.float32)
+        fallback: list[str | None] = [None] * len(queries)
+        plain = np.flatnonzero(~from_hist)
+        if len(plain):
+            if self.config.on_unknown_user == "raise" and not known[plain].all():
+                raise UnknownIdError(f"user {queries[plain[~known[plain]][0]].user!r} was not seen in training "
+                                     "(on_unknown_user='raise')")
+            out[plain] = self.score(users[plain])
+            for r in plain[~known[plain]]:
+                fallback[r] = "popular"
+        rows = np.flatnonzero(from_hist)
+        if len(rows):
+            # each history becomes one row of a new matrix: a known user keeps its row (its id embedding),
+            # the others get rows past the trained users (no id embedding)
+            row_ids = np.where(known[rows], users[rows], n_users + np.arange(len(rows)))
+            items = np.concatenate([hist[r] for r in rows])
+            owner = np.repeat(row_ids, [len(hist[r]) for r in rows])
+            order = np.concatenate([np.arange(len(hist[r])) for r in rows])
+            h = Interactions(owner, items, int(row_ids.max()) + 1, int(self.n_items_), timestamp=order)
+            out[rows] = self.score(row_ids, history=h)
+        return out, fallback
+
+    def recommend(self, query: Query) -> Recommendations:
+        """The top ``query.k`` items for one query (item indices), best first.
+
+        Items in ``query.exclude`` (and, with ``exclude_seen``, the query's
+        history) never appear; ``query.filter`` (a boolean mask over items or a
+        list of item indices) limits the candidates.  Items whose score is not
+        finite are never recommended, so a list may be shorter than ``k``.
+        """
+        return self.recommend_batch([query])[0]
+
+    def recommend_batch(self, queries: list[Query], batch_size: int | None = None) -> list[Recommendations]:
+        """:meth:`recommend` for many queries, scored in blocks (the same items and scores as one by one)."""
+        self._check_fitted()
+        queries = list(queries)
+        for q in queries:
+            if not isinstance(q, Query):
+                raise ConfigError(f"{type(self).__name__}.recommend expects a Query; got {type(q).__name__}")
+        n = int(self.n_items_)
+        bs = batch_size or max(1, min(2048, (1 << 24) // max(n, 1)))
+        out: list[Recommendations] = []
+        for s in range(0, len(queries), bs):
+            block_q = queries[s : s + bs]
+            scores, fallback = self.score_queries(block_q)
+            exclude = [self._exclusions(q) for q in block_q]
+            allowed = self._allowed(block_q)
+            kmax = max(q.k for q in block_q)
+            ids, vals = filtered_topk(scores, kmax, exclude=exclude, allowed=allowed)
+            for r, q in enumerate(block_q):
+                i, v = ids[r, : q.k], vals[r, : q.k]
+                keep = (i >= 0) & np.isfinite(v)
+                out.append(Recommendations(i[keep], v[keep], user=q.user, fallback=fallback[r]))
+        return out
+
+    def _exclusions(self, q: Query) -> np.ndarray:
+        parts = [np.asarray(q.exclude if q.exclude is not None else (), dtype=np.int64).reshape(-1)]
+        if q.exclude_seen and q.history is not None:
+            parts.append(np.asarray(q.history, dtype=np.int64).reshape(-1))
+        ex = np.concatenate(parts)
+        return ex[(ex >= 0) & (ex < self.n_items_)]
+
+    def _allowed(self, queries: list[Query]) -> np.ndarray | None:
+        masks = [self.filter_mask(q.filter) for q in queries]
+        if all(m is None for m in masks):
+            return None
+        if len(masks) == 1:
+            return masks[0]
+        return np.stack([np.ones(int(self.n_items_), dtype=bool) if m is None else m for m in masks])
+
+    def filter_mask(self, rule: Any) -> np.ndarray | None:
+        """A query's ``filter`` as a boolean mask over items: a mask as it is, a list of item indices as an allow-list."""
+        if rule is None:
+            return None
+        a = np.asarray(rule)
+        if a.dtype == np.bool_:
+            if a.shape != (self.n_items_,):
+                raise ConfigError(f"the 'filter' mask must hold one flag per item ({self.n_items_}); got shape {a.shape}")
+            return a
+        if a.dtype.kind not in "iu" or a.ndim != 1:
+            raise ConfigError("the 'filter' at a model must be a boolean mask over items or a list of item indices; "
+                              f"got {type(rule).__name__}")
+        if len(a) and (a.min() < 0 or a.max() >= self.n_items_):
+            raise UnknownIdError(f"filter item index {int(a[(a < 0) | (a >= self.n_items_)][0])} is outside "
+                                 f"[0, {self.n_items_})")
+        mask = np.zeros(int(self.n_items_), dtype=bool)
+        mask[a] = True
+        return mask
+
+    # ------------------------------------------------------------ capabilities
+    def vectors(self) -> Vectors | None:
+        """User and item vectors whose dot product (+ item bias) is :meth:`score` for known users.
+
+        None (the default): the model's scores are not such a product, so
+        serving scores it exactly instead of through an ANN index.
+        """
+        return None
+
+    def item_embeddings(self) -> np.ndarray | None:
+        """``n_items × d`` item vectors (similar items by cosine), else None.
+
+        The default is the item side of :meth:`vectors`; sequence models,
+        whose scores are not a fixed user vector's products, return their
+        output item embeddings.
+        """
+        v = self.vectors()
+        return None if v is None else v.items
+
+    def item_similarity(self) -> ItemSimilarity | None:
+        """How this model relates items to items (similar items, reasons), or None when it has no view.
+
+        The default is the cosine of :meth:`item_embeddings`; item-item models
+        (EASE, ItemKNN) return their own weights.  Callers build it once.
+        """
+        emb = self.item_embeddings()
+        return None if emb is None else ItemSimilarity.from_vectors(emb)
+
+    def history(self, user: int) -> np.ndarray | None:
+        """Item indices the model stores for known ``user``, oldest first where it keeps order; None: none stored.
+
+        A caller that appends new events to a user's history starts from this
+        (or, when None, from the training items it keeps itself).
+        """
+        return None
+
+    def explain(self, query: Query, items: np.ndarray) -> Any:
+        """Per-item contributions behind the scores of ``items`` for ``query``; None: not supported."""
+        return None
 
     # ------------------------------------------------------------ persistence
     @abstractmethod
@@ -288,9 +422,16 @@ class Recommender(ABC):
     def _from_artifact(cls, path: Path, manifest: dict[str, Any]) -> tuple[Recommender, dict[str, np.ndarray]]:
         """Rebuild a model of this class from its directory and manifest: ``(model, extra arrays)``."""
         try:
-            config = cls.Config(**manifest["params"])
+            params = dict(manifest["params"])
+            for key, value in cls.retired.items():
+                if key in params and params[key] == value:
+                    del params[key]
+            config = cls.Config(**params)
             n_users, n_items = int(manifest["n_users"]), int(manifest["n_items"])
-        except (KeyError, TypeError, ValueError, ValidationError, ConfigError) as exc:
+        except ValidationError as exc:
+            raise ArtifactError(f"{path}/manifest.json: incompatible manifest ({_config_error(cls.__name__, exc)}); "
+                                "retrain the model with this version") from None
+        except (KeyError, TypeError, ValueError, ConfigError) as exc:
             raise ArtifactError(f"{path}/manifest.json: corrupted or incompatible manifest ({exc})") from None
         arrays = load_arrays(path / "arrays.npz")
         missing = set(manifest.get("arrays", [])) - set(arrays)
@@ -307,3 +448,7 @@ class Recommender(ABC):
         if len(model.popularity_) != n_items:
             raise ArtifactError(f"{path}: arrays do not match n_items={n_items} in the manifest")
         return model, {k[6:]: v for k, v in arrays.items() if k.startswith("extra.")}
+
+
+def _is_index(user: Any) -> bool:
+    return isinstance(user, (int, np.integer)) and not isinstance(user, (bool, np.bool_))

@@ -26,7 +26,7 @@ class BERT4RecConfig(SequentialConfig):
         0.1, ge=0, le=1,
         description="share of training windows whose only masked item is the last one, as at scoring time",
     )
-    lr: LearningRate = 2e-3  # converges in about two thirds of the epochs 1e-3 needs, as well
+    lr: LearningRate = 2e-3  # see docs/benchmark-notes.md, "Defaults chosen on these benchmarks"
     epochs: Epochs = 200
     patience: Patience = 30
 

@@ -1,14 +1,17 @@
-"""A trained model together with what turns raw ids into recommendations.
+"""A trained model together with what turns raw ids into recommendations: :class:`ModelBundle`.
 
-:class:`ModelBundle` is what ``zenrec train`` writes and ``zenrec recommend``
-(and later the server) reads: the model's own arrays plus the user and item
-vocabularies, each user's seen items and, when known, item titles — all in
-the same pickle-free artifact directory.
+The bundle is what ``zenrec train`` writes and ``zenrec recommend`` and the
+server read: the model's own arrays plus the user and item vocabularies, each
+user's seen items and, when known, item titles — all in the same pickle-free
+artifact directory.  It speaks raw ids: a raw-id :class:`~zenrec.models.query.Query`
+becomes the model's index query (:meth:`ModelBundle.to_index_query`) and the
+model's :class:`~zenrec.models.query.Recommendations` come back with raw ids,
+titles and reasons (:meth:`ModelBundle.result`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +20,13 @@ import pandas as pd
 import scipy.sparse as sp
 
 from zenrec.data.dataset import Dataset
-from zenrec.data.sparse import pack_csr, unpack_csr
+from zenrec.data.sparse import pack_csr, row_items, unpack_csr
 from zenrec.data.vocab import Vocabulary
-from zenrec.errors import ArtifactError, ConfigError
+from zenrec.errors import ArtifactError, ConfigError, UnknownIdError
 from zenrec.models.base import Recommender, TrainOptions
+from zenrec.models.query import Query, Recommendations
 from zenrec.models.registry import create_model, load_model
+from zenrec.models.similarity import ItemSimilarity
 
 __all__ = ["ModelBundle", "train_bundle"]
 
@@ -36,6 +41,7 @@ class ModelBundle:
     seen: sp.csr_matrix
     titles: np.ndarray | None = None
     manifest: dict[str, Any] | None = None
+    _similarity: ItemSimilarity | None = field(default=None, repr=False, compare=False)
 
     def save(self, path: str | Path, metadata: dict[str, Any] | None = None) -> Path:
         """Write model + vocabularies + seen items atomically (npz + JSON, no pickle)."""
@@ -64,43 +70,149 @@ class ModelBundle:
             raise ArtifactError(f"{path}: vocabularies do not match the model's arrays")
         return cls(model, users, items, seen, extra.get("item_titles"), manifest)
 
-    def recommend(
-        self, user_ids: list | np.ndarray, k: int = 10, exclude_seen: bool = True
-    ) -> pd.DataFrame:
-        """Top-k per raw user id as a long table: user_id, rank, item_id, score, title, fallback.
+    # ------------------------------------------------------------- queries
+    def item_indices(self, items: Any, what: str = "item") -> np.ndarray:
+        """Indices of raw item ids; an unknown id raises :class:`UnknownIdError` naming it."""
+        raw = list(items) if not isinstance(items, np.ndarray) else items
+        if len(raw) == 0:
+            return np.empty(0, dtype=np.int64)
+        idx = np.asarray(self.items.index(raw, missing="mask"), dtype=np.int64)
+        bad = np.flatnonzero(idx < 0)
+        if len(bad):
+            raise UnknownIdError(f"unknown {what} {raw[int(bad[0])]!r}: the model does not know it")
+        return idx
 
-        Users unseen in training follow the model's ``on_unknown_user`` policy;
-        their rows say ``fallback = "popular"``.
+    def user_index(self, user: Any) -> int:
+        """The model's index of a raw user id; -1 for None or a user unseen in training."""
+        if user is None:
+            return -1
+        return int(self.users.index([user], missing="mask")[0])
+
+    def stored_history(self, u: int) -> np.ndarray:
+        """A known user's training items as the model scores them: the model's own (ordered) history, else the
+        seen row."""
+        if u < 0:
+            return np.empty(0, dtype=np.int64)
+        h = self.model.history(u)
+        return np.asarray(h, dtype=np.int64) if h is not None else row_items(self.seen, u)
+
+    def seen_items(self, u: int) -> np.ndarray:
+        """A known user's training items (all of them, for exclusion); empty for -1."""
+        return np.empty(0, dtype=np.int64) if u < 0 else row_items(self.seen, u)
+
+    def to_index_query(self, query: Query, new: np.ndarray | None = None) -> Query:
+        """A raw-id query as the model's index query.
+
+        ``query.history`` (raw ids; ``new``: the same as indices, e.g. events the
+        server holds) are the items since training: when there are any, the
+        model scores the stored history followed by them.  ``exclude_seen``
+        leaves out every training item of the user and the new ones.  A list
+        ``filter`` of raw ids becomes an allow-list; a boolean mask passes as it is.
         """
-        if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k <= 0:
-            raise ConfigError(f"the 'k' parameter must be a positive integer; got {k!r}")
-        raw = np.asarray(user_ids)
-        idx = self.users.index(raw, missing="mask")
-        items, scores = self.model.recommend(idx, k=k, exclude=self.seen if exclude_seen else None)
-        n = items.shape[1]
-        valid = items >= 0
-        rows = np.repeat(np.arange(len(raw)), n).reshape(items.shape)[valid]
-        out = pd.DataFrame(
-            {
-                "user_id": raw[rows],
-                "rank": (np.tile(np.arange(1, n + 1), (len(raw), 1)))[valid],
-                "item_id": self.items.ids(items[valid]),
-                "score": scores[valid],
-            }
+        u = self.user_index(query.user)
+        added = self.item_indices(query.history, "history item") if query.history is not None else np.empty(0, np.int64)
+        if new is not None and len(new):
+            added = np.concatenate([np.asarray(new, dtype=np.int64), added])
+        history = np.concatenate([self.stored_history(u), added]) if len(added) else None
+        exclude = np.empty(0, dtype=np.int64)
+        if query.exclude is not None:
+            ex = np.asarray(self.items.index(list(query.exclude), missing="mask"), dtype=np.int64)
+            exclude = ex[ex >= 0]  # an unknown item can never be recommended: nothing to exclude
+        if query.exclude_seen:
+            exclude = np.unique(np.concatenate([exclude, self.seen_items(u), added]))
+        flt = query.filter
+        if flt is not None and not (isinstance(flt, np.ndarray) and flt.dtype == np.bool_):
+            if isinstance(flt, (str, bytes, dict)) or not hasattr(flt, "__len__"):
+                raise ConfigError("the 'filter' of a bundle query must be a boolean mask over items or a list of "
+                                  f"item ids; got {type(flt).__name__} (attribute rules need the server's item table)")
+            flt = self.item_indices(list(flt), "item in the filter")
+        return Query(user=u if u >= 0 else None, history=history, k=query.k, exclude=exclude, exclude_seen=False,
+                     filter=flt, reasons=query.reasons)
+
+    def result(self, query: Query, index_query: Query, recs: Recommendations) -> Recommendations:
+        """Index-level recommendations as raw ids with titles (and reasons when the query asks)."""
+        reasons = None
+        if query.reasons:
+            hist = index_query.history if index_query.history is not None else self.stored_history(
+                self.user_index(query.user))
+            reasons = self.reasons(np.asarray(hist, dtype=np.int64), recs.items)
+        return Recommendations(
+            self.items.ids(recs.items), recs.scores, user=query.user, reasons=reasons, fallback=recs.fallback,
+            titles=None if self.titles is None else self.titles[recs.items].astype(str),
         )
-        if self.titles is not None:
-            out["title"] = self.titles[items[valid]]
-        out["fallback"] = np.where(idx[rows] < 0, "popular", "")
+
+    def recommend(self, query: Query) -> Recommendations:
+        """Top-k for one raw-id :class:`Query` (see :meth:`to_index_query`).
+
+        A user unseen in training follows the model's ``on_unknown_user``
+        policy: scored from its history when it has one, else popular items
+        with ``fallback="popular"``.
+        """
+        return self.recommend_batch([query])[0]
+
+    def recommend_batch(self, queries: list[Query]) -> list[Recommendations]:
+        """:meth:`recommend` for many queries, scored in blocks."""
+        idx = [self.to_index_query(q) for q in queries]
+        return [self.result(q, iq, r) for q, iq, r in zip(queries, idx, self.model.recommend_batch(idx), strict=True)]
+
+    def recommend_users(self, user_ids: list | np.ndarray, k: int = 10, exclude_seen: bool = True) -> pd.DataFrame:
+        """Top-k per raw user id as a long table: ``user_id, rank, item_id, score`` (+ ``title``), ``fallback``."""
+        lists = self.recommend_batch([Query(user=_plain(u), k=k, exclude_seen=exclude_seen) for u in np.asarray(user_ids)])
+        return Recommendations.frame(lists)
+
+    # --------------------------------------------------------- similarity
+    def item_similarity(self) -> ItemSimilarity:
+        """The model's view of item-item similarity, or normalised co-occurrence in training when it has none."""
+        if self._similarity is None:
+            self._similarity = self.model.item_similarity() or ItemSimilarity.from_cooccurrence(self.seen)
+        return self._similarity
+
+    def reasons(self, history: np.ndarray, recs: np.ndarray, n: int = 3) -> list[list[dict[str, Any]]]:
+        """For each recommended item index, up to ``n`` history items most related to it, strongest first.
+
+        A reason is ``{"item", "title"?, "weight", "method"}``: the history item
+        (raw id) and its similarity to the recommended item by
+        :meth:`item_similarity`.  Only positive evidence is listed, so a reason
+        list may be empty (e.g. popular fallbacks).
+        """
+        hist = np.unique(np.asarray(history, dtype=np.int64))
+        recs = np.asarray(recs, dtype=np.int64)
+        if not len(recs) or not len(hist):
+            return [[] for _ in range(len(recs))]
+        sim = self.item_similarity()
+        aff = sim.between(hist, recs)
+        raw = self.items.ids(hist)
+        out = []
+        for j in range(len(recs)):
+            col = aff[:, j]
+            why = []
+            for b in np.argsort(-col, kind="stable")[:n]:
+                if not col[b] > 0:
+                    break
+                reason: dict[str, Any] = {"item": _plain(raw[b]), "weight": float(col[b]), "method": sim.method}
+                if self.titles is not None:
+                    reason["title"] = str(self.titles[hist[b]])
+                why.append(reason)
+            out.append(why)
         return out
+
+    def similar_scores(self, item: int) -> np.ndarray:
+        """Every item's similarity to item index ``item`` (float32), by :meth:`item_similarity`."""
+        return self.item_similarity().between(None, np.asarray([item]))[:, 0].astype(np.float32)
 
     def history(self, user_id: Any) -> pd.DataFrame:
         """The items a known user interacted with in training (with titles)."""
         u = int(self.users.index([user_id])[0])
-        cols = self.seen.indices[self.seen.indptr[u] : self.seen.indptr[u + 1]]
+        cols = self.seen_items(u)
         out = pd.DataFrame({"item_id": self.items.ids(cols)})
         if self.titles is not None:
             out["title"] = self.titles[cols]
         return out
+
+
+def _plain(x: Any) -> Any:
+    """A numpy scalar as a plain Python value."""
+    return x.item() if isinstance(x, np.generic) else x
 
 
 def train_bundle(

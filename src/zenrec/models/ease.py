@@ -10,9 +10,10 @@ from pydantic import Field
 from scipy.linalg import lapack
 
 from zenrec.data.interactions import Interactions
-from zenrec.data.sparse import pack_csr, unpack_csr
+from zenrec.data.sparse import pack_csr, row_items, unpack_csr
 from zenrec.errors import ConfigError
 from zenrec.models.base import ModelConfig, Recommender, TrainOptions
+from zenrec.models.similarity import ItemSimilarity
 
 __all__ = ["EASE", "EASEConfig", "ease_memory_bytes", "regularised_gram_inverse", "user_row_weights"]
 
@@ -124,6 +125,15 @@ class EASE(Recommender):
 
     def _score_history(self, users: np.ndarray, history: Interactions) -> np.ndarray:
         return np.asarray(history.binary[users] @ self.weights_, dtype=np.float32)
+
+    def item_similarity(self) -> ItemSimilarity:
+        """EASE's own item-item weights B: entry (i, j) is how much item i supports item j."""
+        self._check_fitted()
+        return ItemSimilarity.from_weights(self.weights_)
+
+    def history(self, user: int) -> np.ndarray:
+        """The user's training items (in item order: EASE keeps no time order)."""
+        return row_items(self.history_, user)
 
     def _state(self) -> dict[str, np.ndarray]:
         return {"weights": self.weights_, **pack_csr("hist", self.history_, binary=True)}

@@ -16,9 +16,7 @@ class GRU4RecConfig(SequentialConfig):
     """Hyper-parameters of :class:`GRU4Rec`."""
 
     layers: int = Field(1, ge=1, description="stacked GRU layers")
-    # sequential benchmark (benchmarks/bench_sequential.py), best validation NDCG@10 at lr 1e-2 against 1e-3:
-    # ml-100k 0.1175 vs 0.1026 (seed 0: 0.1227 vs 0.1023), amazon-games 0.0570 vs 0.0399 (1e-3 still rising
-    # slowly at the 30-minute cap)
+    # chosen on validation of the sequential benchmark (docs/benchmark-notes.md, "Defaults chosen …")
     lr: LearningRate = 1e-2
 
 

@@ -9,8 +9,9 @@ import scipy.sparse as sp
 from pydantic import Field
 
 from zenrec.data.interactions import Interactions
-from zenrec.data.sparse import pack_csr, unpack_csr
+from zenrec.data.sparse import pack_csr, row_items, unpack_csr
 from zenrec.models.base import ModelConfig, Recommender, TrainOptions
+from zenrec.models.similarity import ItemSimilarity
 from zenrec.retrieval.topk import topk
 
 __all__ = ["ItemKNN", "ItemKNNConfig"]
@@ -78,6 +79,15 @@ class ItemKNN(Recommender):
 
     def _score_history(self, users: np.ndarray, history: Interactions) -> np.ndarray:
         return (history.binary[users] @ self.sim_).toarray()
+
+    def item_similarity(self) -> ItemSimilarity:
+        """The kept neighbour similarities: entry (i, j) is how much item i supports item j."""
+        self._check_fitted()
+        return ItemSimilarity.from_weights(self.sim_)
+
+    def history(self, user: int) -> np.ndarray:
+        """The user's training items (in item order: ItemKNN keeps no time order)."""
+        return row_items(self.history_, user)
 
     def _state(self) -> dict[str, np.ndarray]:
         return {**pack_csr("sim", self.sim_), **pack_csr("hist", self.history_, binary=True)}

@@ -14,6 +14,7 @@ from zenrec.data.interactions import Interactions
 from zenrec.data.sparse import padded_row_blocks
 from zenrec.models.base import ModelConfig
 from zenrec.models.neural import TorchRecommender
+from zenrec.models.query import Vectors
 from zenrec.train.negatives import SamplerKind
 from zenrec.train.params import BatchSize, EmbeddingL2, Epochs, LearningRate, Optimizer, Patience
 
@@ -148,9 +149,10 @@ class LogisticMF(TorchRecommender):
     def _score_history(self, users: np.ndarray, history: Interactions) -> np.ndarray:
         return self.fold_in(history.binary[users]) @ self.item_factors_.T + self.item_bias_[None, :]
 
-    def item_embeddings(self) -> np.ndarray:
-        """The item vectors scores are dot products with."""
-        return self.item_factors_
+    def vectors(self) -> Vectors:
+        """Scores are ``user_factors · item_factors + item_bias`` (the logit of σ(u·v + b))."""
+        self._check_fitted()
+        return Vectors(self.user_factors_, self.item_factors_, self.item_bias_)
 
     def _state(self) -> dict[str, np.ndarray]:
         return {"user_factors": self.user_factors_, "item_factors": self.item_factors_, "item_bias": self.item_bias_}

@@ -54,6 +54,7 @@ from zenrec.data.sparse import pack_csr, unpack_csr
 from zenrec.errors import ConfigError, DataError
 from zenrec.models.base import ModelConfig
 from zenrec.models.neural import TorchRecommender
+from zenrec.models.query import Vectors
 from zenrec.train.negatives import SamplerKind
 from zenrec.train.params import BatchSize, EmbeddingL2, Epochs, LearningRate, Optimizer, Patience
 
@@ -433,6 +434,32 @@ class MultiTask(TorchRecommender):
         return np.exp(logp).astype(np.float32)
 
     # ------------------------------------------------------------ persistence
+    def _ranking_head(self) -> int | None:
+        """The one head the ranking score reads (weights like (0, w) or (w, 0)), else None."""
+        w = self.config.ranking_weights
+        heads = [t for t in range(2) if w[t]]
+        return heads[0] if len(heads) == 1 else None
+
+    def vectors(self) -> Vectors | None:
+        """With one ranking head and no wide part, the score is ``w · log σ(u·v + b)``: vectors with that link.
+
+        Two heads (the default ranks by both) or a wide part make the score no
+        function of one dot product: None, and serving scores exactly.
+        """
+        self._check_fitted()
+        t = self._ranking_head()
+        if t is None or self.uses_wide_:
+            return None
+        w = np.float32(self.config.ranking_weights[t])
+        return Vectors(self.user_vecs_[t], self.item_vecs_[t], self.item_bias_[t],
+                       link=lambda d: w * _log_sigmoid(d))
+
+    def item_embeddings(self) -> np.ndarray:
+        """The item vectors of the ranking head (the purchase head when both rank): similar items by cosine."""
+        self._check_fitted()
+        t = self._ranking_head()
+        return self.item_vecs_[1 if t is None else t]
+
     def _state(self) -> dict[str, np.ndarray]:
         state = {"user_vecs": self.user_vecs_, "item_vecs": self.item_vecs_, "item_bias": self.item_bias_}
         if self.uses_wide_:

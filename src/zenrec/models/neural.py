@@ -68,7 +68,7 @@ class TorchRecommender(Recommender):
                 return validation_ndcg(self._score, truth, seen, users=users)
 
         result = fit_loop(self.net_, opt, self._batches, self._loss, c.epochs, validate, c.patience,
-                          options.progress, name=self.name, **self._loop_options())
+                          options.progress, name=self.name)
         self.epochs_trained_ = result.epochs
         self.train_history_ = result.history
         self._publish()  # the best epoch's weights, restored by the loop
@@ -99,7 +99,3 @@ class TorchRecommender(Recommender):
         if valid is None or not len(valid):
             return None
         return valid, train, None
-
-    def _loop_options(self) -> dict[str, Any]:
-        """Further keyword arguments of :func:`~zenrec.train.loop.fit_loop` (e.g. ``lr_decay``)."""
-        return {}

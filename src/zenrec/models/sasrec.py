@@ -19,9 +19,7 @@ class SASRecConfig(SequentialConfig):
     heads: int = Field(1, ge=1, description="attention heads per block")
     ffn_size: int | None = Field(None, ge=1, description="width of each block's feed-forward layer (None: factors, "
                                  "as in the SASRec paper)")
-    # on ml-100k (benchmarks/bench_sequential.py) validation NDCG@10 0.09 took 20 epochs at lr 1e-3,
-    # 8 at 3e-3, 6–8 at 5e-3 and 5 at 1e-2; the early-stopped test NDCG@10 was 0.106 at 3e-3, 0.105 at 5e-3
-    # and 0.118 at 1e-2
+    # see docs/benchmark-notes.md, "Defaults chosen on these benchmarks"
     lr: LearningRate = 1e-2
 
 

@@ -54,15 +54,8 @@ class SequentialConfig(ModelConfig):
     batch_size: BatchSize = 128
     epochs: Epochs = 200
     patience: Patience = 30  # validation NDCG@10 is noisy on small data
-    lr_decay: float | None = Field(
-        None, gt=0, lt=1, description="on a validation plateau of decay_patience epochs: restore the best "
-        "weights and multiply the learning rate by this (None: constant learning rate)",
-    )
-    decay_patience: int = Field(3, ge=1, description="epochs without a validation gain before lr_decay applies")
     all_windows: bool = Field(True, description="train on every max_len window of long histories, not only the last")
-    # on the ml-100k sequential benchmark, SASRec with windows ending every 10 items (history 50) reached
-    # validation NDCG@10 0.1280 / 0.1277 / 0.1256 on seeds 0 / 1 / 2020 against 0.1237 / 0.1219 / 0.1202
-    # with windows that do not overlap, at about 1.5× the time per epoch
+    # the default stride was chosen on the ml-100k sequential benchmark (docs/benchmark-notes.md)
     window_stride: int | None = Field(
         None, ge=1, description="a training window ends every this many items of a history, at most max_len "
         "(None: max_len // 5, at least 1; max_len: windows do not overlap). Each transition is trained once per "
@@ -87,6 +80,8 @@ class SequentialRecommender(TorchRecommender):
     """Template for sequence models; subclasses implement :meth:`_build_net`."""
 
     Config = SequentialConfig
+    #: reduce-on-plateau, removed after it did not help on the sequential benchmark (docs/benchmark-notes.md)
+    retired = {"lr_decay": None, "decay_patience": 3}
     supports_history = True
     sequential = True
 
@@ -122,9 +117,6 @@ class SequentialRecommender(TorchRecommender):
 
     def _after_fit(self) -> None:
         del self._windows, self._rng, self._log_q, self._sampler
-
-    def _loop_options(self) -> dict[str, Any]:
-        return {"lr_decay": self.config.lr_decay, "decay_patience": self.config.decay_patience}
 
     def _training_windows(self, train: Interactions) -> Windows:
         """The training examples: windows of ``max_len + 1`` items (ids + 1, left-padded), and for each
@@ -169,6 +161,11 @@ class SequentialRecommender(TorchRecommender):
         """The output item embeddings (pad and special tokens left out)."""
         self._check_fitted()
         return self._item_vectors().detach().float().cpu().numpy()
+
+    def history(self, user: int) -> np.ndarray:
+        """The user's last ``max_len`` training items, oldest first."""
+        row = self.sequences_[user].astype(np.int64)
+        return row[row > 0] - 1  # stored as ids + 1, 0 = padding
 
     def _keep_sequences(self, train: Interactions) -> None:
         from zenrec.train.sequences import last_items

@@ -67,6 +67,11 @@ class Transition(Recommender):
     def _score_history(self, users: np.ndarray, history: Interactions) -> np.ndarray:
         return self._from_last(self._last(history, users))
 
+    def history(self, user: int) -> np.ndarray:
+        """The one item the model keeps of a user: its last training item (none when it has no event)."""
+        last = int(self.last_[user])
+        return np.asarray([last] if last >= 0 else [], dtype=np.int64)
+
     def _state(self) -> dict[str, np.ndarray]:
         return {**pack_csr("transitions", self.transitions_), "last": self.last_}
 

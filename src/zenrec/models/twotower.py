@@ -25,8 +25,8 @@ embedding and are scored from their features and history
 from their feature rows).  Training is softmax cross-entropy of each
 (user, item) pair against all items, or against in-batch plus uniform
 negatives with logQ correction (``loss="sampled"``, for large catalogues).
-The user's other training items are left out of that softmax
-(``mask_seen``): they are positives too, not negatives.  The target item is
+The user's other training items are left out of that softmax:
+they are positives too, not negatives.  The target item is
 left out of the user's history pool so the model cannot just look it up.
 Early stopping watches validation NDCG@10.
 
@@ -50,6 +50,7 @@ from zenrec.errors import ConfigError
 from zenrec.features.side import ItemFeatures, MultiHot, Side, UserFeatures
 from zenrec.models.base import ModelConfig
 from zenrec.models.neural import TorchRecommender
+from zenrec.models.query import Vectors
 from zenrec.train.params import BatchSize, Epochs, LearningRate, Optimizer, OptimizerWeightDecay, Patience
 
 __all__ = ["TwoTower", "TwoTowerConfig"]
@@ -73,35 +74,15 @@ class TwoTowerConfig(ModelConfig):
     min_token_count: int = Field(2, ge=1, description="tokens in fewer item texts map to <unk>")
     max_tokens: int = Field(50_000, ge=3, description="largest token vocabulary")
     history_len: int = Field(100, ge=1, description="recent items the user tower pools")
-    history_pool: Literal["mean", "attention"] = Field(
-        "mean", description="how the user tower pools its history: plain mean, or softmax weights from a "
-        "learned query and a learned recency bias per position"
-    )
     history_dropout: float = Field(0.0, ge=0, lt=1, description="share of history items dropped per step")
-    user_ids: bool = Field(True, description="add a learned id embedding for users seen in training")
-    user_id_dropout: float = Field(
-        0.0, ge=0, lt=1, description="probability of dropping a user's id embedding in a training step "
-        "(teaches history and user features to stand alone for users unseen in training)"
-    )
-    # ml-latest-small cold-item benchmark (MiniLM, CPU, seed 2020): 0.25 gave warm NDCG@10 0.2388 / cold
-    # Recall@20 0.287, 0.1 gave 0.2442 / 0.314, 0 gave 0.2394 / 0.287
+    # chosen on the cold-item benchmark (docs/benchmark-notes.md, "Defaults chosen on these benchmarks")
     id_dropout: float = Field(
         0.1, ge=0, lt=1, description="probability of dropping an item's id embedding in a training step "
         "(teaches the content path to stand alone for cold-start items)"
     )
     dropout: float = Field(0.1, ge=0, lt=1, description="dropout inside the content MLPs")
-    similarity: Literal["dot", "cosine"] = Field(
-        "dot", description="score as a dot product, or as cosine similarity divided by 'temperature'"
-    )
-    temperature: float = Field(0.1, gt=0, description="softmax temperature of similarity='cosine'")
     loss: Literal["softmax", "sampled"] = Field(
         "softmax", description="softmax: over all items; sampled: in-batch + uniform negatives with logQ correction"
-    )
-    # ml-latest-small cold-item benchmark (MiniLM, CPU, seed 2020): masking raised warm NDCG@10 from 0.2442 to
-    # 0.2585 (best valid 0.2101 to 0.2210)
-    mask_seen: bool = Field(
-        True, description="leave the user's other training items out of each softmax: they are positives "
-        "too, not negatives"
     )
     negatives: int = Field(1024, ge=1, description="uniform negatives per step for loss='sampled'")
     optimizer: Optimizer = "adam"
@@ -136,6 +117,9 @@ class TwoTower(TorchRecommender):
 
     name = "twotower"
     Config = TwoTowerConfig
+    #: options removed after they lost on the cold-item benchmark (docs/benchmark-notes.md)
+    retired = {"history_pool": "mean", "user_ids": True, "user_id_dropout": 0.0, "similarity": "dot",
+               "temperature": 0.1, "mask_seen": True}
     test_config = {"factors": 16, "hidden": 32, "history_len": 20, "epochs": 10, "batch_size": 256, "lr": 0.01}
     uses_side = True
     supports_history = True
@@ -192,9 +176,7 @@ class TwoTower(TorchRecommender):
         c = self.config
         spec, user_spec = _feature_spec(inputs, ""), _feature_spec(inputs, "user.")
         net = TwoTowerNet(n_users, n_items, spec, user_spec, factors=c.factors, hidden=c.hidden,
-                          token_dim=c.token_dim, cnn_kernel=c.cnn_kernel, dropout=c.dropout, user_ids=c.user_ids,
-                          history_pool=c.history_pool, history_len=c.history_len, similarity=c.similarity,
-                          temperature=c.temperature)
+                          token_dim=c.token_dim, cnn_kernel=c.cnn_kernel, dropout=c.dropout)
         net.seen = torch.as_tensor(seen, dtype=torch.float32)
         net.user_seen = torch.as_tensor(user_seen, dtype=torch.float32)
         for module, prefix, sp_ in ((net, "", spec), (net.ucontent, "user.", user_spec)):
@@ -229,6 +211,7 @@ class TwoTower(TorchRecommender):
         self.seen_ = train.item_counts() > 0
         self.sequences_ = last_items(train, np.arange(train.n_users), c.history_len).astype(np.int32)
         net = self._make_net(train.n_users, train.n_items, self.inputs_, self.seen_, self._user_seen()).to(device)
+        self._user_vectors = None
         x = train.binary.tocoo()
         csr = train.binary.tocsr()
         self._pairs = (torch.as_tensor(x.row, dtype=torch.long, device=device),
@@ -263,10 +246,7 @@ class TwoTower(TorchRecommender):
         drop = hist == (tgt[:, None] + 1)  # the target is not its own evidence
         if c.history_dropout > 0:
             drop |= torch.rand(hist.shape, device=device, generator=gen) < c.history_dropout
-        keep_u = None
-        if c.user_id_dropout > 0:
-            keep_u = (torch.rand(len(u), device=device, generator=gen) >= c.user_id_dropout).float()
-        uv = net.users(u, hist.masked_fill(drop, 0), keep_u)
+        uv = net.users(u, hist.masked_fill(drop, 0))
         if c.loss == "softmax":
             cand = torch.arange(self.n_items_, device=device)
         else:
@@ -274,13 +254,14 @@ class TwoTower(TorchRecommender):
                               torch.randint(0, self.n_items_, (c.negatives,), device=device, generator=gen)])
         keep = (torch.rand(len(cand), device=device, generator=gen) >= c.id_dropout).float()
         logits = uv @ net.items(cand, keep).T
-        if c.mask_seen:  # the user's other training items are not negatives
-            other = in_rows(*self._csr, u, cand) & (cand[None, :] != tgt[:, None])
-            logits = logits.masked_fill(other, float("-inf"))
+        # the user's other training items are positives too, not negatives: they leave the softmax
+        other = in_rows(*self._csr, u, cand) & (cand[None, :] != tgt[:, None])
+        logits = logits.masked_fill(other, float("-inf"))
         if c.loss == "softmax":
             return torch.nn.functional.cross_entropy(logits, tgt)
         labels = (cand[None, :] == tgt[:, None]).float()
-        return torch.nn.functional.cross_entropy(logits - self._log_q[cand], labels / labels.sum(1, keepdim=True))
+        logp = torch.log_softmax(logits - self._log_q[cand], dim=1).masked_fill(labels == 0, 0.0)  # no 0 · -inf
+        return -((labels / labels.sum(1, keepdim=True)) * logp).sum(1).mean()
 
     def _after_fit(self) -> None:
         del self._pairs, self._seqs, self._csr, self._log_q, self._gen
@@ -417,9 +398,21 @@ class TwoTower(TorchRecommender):
         return (uv.float().cpu().numpy() @ self.item_vectors_.T).astype(np.float32)
 
     # -------------------------------------------------------- persistence
-    def item_embeddings(self) -> np.ndarray:
-        """The item vectors scores are dot products with."""
-        return self.item_vectors_
+    def vectors(self) -> Vectors:
+        """Scores of known users are ``user_vector · item_vector``; the user vectors (from ids, features
+        and the stored history) are computed once, on the first call."""
+        self._check_fitted()
+        if self._user_vectors is None:
+            users = np.arange(int(self.n_users_))
+            self._user_vectors = np.concatenate(
+                [self.user_vectors(users[s : s + 1024], self.sequences_[s : s + 1024])
+                 for s in range(0, len(users), 1024)] or [np.empty((0, self.item_vectors_.shape[1]), np.float32)])
+        return Vectors(self._user_vectors, self.item_vectors_)
+
+    def history(self, user: int) -> np.ndarray:
+        """The user's last ``history_len`` training items, oldest first."""
+        row = self.sequences_[user].astype(np.int64)
+        return row[row > 0] - 1  # stored as ids + 1, 0 = padding
 
     def _state(self) -> dict[str, np.ndarray]:
         from zenrec.train.weights import net_arrays
@@ -432,6 +425,7 @@ class TwoTower(TorchRecommender):
         return state
 
     def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
+        self._user_vectors: np.ndarray | None = None
         from zenrec.train.weights import load_net_arrays
 
         self.sequences_ = arrays["sequences"]

@@ -31,6 +31,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from zenrec import __version__
 from zenrec.errors import ConfigError
 from zenrec.models.bundle import ModelBundle
+from zenrec.retrieval.base import check_k
 from zenrec.serve.errors import ApiError, error_body, install_error_handlers
 from zenrec.serve.heap import freeze_heap
 from zenrec.serve.live import ListLog, LiveModel, default_store_url, is_registry, manifest_version
@@ -102,17 +103,19 @@ class ServeState:
     served_log: ServedLog | None = None
 
     def served(self, out: Any, live: LiveModel, kind: str, started: float) -> dict[str, Any]:
-        """Count, time and log one served list (``out``: a RecList); returns its JSON body."""
+        """Count, time and log one served list (``out``: :class:`~zenrec.models.query.Recommendations`); returns
+        its JSON body."""
         seconds = time.perf_counter() - started
         v = out.model_version
         self.metrics.lists_served.labels(v, "fallback" if out.fallback else "model").inc()
         self.metrics.list_latency.labels(v).observe(seconds)
         self.metrics.coverage.labels(v).set(live.coverage())
+        body = out.to_dict()
         if self.served_log is not None:
             user = None if out.user is None else str(out.user)
-            self.served_log.log(ServedList(out.list_id, user, v, kind, [r.item for r in out.items], live.n_items,
+            self.served_log.log(ServedList(out.list_id, user, v, kind, [r["item"] for r in body["items"]], live.n_items,
                                            seconds * 1000.0, out.fallback))
-        return out.to_dict()
+        return body
 
     @property
     def live(self) -> LiveModel:
@@ -129,10 +132,15 @@ class ServeState:
                            headers={"WWW-Authenticate": "ApiKey"})
 
     def check_k(self, k: int) -> int:
-        """``k`` itself, or a 422 :class:`ApiError` when it is not in ``1 … max_k``."""
-        if k <= 0 or k > self.max_k:
-            raise ApiError(422, "invalid_k", f"k must be an integer from 1 to {self.max_k}; got {k}")
-        return k
+        """``k`` itself (:func:`~zenrec.retrieval.base.check_k`), or a 422 :class:`ApiError` when it is not in
+        ``1 … max_k``."""
+        try:
+            good = check_k(k) <= self.max_k
+        except ConfigError:
+            good = False
+        if not good:
+            raise ApiError(422, "invalid_k", f"k must be an integer from 1 to {self.max_k}; got {k!r}")
+        return int(k)
 
 
 class BodyLimit:
@@ -255,8 +263,9 @@ def create_app(
     without a key writes are open (log warning).  ``max_k`` caps list length,
     ``max_body_bytes`` the request body (413 above).  ``item_table`` (one row
     per item, in the model's item order) enables attribute filters.
-    ``retrieval`` (auto, exact, faiss, hnsw, ivf) is the top-k backend of
-    factor models (``auto``: exact up to 50,000 items, faiss HNSW above).
+    ``retrieval`` (auto, exact, faiss, hnsw, ivf) is how known users of a
+    model that declares ``vectors()`` are served (``auto``: scored by the model
+    up to 50,000 items, a faiss HNSW index over its vectors above).
 
     Serving a registry, the app polls it every ``poll_seconds`` (0: never)
     and hot-swaps a newly promoted version or traffic split in: the new

@@ -59,8 +59,6 @@ def fit_loop(
     progress: bool = False,
     name: str = "model",
     checkpoint: str | Path | None = None,
-    lr_decay: float | None = None,
-    decay_patience: int = 3,
 ) -> LoopResult:
     """Train ``net`` for up to ``epochs`` epochs, keeping the best validated weights.
 
@@ -70,10 +68,7 @@ def fit_loop(
     without a gain and the best epoch's weights are restored.  With
     ``checkpoint``, the net and optimiser state are written there after every
     epoch (tensors only; ``torch.load(weights_only=True)`` reads them) and a
-    run resumes from it.  With ``lr_decay``, every ``decay_patience`` epochs
-    without a gain the best weights are restored and the learning rate is
-    multiplied by ``lr_decay`` (reduce on plateau), until ``patience`` stops
-    the run.
+    run resumes from it.
     """
     import torch
 
@@ -113,12 +108,6 @@ def fit_loop(
                 row["valid"] = value
                 state = {k: v.detach().clone() for k, v in net.state_dict().items()}
                 stop = stopper.step(value, state)
-                plateau = stopper.bad_epochs > 0 and stopper.bad_epochs % max(decay_patience, 1) == 0
-                if lr_decay is not None and not stop and plateau and stopper.best_state is not None:
-                    net.load_state_dict(stopper.best_state)
-                    for group in optimizer.param_groups:
-                        group["lr"] *= lr_decay
-                    row["lr"] = float(optimizer.param_groups[0]["lr"])
             hist.append(row)
             log.info("%s epoch %d: loss %.4f%s", name, epoch + 1, row["loss"],
                      f", valid {row['valid']:.4f}" if "valid" in row else "")

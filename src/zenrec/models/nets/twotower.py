@@ -69,31 +69,20 @@ class TwoTowerNet(Content):
     """
 
     def __init__(self, n_users: int, n_items: int, spec: dict[str, Any], user_spec: dict[str, Any], *,
-                 factors: int, hidden: int, token_dim: int, cnn_kernel: int, dropout: float, user_ids: bool,
-                 history_pool: str, history_len: int, similarity: str, temperature: float) -> None:
+                 factors: int, hidden: int, token_dim: int, cnn_kernel: int, dropout: float) -> None:
         super().__init__(spec, factors, hidden, token_dim, cnn_kernel, dropout)
         d = factors
-        self.n_users, self.history_pool = n_users, history_pool
-        self.similarity, self.temperature = similarity, temperature
-        self.user = nn.Embedding(n_users, d) if user_ids else None
+        self.n_users = n_users
+        self.user = nn.Embedding(n_users, d)
         self.hist = nn.Embedding(n_items + 1, d, padding_idx=0)
         self.item = nn.Embedding(n_items, d)
         for emb in (self.user, self.hist, self.item):
-            if emb is not None:
-                nn.init.normal_(emb.weight, std=0.05)
+            nn.init.normal_(emb.weight, std=0.05)
         with torch.no_grad():
             self.hist.weight[0].zero_()
         self.ucontent = Content(user_spec, factors, hidden, token_dim, cnn_kernel, dropout)
-        if history_pool == "attention":
-            self.att_query = nn.Parameter(torch.zeros(d))
-            self.att_position = nn.Parameter(torch.zeros(history_len))
         self.register_buffer("seen", torch.ones(n_items), persistent=False)
         self.register_buffer("user_seen", torch.ones(n_users), persistent=False)
-
-    def _finish(self, v: torch.Tensor) -> torch.Tensor:
-        if self.similarity == "cosine":
-            return nn.functional.normalize(v, dim=-1)
-        return v
 
     # ------------------------------------------------------------ towers
     def items(self, idx: torch.Tensor, id_keep: torch.Tensor | None = None) -> torch.Tensor:
@@ -103,36 +92,28 @@ class TwoTowerNet(Content):
             mask = mask * id_keep
         v = self.item(idx) * mask[:, None]
         content = self.content(idx)
-        return self._finish(v if content is None else v + content)
+        return v if content is None else v + content
 
     def pool(self, seqs: torch.Tensor) -> torch.Tensor:
         """Pooled history of padded item ids + 1 (0 = padding); items unseen in training are skipped."""
         valid = (seqs > 0) & (self.seen_pad[seqs] > 0)
         h = self.hist(seqs)
-        if self.history_pool == "mean":
-            w = valid.float() / valid.sum(1, keepdim=True).clamp(min=1)
-        else:
-            logits = h @ self.att_query + self.att_position[-seqs.shape[1]:]
-            w = torch.softmax(logits.masked_fill(~valid, float("-inf")), dim=1)
-            w = torch.nan_to_num(w, nan=0.0)  # an empty history pools to zero
+        w = valid.float() / valid.sum(1, keepdim=True).clamp(min=1)
         return (w[..., None] * h).sum(1)
 
-    def users(self, users: torch.Tensor, seqs: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
-        """User vectors from ids (``keep`` 0: no id embedding), padded histories and user features.
+    def users(self, users: torch.Tensor, seqs: torch.Tensor) -> torch.Tensor:
+        """User vectors from ids, padded histories and user features.
 
         ``users`` outside ``[0, n_users)`` get neither id embedding nor features."""
         inside = (users >= 0) & (users < self.n_users)
         rows = users.clamp(0, self.n_users - 1)
         u = self.pool(seqs)
-        if self.user is not None:
-            known = self.user_seen[rows] * inside
-            if keep is not None:
-                known = known * keep
-            u = u + self.user(rows) * known[:, None]
+        known = self.user_seen[rows] * inside
+        u = u + self.user(rows) * known[:, None]
         content = self.ucontent.content(rows)
         if content is not None:
             u = u + content * inside[:, None]
-        return self._finish(u) / (self.temperature if self.similarity == "cosine" else 1.0)
+        return u
 
     @property
     def seen_pad(self) -> torch.Tensor:

@@ -24,6 +24,7 @@ def healthz(request: Request) -> dict[str, Any]:
         "versions": view.versions(),
         "traffic": dict(view.traffic) if view.traffic else None,
         "model": live.model.name,
+        "retrieval": live.retrieval,
         "n_users": int(live.model.n_users_),
         "n_items": live.n_items,
         "users_with_new_events": live.users_with_events(),

@@ -28,4 +28,6 @@ def similar_items(
         out = live.similar(plain_id(item_id, live.bundle.items), k)
     except UnknownIdError as exc:
         raise ApiError(404, "unknown_item", str(exc)) from None
-    return out.to_dict()
+    body = out.to_dict()
+    return {"item": body["user"], "items": body["items"], "model_version": body["model_version"],
+            "list_id": body["list_id"], "method": body["method"]}

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from zenrec.errors import UnknownIdError
+from zenrec.models.query import Query as RecQuery
 from zenrec.serve.errors import ApiError
 from zenrec.serve.live import INLINE_MAX_ITEMS
 from zenrec.serve.routes.common import (
@@ -63,11 +64,12 @@ async def user_recommendations(
     view = state.view
     user = plain_id(user_id, view.live.bundle.users)
     live = view.for_user(user)  # under a traffic split, the user's version
-    allowed = allowed_for(live, parse_filter(filter))
+    query = RecQuery(user=user, k=k, exclude_seen=exclude_seen, filter=allowed_for(live, parse_filter(filter)),
+                     reasons=reasons)
     if live.cheap_for(user):  # in the event loop: a thread hand-off would cost more than the list
-        out = live.recommend(user, k, exclude_seen=exclude_seen, allowed=allowed, reasons=reasons)
+        out = live.recommend(query)
     else:
-        out = await run_in_threadpool(live.recommend, user, k, exclude_seen, allowed, reasons)
+        out = await run_in_threadpool(live.recommend, query)
     return json_response(state.served(out, live, "user", started))
 
 
@@ -78,13 +80,13 @@ async def session_recommendations(request: Request, body: SessionIn) -> Response
     state = state_of(request)
     state.check_k(body.k)
     live = state.live
-    allowed = allowed_for(live, body.filter)
+    query = RecQuery(user=None, history=body.items, k=body.k, exclude_seen=body.exclude_seen,
+                     filter=allowed_for(live, body.filter), reasons=body.reasons)
     try:
-        args = (body.items, body.k, body.exclude_seen, allowed, body.reasons)
         if live.n_items <= INLINE_MAX_ITEMS:
-            out = live.recommend_session(*args)
+            out = live.recommend(query)
         else:
-            out = await run_in_threadpool(live.recommend_session, *args)
+            out = await run_in_threadpool(live.recommend, query)
     except UnknownIdError as exc:
         raise ApiError(422, "unknown_item", f"items: {exc}") from None
     return json_response(state.served(out, live, "session", started))
