@@ -210,3 +210,31 @@ def test_the_two_towers_sampled_loss_is_finite_with_the_users_items_masked():
     model = testing.small_model("twotower", loss="sampled", negatives=8, epochs=3).fit(testing.checkerboard(20))
     losses = [row["loss"] for row in model.train_history_]
     assert losses and all(np.isfinite(losses)), losses
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        (dict(user="u3"), "speaks user indices; got user 'u3'"),
+        (dict(history=["a", "b"]), "'history' at a model must hold item indices; got values such as 'a'"),
+        (dict(user=3, exclude=["x"]), "'exclude' at a model must hold item indices"),
+        (dict(user=3, filter=np.ones(5, dtype=bool)), "one flag per item \\(10\\); got shape \\(5,\\)"),
+        (dict(user=3, filter=[99]), "filter item index 99 is outside \\[0, 10\\)"),
+        (dict(history=[1, 12]), "history item index 12 is outside \\[0, 10\\)"),
+    ],
+)
+def test_a_model_refuses_raw_ids_and_out_of_range_indices_by_name(query, message):
+    """A model speaks indices: a raw id or an index past the catalogue is a clear error, never a silent fallback."""
+    model = create_model("ease").fit(testing.checkerboard(10))
+    with pytest.raises((ConfigError, KeyError), match=message):
+        model.recommend(Query(**query))
+
+
+def test_a_query_at_the_model_excludes_its_history_and_keeps_to_its_filter():
+    model = create_model("ease").fit(testing.checkerboard(10))
+    out = model.recommend(Query(history=[1, 3], k=10))
+    assert out.fallback is None and not {1, 3} & set(out.items.tolist())
+    allowed = model.recommend(Query(user=2, k=10, filter=[0, 4, 6]))
+    assert set(allowed.items.tolist()) <= {0, 4, 6}
+    cold = model.recommend(Query(user=None, k=3))
+    assert cold.fallback == "popular" and len(cold) == 3

@@ -224,9 +224,13 @@ class Recommender(ABC):
         popular items (``fallback="popular"``).
         """
         n_users = int(self.n_users_)
-        users = np.asarray([q.user if _is_index(q.user) else -1 for q in queries], dtype=np.int64)
+        for q in queries:
+            if q.user is not None and not _is_index(q.user):
+                raise ConfigError(f"{type(self).__name__} speaks user indices; got user {q.user!r} (a raw id: ask "
+                                  "a ModelBundle, which maps raw ids to indices)")
+        users = np.asarray([-1 if q.user is None else q.user for q in queries], dtype=np.int64)
         known = (users >= 0) & (users < n_users)
-        hist = [np.asarray(q.history if q.history is not None else (), dtype=np.int64).reshape(-1) for q in queries]
+        hist = [_indices(q.history, "history") for q in queries]
         from_hist = np.asarray([len(h) > 0 for h in hist]) & self.supports_history
         for h in hist:
             if len(h) and (h.min() < 0 or h.max() >= self.n_items_):
@@ -288,9 +292,9 @@ class Recommender(ABC):
         return out
 
     def _exclusions(self, q: Query) -> np.ndarray:
-        parts = [np.asarray(q.exclude if q.exclude is not None else (), dtype=np.int64).reshape(-1)]
+        parts = [_indices(q.exclude, "exclude")]
         if q.exclude_seen and q.history is not None:
-            parts.append(np.asarray(q.history, dtype=np.int64).reshape(-1))
+            parts.append(_indices(q.history, "history"))
         ex = np.concatenate(parts)
         return ex[(ex >= 0) & (ex < self.n_items_)]
 
@@ -452,3 +456,14 @@ class Recommender(ABC):
 
 def _is_index(user: Any) -> bool:
     return isinstance(user, (int, np.integer)) and not isinstance(user, (bool, np.bool_))
+
+
+def _indices(values: Any, what: str) -> np.ndarray:
+    """A query's item list at the model as an int64 index array (empty for None); raw ids are refused."""
+    if values is None:
+        return np.empty(0, dtype=np.int64)
+    a = np.asarray(values).reshape(-1)
+    if len(a) and a.dtype.kind not in "iu":
+        raise ConfigError(f"the query's {what!r} at a model must hold item indices; got values such as "
+                          f"{a[0].item()!r} (a raw id: ask a ModelBundle, which maps raw ids to indices)")
+    return a.astype(np.int64)
