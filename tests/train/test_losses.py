@@ -46,8 +46,11 @@ def test_sampled_softmax_over_every_item_with_constant_q_is_the_full_softmax(m, 
     cand = torch.randperm(n, generator=g)
     log_q = torch.full((n,), math.log(1.0 / n))
     full = softmax_loss(h, items, tgt)
-    assert float(sampled_softmax_loss(h, items, tgt, cand, log_q)) == pytest.approx(float(full), rel=1e-5)
-    assert float(sampled_softmax_loss(h, items, tgt, cand, None)) == pytest.approx(float(full), rel=1e-5)
+    # the loss is log-sum-exp minus the target's logit, both O(1) in float32: when it is tiny the difference
+    # keeps only an absolute precision of a few float32 ulps of 1 (hypothesis found m=1, n=3, seed=5008: 6.29e-4)
+    tol = {"rel": 1e-5, "abs": 1e-6}
+    assert float(sampled_softmax_loss(h, items, tgt, cand, log_q)) == pytest.approx(float(full), **tol)
+    assert float(sampled_softmax_loss(h, items, tgt, cand, None)) == pytest.approx(float(full), **tol)
 
 
 def test_logq_correction_lowers_the_weight_of_frequently_drawn_items():
