@@ -236,6 +236,20 @@ def test_filters(ease_dir, tmp_path, ml100k, app_client):
         ("post", "/events", {"content": b"x" * 2_000_000, "headers": AUTH}, 413, "body_too_large"),
         ("get", "/no/such/route", {}, 404, "not_found"),
         ("delete", "/events", {"headers": AUTH}, 405, "method_not_allowed"),
+        # request limits: an operator value that is an object, a filter nested past the JSON parser, strict types
+        ("get", "/users/196/recommendations?filter=" + '{"title":{"lt":{"a":1}}}', {}, 422, "invalid_filter"),
+        ("post", "/recommendations", {"json": {"items": [50], "filter": {"title": {"lt": {"a": 1}}}}}, 422,
+         "invalid_filter"),
+        ("get", "/users/196/recommendations?filter=" + "[" * 3000 + "]" * 3000, {}, 422, "invalid_filter"),
+        ("post", "/recommendations", {"content": ('{"items":[50],"filter":' + "[" * 3000 + "]" * 3000 + "}").encode(),
+                                      "headers": {"content-type": "application/json"}}, 400, "bad_request"),
+        ("get", "/users/196/recommendations?filter=" + '{"title":[[1]]}', {}, 422, "invalid_filter"),
+        ("get", "/users/196/recommendations?filter=" + '{"title":null}', {}, 422, "invalid_filter"),
+        ("post", "/recommendations", {"json": {"items": [50], "filter": {"year": {"in": list(range(10_001))}}}}, 422,
+         "invalid_filter"),
+        ("post", "/recommendations", {"json": {"items": [50], "k": True}}, 422, "invalid_request"),
+        ("post", "/recommendations", {"json": {"items": [50], "reasons": 0}}, 422, "invalid_request"),
+        ("post", "/recommendations", {"json": {"items": [50], "exclude_seen": "yes"}}, 422, "invalid_request"),
     ],
 )
 def test_bad_input_is_a_json_4xx(client, method, path, kwargs, status, code):
@@ -335,3 +349,44 @@ def test_registry_root_is_served_with_its_version(ease_dir, tmp_path, app_client
     with app_client(tmp_path / "reg", tmp_path / "reg" / "events.db") as c:
         assert c.get("/users/196/recommendations").json()["model_version"] == v
         assert len(c.get("/users/196/recommendations").json()["items"]) == 10
+
+
+def test_the_openapi_schema_names_the_errors_each_route_sends(client):
+    spec = client.get("/openapi.json").json()
+    for path, method, codes in [
+        ("/users/{user_id}/recommendations", "get", {"401", "404", "422"}),
+        ("/recommendations", "post", {"400", "401", "413", "422"}),
+        ("/items/{item_id}/similar", "get", {"401", "404", "422"}),
+        ("/events", "post", {"400", "401", "413", "422", "503"}),
+    ]:
+        responses = spec["paths"][path][method]["responses"]
+        assert codes <= set(responses), (path, sorted(responses))
+        assert responses["422"]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorOut")
+    k = next(p for p in spec["paths"]["/users/{user_id}/recommendations"]["get"]["parameters"] if p["name"] == "k")
+    assert k["schema"]["minimum"] == 1
+    session = spec["components"]["schemas"]["SessionIn"]["properties"]
+    assert session["k"]["minimum"] == 1 and session["reasons"]["type"] == "boolean"
+
+
+def test_an_unexpected_error_is_one_log_line_with_a_request_id(ease_dir, tmp_path, caplog, monkeypatch):
+    """A bug answers 500 with a request id; the log holds one error line naming it, the traceback only at debug."""
+    from fastapi.testclient import TestClient
+
+    from zenrec.serve.app import create_app
+    from zenrec.serve.live import LiveModel
+
+    def broken(self, query):  # noqa: ANN001, ANN202
+        raise RuntimeError("boom " + "x" * 5000)
+
+    monkeypatch.setattr(LiveModel, "recommend", broken)
+    app = create_app(ease_dir, store_url=f"sqlite:///{tmp_path / 'e.db'}", log_lists=False)
+    with TestClient(app, raise_server_exceptions=False) as c:
+        caplog.clear()
+        with caplog.at_level("INFO", logger="zenrec.serve.errors"):
+            r = c.get("/users/196/recommendations")
+    assert r.status_code == 500 and r.json()["error"]["code"] == "internal_error"
+    rid = r.headers["X-Request-Id"]
+    assert rid in r.json()["error"]["message"]
+    lines = [rec for rec in caplog.records if rec.name == "zenrec.serve.errors"]
+    assert len(lines) == 1 and rid in lines[0].getMessage() and lines[0].exc_info is None
+    assert len(lines[0].getMessage()) < 400

@@ -17,7 +17,12 @@ from zenrec.errors import ConfigError
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["attribute_filter"]
+__all__ = ["attribute_filter", "MAX_CLAUSES", "MAX_VALUES"]
+
+#: clauses one rule may hold
+MAX_CLAUSES = 100
+#: values an ``in`` / ``not_in`` list may hold
+MAX_VALUES = 10_000
 
 _OPS = ("eq", "ne", "lt", "le", "gt", "ge", "in", "not_in", "contains")
 _SYMBOLS = {"==": "eq", "=": "eq", "!=": "ne", "<": "lt", "<=": "le", ">": "gt", ">=": "ge", "~": "contains"}
@@ -65,16 +70,48 @@ def _parse_rule(rule: str | Mapping[str, Any]) -> list[tuple[str, str, Any]]:
                         raise ConfigError(
                             f"filter: unknown operator {op!r} on column {col!r}; use one of {', '.join(_OPS)}"
                         )
-                    clauses.append((str(col), op, value))
+                    clauses.append((str(col), op, _checked_value(col, op, value)))
             elif isinstance(spec, (list, tuple, set, frozenset, np.ndarray)):
-                clauses.append((str(col), "in", list(spec)))
+                clauses.append((str(col), "in", _checked_value(col, "in", list(spec))))
             else:
-                clauses.append((str(col), "eq", spec))
+                clauses.append((str(col), "eq", _checked_value(col, "eq", spec)))
     else:
         raise ConfigError(f"filter: a rule must be a string or a dict; got {type(rule).__name__}")
     if not clauses:
         raise ConfigError("filter: the rule is empty")
+    if len(clauses) > MAX_CLAUSES:
+        raise ConfigError(f"filter: {len(clauses)} clauses; at most {MAX_CLAUSES} are read")
     return clauses
+
+
+def _is_scalar(value: Any) -> bool:
+    return isinstance(value, (str, int, float, np.integer, np.floating, np.bool_))
+
+
+def _checked_value(col: Any, op: str, value: Any) -> Any:
+    """A rule value of the shape its operator reads: a string, number or boolean, or for ``in``/``not_in``
+    a list of at most :data:`MAX_VALUES` of them; anything else (an object, a nested list, null) is a
+    ConfigError naming the column and operator."""
+    if op in ("in", "not_in"):
+        if isinstance(value, (list, tuple)):
+            if len(value) > MAX_VALUES:
+                raise ConfigError(f"filter: operator {op!r} on column {col!r} lists {len(value)} values; "
+                                  f"at most {MAX_VALUES} are read")
+            bad = [v for v in value if not _is_scalar(v)]
+            if not bad:
+                return list(value)
+            raise ConfigError(f"filter: operator {op!r} on column {col!r} needs a list of strings, numbers or "
+                              f"booleans; it holds {type(bad[0]).__name__} {_short(bad[0])}")
+        return value  # a single value: refused with a clear message where it is applied
+    if not _is_scalar(value):
+        raise ConfigError(f"filter: operator {op!r} on column {col!r} needs a string, number or boolean; "
+                          f"got {type(value).__name__} {_short(value)}")
+    return value
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _coerce(series: pd.Series, col: str, value: Any) -> Any:

@@ -9,6 +9,7 @@ no user input can produce a traceback or a non-JSON answer.
 from __future__ import annotations
 
 import logging
+import uuid
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -118,6 +119,12 @@ def install_error_handlers(app: FastAPI) -> None:
         return zenrec_error_response(exc)
 
     @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:  # pragma: no cover - a bug
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return _response(500, "internal_error", f"internal error ({type(exc).__name__}); see the server log")
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # a bug: one log line per request at error level (the traceback at debug), found again by its id
+        rid = uuid.uuid4().hex[:12]
+        log.error("request %s: unhandled %s on %s %s: %s", rid, type(exc).__name__, request.method,
+                  request.url.path, str(exc)[:200])
+        log.debug("request %s traceback", rid, exc_info=exc)
+        return _response(500, "internal_error",
+                         f"internal error ({type(exc).__name__}); the server log has request {rid}",
+                         headers={"X-Request-Id": rid})

@@ -24,6 +24,8 @@ __all__ = [
     "allowed_for",
     "plain_id",
     "json_response",
+    "ErrorOut",
+    "error_responses",
 ]
 
 #: a raw user or item id: a string or an integer
@@ -80,6 +82,9 @@ def parse_filter(text: str | None) -> Any:
             return json.loads(stripped)
         except ValueError as exc:
             raise ApiError(422, "invalid_filter", f"filter: not valid JSON ({exc})") from None
+        except RecursionError:
+            raise ApiError(422, "invalid_filter", "filter: nested too deeply (a rule is a list of ids or "
+                           '{"column": value or {"operator": value}})') from None
     return stripped
 
 
@@ -141,3 +146,31 @@ class SimilarOut(BaseModel):
     model_version: str
     list_id: str
     method: str = Field(description="embedding (cosine of item vectors), weights (item-item model) or cooccurrence")
+
+
+class ErrorDetail(BaseModel):
+    """What went wrong: a stable code and a message naming the field and what was expected."""
+
+    code: str = Field(description="stable, machine-readable: invalid_k, invalid_filter, unknown_item, unauthorized, …")
+    message: str
+
+
+class ErrorOut(BaseModel):
+    """The body of every error answer."""
+
+    error: ErrorDetail
+
+
+_ERROR_TEXT = {
+    400: "malformed request: the body is not valid JSON, or a header is invalid",
+    401: "missing or wrong API key (X-API-Key)",
+    404: "unknown user or item id (where the id is part of the path or the model's policy is to raise)",
+    413: "request body larger than the server's limit",
+    422: "a parameter or field has the wrong type or value (k, filter, ids, event fields)",
+    503: "the model or the event store is not available right now",
+}
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for the error statuses a route really sends, each with the :class:`ErrorOut` body."""
+    return {code: {"model": ErrorOut, "description": _ERROR_TEXT[code]} for code in codes}

@@ -11,9 +11,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from zenrec.errors import DataError
 from zenrec.serve.errors import ApiError
-from zenrec.serve.routes.common import Id, state_of, write_access
+from zenrec.serve.routes.common import Id, error_responses, state_of, write_access
 
-router = APIRouter(tags=["events"], dependencies=[Depends(write_access)])
+router = APIRouter(tags=["events"], dependencies=[Depends(write_access)],
+                   responses=error_responses(400, 401, 413, 422, 503))
 
 #: most events in one request
 MAX_BATCH = 1000

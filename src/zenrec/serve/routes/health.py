@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from zenrec.serve.routes.common import read_access, state_of
+from zenrec.serve.routes.common import error_responses, read_access, state_of
 
 router = APIRouter(tags=["health"])
 
@@ -36,7 +36,8 @@ def healthz(request: Request) -> dict[str, Any]:
     }
 
 
-@router.get("/metrics", response_class=Response, responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}})
+@router.get("/metrics", response_class=Response,
+            responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}, **error_responses(401)})
 def metrics(request: Request, _: Annotated[None, Depends(read_access)] = None) -> Response:
     """Prometheus metrics: requests and latency per route, events stored, lists served, model version."""
     state = state_of(request)

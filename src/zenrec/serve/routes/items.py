@@ -8,10 +8,10 @@ from fastapi import APIRouter, Path, Query, Request
 
 from zenrec.errors import UnknownIdError
 from zenrec.serve.errors import ApiError
-from zenrec.serve.routes.common import SimilarOut, plain_id, state_of
+from zenrec.serve.routes.common import SimilarOut, error_responses, plain_id, state_of
 
 # read_access is added by create_app when reads need the API key
-router = APIRouter(tags=["items"])
+router = APIRouter(tags=["items"], responses=error_responses(401, 404, 422, 503))
 
 
 @router.get("/items/{item_id}/similar", response_model=SimilarOut)

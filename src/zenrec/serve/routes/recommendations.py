@@ -6,7 +6,7 @@ import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 from starlette.concurrency import run_in_threadpool
 
 from zenrec.errors import UnknownIdError
@@ -17,6 +17,7 @@ from zenrec.serve.routes.common import (
     Id,
     ListOut,
     allowed_for,
+    error_responses,
     json_response,
     parse_filter,
     plain_id,
@@ -24,7 +25,7 @@ from zenrec.serve.routes.common import (
 )
 
 # read_access is added by create_app when reads need the API key (no dependency to resolve otherwise)
-router = APIRouter(tags=["recommendations"])
+router = APIRouter(tags=["recommendations"], responses=error_responses(400, 401, 404, 413, 422, 503))
 
 _FILTER_HELP = (
     "JSON list of allowed item ids, or an attribute rule on the item table: JSON "
@@ -38,17 +39,17 @@ class SessionIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     items: list[Id] = Field(max_length=1000, description="item ids the session interacted with, oldest first")
-    k: int = Field(10, description="list length")
-    exclude_seen: bool = Field(True, description="leave out the session's own items")
+    k: StrictInt = Field(10, json_schema_extra={"minimum": 1}, description="list length (1 … the server's max_k)")
+    exclude_seen: StrictBool = Field(True, description="leave out the session's own items")
     filter: list[Id] | dict[str, Any] | str | None = Field(None, description=_FILTER_HELP)
-    reasons: bool = Field(False, description="explain each item by the session's items related to it")
+    reasons: StrictBool = Field(False, description="explain each item by the session's items related to it")
 
 
 @router.get("/users/{user_id}/recommendations", response_model=ListOut)
 async def user_recommendations(
     request: Request,
     user_id: Annotated[str, Path(max_length=512, description="raw user id")],
-    k: Annotated[int, Query(description="list length (1 … the server's max_k)")] = 10,
+    k: Annotated[int, Query(description="list length (1 … the server's max_k)", json_schema_extra={"minimum": 1})] = 10,
     exclude_seen: Annotated[bool, Query(description="leave out items the user already interacted with")] = True,
     filter: Annotated[str | None, Query(max_length=100_000, description=_FILTER_HELP)] = None,
     reasons: Annotated[bool, Query(description="explain each item by the user's items related to it")] = False,
