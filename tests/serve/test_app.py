@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from zenrec.errors import ConfigError
 from zenrec.models.bundle import ModelBundle
 from zenrec.store.events import EventStore
 
@@ -136,7 +137,7 @@ def test_realtime_sasrec(model_dirs, tmp_path, ml100k, app_client):
                 u = next(u for u in pool if not {xi, yi} & set(bundle.seen[u].indices.tolist()))
                 user = bundle.users.ids([u])[0].item()
                 before = c.get(f"/users/{user}/recommendations", params=q).json()
-                assert c.post("/events", json={"user": user, "item": x, "timestamp": 2e9}).status_code == 200
+                assert c.post("/events", json={"user": user, "item": x}).status_code == 200
                 after = c.get(f"/users/{user}/recommendations", params=q).json()
                 # exactly the model reading the training sequence followed by the new item
                 seq = m.sequences_[u][m.sequences_[u] > 0]
@@ -250,6 +251,16 @@ def test_filters(ease_dir, tmp_path, ml100k, app_client):
         ("post", "/recommendations", {"json": {"items": [50], "k": True}}, 422, "invalid_request"),
         ("post", "/recommendations", {"json": {"items": [50], "reasons": 0}}, 422, "invalid_request"),
         ("post", "/recommendations", {"json": {"items": [50], "exclude_seen": "yes"}}, 422, "invalid_request"),
+        # event times: outside what a store keeps, or past the server's window around its clock
+        ("post", "/events", {"json": {"user": "a", "item": 50, "timestamp": 1e300}, "headers": AUTH}, 422,
+         "invalid_event"),
+        ("post", "/events", {"json": {"user": "a", "item": 50, "timestamp": -1e15}, "headers": AUTH}, 422,
+         "invalid_event"),
+        ("post", "/events", {"json": {"user": "a", "item": 50, "timestamp": 1e10}, "headers": AUTH}, 422,
+         "invalid_event"),
+        ("post", "/events", {"json": {"events": [{"user": "a", "item": 50},
+                                                 {"user": "a", "item": 50, "timestamp": 1.7e308}]},
+                             "headers": AUTH}, 422, "invalid_event"),
     ],
 )
 def test_bad_input_is_a_json_4xx(client, method, path, kwargs, status, code):
@@ -390,3 +401,29 @@ def test_an_unexpected_error_is_one_log_line_with_a_request_id(ease_dir, tmp_pat
     lines = [rec for rec in caplog.records if rec.name == "zenrec.serve.errors"]
     assert len(lines) == 1 and rid in lines[0].getMessage() and lines[0].exc_info is None
     assert len(lines[0].getMessage()) < 400
+
+
+def test_event_times_keep_to_the_servers_window(ease_dir, tmp_path):
+    """Defaults: up to a day ahead of the server's clock and any time since 1970; max_event_age narrows the past."""
+    import time
+
+    from fastapi.testclient import TestClient
+
+    from zenrec.serve.app import create_app
+
+    now = time.time()
+    app = create_app(ease_dir, store_url=f"sqlite:///{tmp_path / 'e.db'}", api_key=KEY, max_event_age=3600)
+    with TestClient(app, raise_server_exceptions=False) as c:
+        ok = c.post("/events", json={"user": "a", "item": 50, "timestamp": now - 600}, headers=AUTH)
+        assert ok.status_code == 200
+        soon = c.post("/events", json={"user": "a", "item": 50, "timestamp": now + 3600}, headers=AUTH)
+        assert soon.status_code == 200
+        old = c.post("/events", json={"user": "a", "item": 172, "timestamp": now - 7200}, headers=AUTH)
+        assert old.status_code == 422 and "before the server's clock" in old.json()["error"]["message"]
+        late = c.post("/events", json={"events": [{"user": "a", "item": 1}, {"user": "a", "item": 2,
+                                                                              "timestamp": now + 3 * 86400}]},
+                      headers=AUTH)
+        assert late.status_code == 422 and late.json()["error"]["message"].startswith("events[1]: timestamp")
+        assert c.get("/healthz").json()["events_applied"] == 2  # nothing of the refused batch was stored
+    with pytest.raises(ConfigError, match="'max_event_ahead' parameter must be a number of seconds"):
+        create_app(ease_dir, store_url=f"sqlite:///{tmp_path / 'f.db'}", max_event_ahead=-1)

@@ -302,3 +302,16 @@ def test_batch_writer_validates_in_the_caller_and_fails_futures_on_db_error(stor
         store.append = broken  # type: ignore[method-assign]
         with pytest.raises(StoreError, match="disk on fire"):
             writer.write([Event("u", "j")], timeout=10)
+
+
+@pytest.mark.parametrize("ts", [1e300, -1e15, -1.0, 1.7e308, 253_402_300_800.0])
+def test_an_event_time_outside_what_dates_can_hold_is_refused_by_name(ts):
+    """A far-future or negative time would overflow every later date computation (a retrain window crashed on 1e300)."""
+    with pytest.raises(DataError, match=r"timestamp.*must be epoch seconds from 0 \(1970\) to 253402300799"):
+        Event("u", "i", timestamp=ts)
+
+
+def test_the_edges_of_the_time_range_are_kept():
+    assert Event("u", "i", timestamp=0.0).timestamp == 0.0
+    assert Event("u", "i", timestamp=253_402_300_799.0).timestamp == 253_402_300_799.0
+    assert datetime.fromtimestamp(Event("u", "i", timestamp=253_402_300_799.0).timestamp, tz=timezone.utc).year == 9999

@@ -411,14 +411,19 @@ def serve(
     api_key: Annotated[str | None, typer.Option("--api-key", help="key for POST /events (default: $ZENREC_API_KEY)")] = None,
     keys_for_reads: Annotated[bool, typer.Option("--keys-for-reads", help="require the API key on reads too")] = False,
     data: Annotated[Path | None, typer.Option("--data", help="dataset directory whose item table enables attribute filters")] = None,
-    retrieval: Annotated[str, typer.Option(help="top-k backend of factor models: auto (exact up to 50,000 items, "
-                                                "faiss HNSW above), exact, faiss, hnsw or ivf")] = "auto",
+    retrieval: Annotated[str, typer.Option(help="how known users of a vector model are served: auto (the model "
+                                                "up to 50,000 items, faiss HNSW above), exact, faiss, hnsw or ivf")] = "auto",
     access_log: Annotated[bool, typer.Option("--access-log", help="log every request (costs CPU under load)")] = False,
     score_cache_mb: Annotated[float, typer.Option("--score-cache-mb", help="memory for users' score rows, reused "
                                                   "until their history changes (0: score every request)")] = 64.0,
     durability: Annotated[str, typer.Option(help="what an acknowledged event survives: fsync (anything: each commit "
                                             "waits for the disk) or os (the server being killed; a power loss may "
                                             "lose the last second)")] = "fsync",
+    max_event_ahead: Annotated[float, typer.Option("--max-event-ahead", help="seconds an event's timestamp may lie "
+                                                   "after the server's clock")] = 86_400.0,
+    max_event_age: Annotated[float | None, typer.Option("--max-event-age", help="seconds an event's timestamp may "
+                                                        "lie before the server's clock (default: any time since "
+                                                        "1970)")] = None,
 ) -> None:
     """Serve Top-N over HTTP with real-time events (FastAPI + uvicorn; OpenAPI at /docs).
 
@@ -442,7 +447,8 @@ def serve(
             raise ConfigError(f"{data}: its items are not the model's (train the model on this dataset)")
         item_table = ds.item_table
     app_ = create_app(model_dir, store_url=store, api_key=api_key, require_key_for_reads=keys_for_reads,
-                      item_table=item_table, retrieval=retrieval, score_cache_mb=score_cache_mb, durability=durability)
+                      item_table=item_table, retrieval=retrieval, score_cache_mb=score_cache_mb, durability=durability,
+                      max_event_ahead=max_event_ahead, max_event_age=max_event_age)
     out.print(f"serving {model_dir} at http://{host}:{port}  (OpenAPI: http://{host}:{port}/docs; Ctrl-C stops)")
     uvicorn.run(app_, host=host, port=port, log_level="info", access_log=access_log)
 

@@ -96,6 +96,10 @@ class ServeState:
     api_key: str | None = None
     require_key_for_reads: bool = False
     max_k: int = 1000
+    #: seconds an event's timestamp may lie after the server's clock (None: no limit)
+    max_event_ahead: float | None = 86_400.0
+    #: seconds an event's timestamp may lie before the server's clock (None: back to 1970)
+    max_event_age: float | None = None
     started: float = field(default_factory=time.time)
     replayed: int = 0
     lists: ListLog = field(default_factory=ListLog)
@@ -247,6 +251,8 @@ def create_app(
     require_key_for_reads: bool = False,
     max_k: int = 1000,
     max_body_bytes: int = 1_000_000,
+    max_event_ahead: float | None = 86_400.0,
+    max_event_age: float | None = None,
     item_table: pd.DataFrame | None = None,
     retrieval: str = "auto",
     poll_seconds: float = 0.5,
@@ -261,7 +267,10 @@ def create_app(
     ``api_key`` (or the ``ZENREC_API_KEY`` environment variable) guards
     ``POST /events`` and, with ``require_key_for_reads``, every read;
     without a key writes are open (log warning).  ``max_k`` caps list length,
-    ``max_body_bytes`` the request body (413 above).  ``item_table`` (one row
+    ``max_body_bytes`` the request body (413 above).  An event's timestamp
+    may lie at most ``max_event_ahead`` seconds after the server's clock (a
+    day by default) and ``max_event_age`` seconds before it (default: any time
+    since 1970); outside that window it is a 422 naming the field.  ``item_table`` (one row
     per item, in the model's item order) enables attribute filters.
     ``retrieval`` (auto, exact, faiss, hnsw, ivf) is how known users of a
     model that declares ``vectors()`` are served (``auto``: scored by the model
@@ -289,6 +298,10 @@ def create_app(
         read_manifest(source, "model", MODEL_FORMAT)  # a clear error now rather than at startup
     max_k = _positive_int("max_k", max_k)
     max_body_bytes = _positive_int("max_body_bytes", max_body_bytes)
+    for name, limit in (("max_event_ahead", max_event_ahead), ("max_event_age", max_event_age)):
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, (int, float)) or
+                                  not 0 <= limit < float("inf")):
+            raise ConfigError(f"the {name!r} parameter must be a number of seconds ≥ 0 or None; got {limit!r}")
     if isinstance(poll_seconds, bool) or not isinstance(poll_seconds, (int, float)) or not 0 <= poll_seconds < 3600:
         raise ConfigError(f"the 'poll_seconds' parameter must be a number of seconds from 0 to 3600; got {poll_seconds!r}")
     if retrieval not in ("auto", "exact", "faiss", "hnsw", "ivf"):
@@ -332,7 +345,8 @@ def create_app(
                 replayed[0] = replay_events(live, store)
                 view = ServingView(live.version, {live.version: live})
             writer = BatchWriter(store)
-            state = ServeState(view, store, writer, metrics, key, require_key_for_reads, max_k, lists=lists,
+            state = ServeState(view, store, writer, metrics, key, require_key_for_reads, max_k, max_event_ahead,
+                               max_event_age, lists=lists,
                                replayed=replayed[0], served_log=ServedLog(store) if log_lists else None)
             for v, m in view.models.items():
                 metrics.model_info.labels(v, m.model.name).set(1)

@@ -152,6 +152,12 @@ def _number(name: str, value: Any) -> float:
     return out
 
 
+#: the range of event times a store keeps: epoch seconds of 1970-01-01 to 9999-12-31 (what datetime can hold,
+#: so every later window or date computation on stored events is defined)
+TIMESTAMP_MIN = 0.0
+TIMESTAMP_MAX = 253_402_300_799.0
+
+
 @dataclass(frozen=True)
 class Event:
     """One user-behaviour event, validated on construction.
@@ -183,7 +189,11 @@ class Event:
             ts = time.time()
         elif isinstance(ts, datetime):
             ts = (ts if ts.tzinfo is not None else ts.replace(tzinfo=timezone.utc)).timestamp()
-        put(self, "timestamp", _number("timestamp", ts))
+        ts = _number("timestamp", ts)
+        if not TIMESTAMP_MIN <= ts <= TIMESTAMP_MAX:
+            raise _field_error("timestamp", f"must be epoch seconds from {TIMESTAMP_MIN:.0f} (1970) to "
+                               f"{TIMESTAMP_MAX:.0f} (9999); got {ts!r}")
+        put(self, "timestamp", ts)
         put(self, "event_id", _text("event_id", self.event_id, False))
         put(self, "list_id", _text("list_id", self.list_id, False))
         put(self, "model_version", _text("model_version", self.model_version, False))

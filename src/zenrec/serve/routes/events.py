@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from types import SimpleNamespace
 from typing import Annotated, Any
 
@@ -58,6 +59,16 @@ class EventsOut(BaseModel):
     unknown_items: list[Id] = Field(description="items the served model does not know: stored, not scored")
 
 
+def _check_time(ts: float, now: float, ahead: float | None, age: float | None, where: str) -> None:
+    """A 422 when an event's time lies outside the server's window around its clock."""
+    if ahead is not None and ts > now + ahead:
+        raise ApiError(422, "invalid_event", f"{where}timestamp {ts!r} lies {ts - now:.0f} s after the server's clock; "
+                       f"at most {ahead:.0f} s ahead are accepted (epoch seconds expected)")
+    if age is not None and ts < now - age:
+        raise ApiError(422, "invalid_event", f"{where}timestamp {ts!r} lies {now - ts:.0f} s before the server's "
+                       f"clock; at most {age:.0f} s back are accepted")
+
+
 @router.post("/events", response_model=EventsOut)
 async def post_events(
     request: Request,
@@ -69,14 +80,16 @@ async def post_events(
     state = state_of(request)
     given = body.events if isinstance(body, EventBatch) else [body]
     events = []
+    now = time.time()
     for i, e in enumerate(given):
         data = e.model_dump(exclude_none=True)
         data["model_version"] = state.lists.version_of(e.list_id)
+        where = f"events[{i}]: " if isinstance(body, EventBatch) else ""
         try:
             events.append(Event(**data))
         except DataError as exc:
-            where = f"events[{i}]: " if isinstance(body, EventBatch) else ""
             raise ApiError(422, "invalid_event", f"{where}{exc}") from None
+        _check_time(events[-1].timestamp, now, state.max_event_ahead, state.max_event_age, where)
     try:  # the writer's thread commits; the event loop waits without holding a pool thread
         stored = await asyncio.wait_for(asyncio.wrap_future(state.writer.submit(events)), timeout=60)
     except asyncio.TimeoutError:
