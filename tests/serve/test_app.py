@@ -427,3 +427,16 @@ def test_event_times_keep_to_the_servers_window(ease_dir, tmp_path):
         assert c.get("/healthz").json()["events_applied"] == 2  # nothing of the refused batch was stored
     with pytest.raises(ConfigError, match="'max_event_ahead' parameter must be a number of seconds"):
         create_app(ease_dir, store_url=f"sqlite:///{tmp_path / 'f.db'}", max_event_ahead=-1)
+
+
+def test_an_event_id_names_one_event(client):
+    """A retry is acknowledged as a duplicate; the same id on another user or item is a 422 and stores nothing."""
+    first = client.post("/events", json={"user": "a", "item": 50, "event_id": "x-1"}, headers=AUTH)
+    retry = client.post("/events", json={"user": "a", "item": 50, "event_id": "x-1"}, headers=AUTH)
+    assert first.status_code == retry.status_code == 200
+    assert retry.json()["stored"][0]["duplicate"] and retry.json()["stored"][0]["seq"] == first.json()["stored"][0]["seq"]
+    reused = client.post("/events", json={"events": [{"user": "c", "item": 1},
+                                                     {"user": "b", "item": 50, "event_id": "x-1"}]}, headers=AUTH)
+    assert reused.status_code == 422 and reused.json()["error"]["code"] == "invalid_event"
+    assert "already names the event of user 'a'" in reused.json()["error"]["message"]
+    assert client.get("/healthz").json()["events_applied"] == 1

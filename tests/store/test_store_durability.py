@@ -56,9 +56,10 @@ def test_acknowledged_events_survive_sigkill(store_url, mode, durability):
         lost = set(acked) - stored
         assert not lost, f"{len(lost)} acknowledged events lost, e.g. {sorted(lost)[:3]}"
         # the client retries everything it sent (acknowledged or not) plus a little more
-        attempted = [f"d-{i}" for i in range(max(int(a.split('-')[1]) for a in acked) + 20)]
-        retry = store.append([Event("u", "i", event_id=eid) for eid in attempted])
+        attempted = range(max(int(a.split('-')[1]) for a in acked) + 20)
+        events = [Event(f"u{i % 7}", f"i{i}", event_id=f"d-{i}") for i in attempted]  # what the child sent
+        retry = store.append(events)
         assert all(s.duplicate for s in retry if s.event_id in set(acked))
         assert store.count() == len(attempted)  # every id stored once, none twice
-        again = store.append([Event("u", "i", event_id=eid) for eid in attempted])
+        again = store.append(events)
         assert all(s.duplicate for s in again) and store.count() == len(attempted)

@@ -85,7 +85,7 @@ def test_idempotent_across_batches(store):
 
 def test_idempotent_within_one_batch(store):
     got = store.append(
-        [Event("u", "a", event_id="same"), Event("u", "b"), Event("u", "c", event_id="same"), Event("u", "d")]
+        [Event("u", "a", event_id="same"), Event("u", "b"), Event("u", "a", "view", event_id="same"), Event("u", "d")]
     )
     assert got[0].duplicate is False and got[2].duplicate is True
     assert got[2].seq == got[0].seq
@@ -315,3 +315,33 @@ def test_the_edges_of_the_time_range_are_kept():
     assert Event("u", "i", timestamp=0.0).timestamp == 0.0
     assert Event("u", "i", timestamp=253_402_300_799.0).timestamp == 253_402_300_799.0
     assert datetime.fromtimestamp(Event("u", "i", timestamp=253_402_300_799.0).timestamp, tz=timezone.utc).year == 9999
+
+
+def test_an_event_id_reused_for_another_user_or_item_is_refused_and_nothing_is_stored(store):
+    """A retry (same id, same user and item) is a duplicate; the same id on another event is a client bug."""
+    first = store.append([Event("u1", "i1", event_id="e-1")])[0]
+    again = store.append([Event("u1", "i1", "view", event_id="e-1")])[0]
+    assert again.duplicate and again.seq == first.seq
+    with pytest.raises(DataError, match=r"event_id 'e-1' already names the event of user 'u1' on item 'i1'; "
+                                        r"this one is user 'u2' on item 'i1'"):
+        store.append([Event("u0", "i0", event_id="e-2"), Event("u2", "i1", event_id="e-1")])
+    with pytest.raises(DataError, match="this one is user 'u9' on item 'i9'"):
+        store.append([Event("u8", "i8", event_id="e-3"), Event("u9", "i9", event_id="e-3")])  # within one batch
+    assert store.count() == 1  # the refused batches stored nothing, e-2 and e-3 included
+
+
+def test_a_bad_request_grouped_with_good_ones_fails_alone(store):
+    """The batch writer groups requests into one transaction; one request's reused id must not fail the others."""
+    store.append([Event("u1", "i1", event_id="taken")])
+    with BatchWriter(store, max_batch=64, max_wait_ms=50) as w:
+        futures = [w.submit([Event("a", "x", event_id="ok-1")]),
+                   w.submit([Event("b", "y", event_id="taken")]),
+                   w.submit([Event("c", "z")])]
+        results = []
+        for f in futures:
+            try:
+                results.append(f.result(timeout=30))
+            except DataError as exc:
+                results.append(exc)
+    assert not results[0][0].duplicate and isinstance(results[1], DataError) and not results[2][0].duplicate
+    assert store.count() == 3

@@ -436,9 +436,10 @@ class EventStore:
         """Store a batch in one transaction, committed before this returns; one :class:`Stored` per event.
 
         Idempotent on ``event_id``: an event whose id is already stored (or
-        appears earlier in the batch) is not stored again and comes back with
-        ``duplicate=True`` and the original ``seq``; safe under concurrent
-        writers.  Raises :class:`~zenrec.errors.DataError` for an invalid event
+        appears earlier in the batch) with the same user and item is not stored
+        again and comes back with ``duplicate=True`` and the original ``seq``;
+        safe under concurrent writers.  The same id on another user or item is
+        a :class:`~zenrec.errors.DataError` (nothing of the batch is stored).  Raises :class:`~zenrec.errors.DataError` for an invalid event
         (nothing is stored) and :class:`StoreError` when the database fails.
         """
         evs = _as_events(events)
@@ -484,12 +485,24 @@ class EventStore:
                 start = end
             missing = [evs[i].event_id for i in first.values() if i not in fresh]
             existing: dict[str, int] = {}
+            owners: dict[str, tuple[str, str]] = {}  # event id -> (user, item) it was stored with
             for k in range(0, len(missing), _IN_CHUNK):
                 chunk = missing[k : k + _IN_CHUNK]
-                existing.update(conn.execute(sa.select(_T.event_id, _T.seq).where(_T.event_id.in_(chunk))).all())
+                sel = sa.select(_T.event_id, _T.seq, _T.user_id, _T.item_id).where(_T.event_id.in_(chunk))
+                for eid, seq, user, item in conn.execute(sel).all():
+                    existing[eid], owners[eid] = int(seq), (user, item)
             lost = [m for m in missing if m not in existing]
             if lost:
                 raise StoreError(f"event store {self.url}: event id {lost[0]!r} conflicted but cannot be read back")
+            # an event id names one event: reusing it for another user or item is a client bug, not a retry
+            for i, e in enumerate(evs):
+                if e.event_id is None or i in fresh:
+                    continue
+                was = owners.get(e.event_id) or (evs[first[e.event_id]].user, evs[first[e.event_id]].item)
+                if was != (e.user, e.item):
+                    raise DataError(f"event_id {e.event_id!r} already names the event of user {was[0]!r} on item "
+                                    f"{was[1]!r}; this one is user {e.user!r} on item {e.item!r} (nothing was "
+                                    "stored: give each event its own id)")
         out = []
         for i, e in enumerate(evs):
             if i in fresh:
@@ -712,6 +725,17 @@ class BatchWriter:
             return
         try:
             stored = self.store.append([e for evs, _ in live for e in evs])
+        except DataError as exc:
+            if len(live) == 1:
+                live[0][1].set_exception(exc)
+                return
+            for evs, fut in live:  # one request's bad event must not fail the others grouped with it
+                try:
+                    fut.set_result(self.store.append(evs))
+                except Exception as one:
+                    fut.set_exception(one)
+            self.batches += len(live)
+            return
         except Exception as exc:
             for _, fut in live:
                 fut.set_exception(exc)

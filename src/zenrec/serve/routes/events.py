@@ -95,6 +95,8 @@ async def post_events(
     except asyncio.TimeoutError:
         raise ApiError(503, "store_unavailable", "the event store did not commit within 60 s; retry with the "
                        "same event ids") from None
+    except DataError as exc:  # e.g. an event id already naming another event: nothing of the request was stored
+        raise ApiError(422, "invalid_event", str(exc)) from None
     fresh = [SimpleNamespace(user=e.user, item=e.item, timestamp=e.timestamp, seq=s.seq)
              for e, s in zip(events, stored, strict=True) if not s.duplicate]
     view = state.view  # read after the commit: a version swapped in meanwhile gets the events too
