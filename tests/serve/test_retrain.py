@@ -36,6 +36,7 @@ from zenrec.retrain import (
     retrain,
     window_scorer,
 )
+from zenrec.retrain.log import integer_ids_lost
 from zenrec.store import EventStore, ModelRegistry, RegistryError
 from zenrec.store.events import Event
 
@@ -308,3 +309,27 @@ def test_cli_real_process_no_traceback(tmp_path):
                           capture_output=True, text=True)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and "no such model registry" in proc.stderr
+
+
+def test_a_retrained_version_keeps_the_id_types_of_its_data(tmp_path, chrono, serve_app):
+    """ml-100k's ids are integers; events arrive as text. The retrained version still answers with JSON integers
+    (it answered "100" instead of 100 before), and says so when a posted id makes that impossible."""
+    reg = registry_with_current(tmp_path, chrono, chrono.batch1)
+    rep = retrain(reg.root, "ease", CANDIDATE, base=chrono.base_dir, tolerance=1.0)
+    assert rep.promoted, rep.reason
+    bundle = ModelBundle.load(reg.info(rep.version).path)
+    assert bundle.users.is_integer and bundle.items.is_integer
+    with serve_app(reg.root, tmp_path / "serve.db") as c:
+        body = c.get(f"/users/{chrono.batch1[0].user}/recommendations", params={"k": 3}).json()
+        assert body["user"] == int(chrono.batch1[0].user) and all(type(x["item"]) is int for x in body["items"])
+
+
+def test_ids_that_are_not_all_integers_stay_text_and_are_named():
+    log = TrainingLog(np.array(["1", "2", "guest-7", "07"]), np.array(["10", "-3", "10", "4"]),
+                      np.arange(4, dtype=float), np.ones(4, np.float32), np.array(["view"] * 4),
+                      np.arange(4, dtype=np.int64))
+    ds = log.to_dataset(integer_ids=(True, True))
+    assert not ds.users.is_integer and ds.items.is_integer and sorted(ds.items.all_ids.tolist()) == [-3, 4, 10]
+    assert integer_ids_lost(log, (True, True)) == ["user"]
+    assert integer_ids_lost(log.subset(np.array([True, True, False, False])), (True, True)) == []
+    assert log.to_dataset().items.is_integer is False  # without an integer origin, ids stay text

@@ -66,6 +66,7 @@ from zenrec.retrain.log import (
     _dataset_titles,
     _titles,
     gather_training_log,
+    integer_ids_lost,
 )
 from zenrec.retrain.window import (
     _leak_notes,
@@ -217,6 +218,12 @@ def retrain(
     log, n_read, base_ds = gather_training_log(reg, info, mode, base, store_url)
     titles = _titles(*([(base_ds.items, _dataset_titles(base_ds))] if base_ds is not None else []),
                      *([(cur_bundle.items, cur_bundle.titles)] if cur_bundle is not None else []))
+    # a version keeps the id types of the data it descends from (the served one, else the base dataset)
+    origin = cur_bundle if cur_bundle is not None else base_ds
+    integer_ids = (origin.users.is_integer, origin.items.is_integer) if origin is not None else (False, False)
+    for kind in integer_ids_lost(log, integer_ids):
+        notes.append(f"{kind} ids are no longer all integers (events posted other ids): the new version's {kind} "
+                     "ids are text, so clients read them as JSON strings")
 
     report = RetrainReport(
         registry=str(reg.root), model=model, params=params, mode=mode, decision="", reason="", promoted=False,
@@ -235,7 +242,7 @@ def retrain(
                 "window": {k: v for k, v in report.window.items() if k != "description"}}
 
     def register_all(metrics: dict[str, float], note: str) -> str:
-        ds = log.to_dataset(titles, name=f"retrain-{mode}")
+        ds = log.to_dataset(titles, name=f"retrain-{mode}", integer_ids=integer_ids)
         bundle = train_bundle(ds, model, params, options)
         report.registered, report.training_events = "all data", len(log)
         report.last_event_seq, report.trained_until = log.last_event_seq, log.trained_until
@@ -277,7 +284,7 @@ def retrain(
                          f"trained, {info.id} stays")
         return finish()
 
-    cand_ds = pre.to_dataset(titles, name=f"retrain-{mode}-evaluation")
+    cand_ds = pre.to_dataset(titles, name=f"retrain-{mode}-evaluation", integer_ids=integer_ids)
     cand = train_bundle(cand_ds, model, params, options)
     report.candidate, report.scoring["candidate"] = evaluate_window(cand, ew, metric)
     report.current, report.scoring["current"] = evaluate_window(cur_bundle, ew, metric)

@@ -41,6 +41,23 @@ def _text(values: Any) -> np.ndarray:
     return np.asarray([str(v) for v in arr.tolist()], dtype=str) if len(arr) else np.empty(0, dtype="<U1")
 
 
+def _as_integers(ids: np.ndarray) -> np.ndarray:
+    """Text ids as int64 when every one is an integer in canonical decimal form (``"7"``, not ``"07"``), else as is."""
+    if len(ids) == 0:
+        return ids
+    canonical = pd.Series(ids, dtype="string").str.fullmatch(r"-?(?:0|[1-9][0-9]{0,17})")
+    return ids.astype(np.int64) if bool(canonical.all()) else ids
+
+
+def integer_ids_lost(log: TrainingLog, integer_ids: tuple[bool, bool]) -> list[str]:
+    """Which of the wanted integer id kinds the log cannot keep (its ids are not all integers)."""
+    lost = []
+    for kind, col, want in (("user", log.user, integer_ids[0]), ("item", log.item, integer_ids[1])):
+        if want and _as_integers(col).dtype.kind == "U":
+            lost.append(kind)
+    return lost
+
+
 @dataclass(frozen=True)
 class TrainingLog:
     """The raw rows a version is trained on, in order: base rows first, then store events by ``seq``.
@@ -135,12 +152,18 @@ class TrainingLog:
             raise ArtifactError(f"{path}: corrupted training log (columns of different lengths)")
         return cls(*cols)
 
-    def to_dataset(self, titles: Mapping[str, str] | None = None, name: str = "retrain") -> Dataset:
-        """Code the rows into a :class:`Dataset` (ids in first-seen order), with item titles when given."""
+    def to_dataset(self, titles: Mapping[str, str] | None = None, name: str = "retrain",
+                   integer_ids: tuple[bool, bool] = (False, False)) -> Dataset:
+        """Code the rows into a :class:`Dataset` (ids in first-seen order), with item titles when given.
+
+        ``integer_ids`` (users, items): the data the version descends from had integer ids, so ids that are
+        all integers in decimal form become integers again (a client reads the same JSON types after a
+        retrain); ids that are not all integers stay text.
+        """
         if len(self) == 0:
             raise DataError("no events to train on")
-        users, u = Vocabulary.from_values(self.user, "user")
-        items, i = Vocabulary.from_values(self.item, "item")
+        users, u = Vocabulary.from_values(_as_integers(self.user) if integer_ids[0] else self.user, "user")
+        items, i = Vocabulary.from_values(_as_integers(self.item) if integer_ids[1] else self.item, "item")
         names, codes = np.unique(self.event, return_inverse=True)
         if len(names) > np.iinfo(np.int8).max:  # more types than the event code holds: drop the codes
             names, codes = np.empty(0, dtype=str), np.zeros(len(self), dtype=np.int64)
