@@ -440,3 +440,21 @@ def test_an_event_id_names_one_event(client):
     assert reused.status_code == 422 and reused.json()["error"]["code"] == "invalid_event"
     assert "already names the event of user 'a'" in reused.json()["error"]["message"]
     assert client.get("/healthz").json()["events_applied"] == 1
+
+
+def test_session_lists_can_stay_out_of_the_served_log(ease_dir, tmp_path):
+    """Every read writes a row by default; log_sessions=False leaves anonymous session reads out."""
+    from fastapi.testclient import TestClient
+
+    from zenrec.serve.app import create_app
+    from zenrec.store.served import served_frame
+
+    app = create_app(ease_dir, store_url=f"sqlite:///{tmp_path / 'e.db'}", log_sessions=False, served_max_rows=100)
+    with TestClient(app, raise_server_exceptions=False) as c:
+        for _ in range(3):
+            assert c.post("/recommendations", json={"items": [50]}).status_code == 200
+        assert c.get("/users/196/recommendations").status_code == 200
+        state = app.state.zenrec
+        assert state.served_log.flush(10) and state.served_log.max_rows == 100
+        kinds = served_frame(EventStore(f"sqlite:///{tmp_path / 'e.db'}"))["kind"].tolist()
+    assert kinds == ["user"]

@@ -38,7 +38,7 @@ from zenrec.serve.live import ListLog, LiveModel, default_store_url, is_registry
 from zenrec.serve.versions import RegistryWatcher, ServingView, registry_view
 from zenrec.store.events import check_durability
 from zenrec.store.registry import ModelRegistry
-from zenrec.store.served import ServedList, ServedLog
+from zenrec.store.served import DEFAULT_MAX_AGE_S, DEFAULT_MAX_ROWS, ServedList, ServedLog
 
 __all__ = ["create_app", "ServeState", "Metrics", "API_KEY_ENV"]
 
@@ -105,6 +105,8 @@ class ServeState:
     lists: ListLog = field(default_factory=ListLog)
     watcher: RegistryWatcher | None = None
     served_log: ServedLog | None = None
+    #: log anonymous session lists too (they answer no known user; off saves a row per anonymous read)
+    log_sessions: bool = True
 
     def served(self, out: Any, live: LiveModel, kind: str, started: float) -> dict[str, Any]:
         """Count, time and log one served list (``out``: :class:`~zenrec.models.query.Recommendations`); returns
@@ -115,7 +117,7 @@ class ServeState:
         self.metrics.list_latency.labels(v).observe(seconds)
         self.metrics.coverage.labels(v).set(live.coverage())
         body = out.to_dict()
-        if self.served_log is not None:
+        if self.served_log is not None and (self.log_sessions or kind != "session"):
             user = None if out.user is None else str(out.user)
             self.served_log.log(ServedList(out.list_id, user, v, kind, [r["item"] for r in body["items"]], live.n_items,
                                            seconds * 1000.0, out.fallback))
@@ -257,6 +259,9 @@ def create_app(
     retrieval: str = "auto",
     poll_seconds: float = 0.5,
     log_lists: bool = True,
+    log_sessions: bool = True,
+    served_max_rows: int | None = DEFAULT_MAX_ROWS,
+    served_max_age_s: float | None = DEFAULT_MAX_AGE_S,
     score_cache_mb: float = 64.0,
     durability: str = "fsync",
 ) -> FastAPI:
@@ -282,7 +287,10 @@ def create_app(
     then requests move to them at once; a version that fails to load is
     logged and the old ones keep serving.  With ``log_lists`` every served
     list is logged (best-effort, off the request path) in the store's
-    ``served_lists`` table for ``zenrec report online``.  Each served version
+    ``served_lists`` table for ``zenrec report online``; the log keeps the
+    newest ``served_max_rows`` lists of the last ``served_max_age_s`` seconds
+    (a million, 30 days; None lifts a bound), and ``log_sessions=False`` leaves
+    anonymous session lists out of it.  Each served version
     keeps up to ``score_cache_mb`` of users' score rows, reused until the
     user's next event (:mod:`zenrec.serve.cache`; 0 turns it off).
     ``durability`` (``fsync`` or ``os``) is what an acknowledged event
@@ -347,7 +355,9 @@ def create_app(
             writer = BatchWriter(store)
             state = ServeState(view, store, writer, metrics, key, require_key_for_reads, max_k, max_event_ahead,
                                max_event_age, lists=lists,
-                               replayed=replayed[0], served_log=ServedLog(store) if log_lists else None)
+                               replayed=replayed[0], served_log=ServedLog(store, max_rows=served_max_rows,
+                                                                    max_age_s=served_max_age_s) if log_lists else None,
+                               log_sessions=log_sessions)
             for v, m in view.models.items():
                 metrics.model_info.labels(v, m.model.name).set(1)
             if registry is not None:  # polled when poll_seconds > 0; state.watcher.check() swaps on demand

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
+from zenrec.errors import ConfigError
 from zenrec.store.events import EventStore, drain, served_table
 
 if TYPE_CHECKING:
@@ -64,11 +65,27 @@ class ServedList:
         }
 
 
+#: default bound of the served-list log: rows kept, and the age past which a list is deleted (30 days)
+DEFAULT_MAX_ROWS = 1_000_000
+DEFAULT_MAX_AGE_S = 30 * 86_400.0
+
+
 class ServedLog:
-    """Queue served lists and write them in batches from a background thread (best-effort, never blocks)."""
+    """Queue served lists and write them in batches from a background thread (best-effort, never blocks).
+
+    The log is bounded: lists older than ``max_age_s`` and all but the newest ``max_rows`` are deleted
+    every ``prune_every_s`` seconds (None turns a bound off).
+    """
 
     def __init__(self, store: EventStore, max_batch: int = 500, max_wait_s: float = 0.2,
-                 max_queue: int = 100_000) -> None:
+                 max_queue: int = 100_000, max_rows: int | None = DEFAULT_MAX_ROWS,
+                 max_age_s: float | None = DEFAULT_MAX_AGE_S, prune_every_s: float = 60.0) -> None:
+        for name, v in (("max_rows", max_rows), ("max_age_s", max_age_s)):
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < float("inf")):
+                raise ConfigError(f"the {name!r} parameter of the served-list log must be positive or None; got {v!r}")
+        self.max_rows, self.max_age_s, self.prune_every_s = max_rows, max_age_s, float(prune_every_s)
+        self._pruned_at = 0.0
+        self.pruned = 0
         self.store = store
         self._engine = None
         self._writer = store._writer
@@ -114,6 +131,8 @@ class ServedLog:
                 return
             batch, stop = drain(self._queue, first, self.max_batch, self.max_wait)
             self._write(batch)
+            if time.monotonic() - self._pruned_at >= self.prune_every_s:
+                self.prune()
             if self._queue.empty():
                 self._idle.set()
             if stop:
@@ -127,6 +146,30 @@ class ServedLog:
         except Exception as exc:  # noqa: BLE001 - losing a log batch must not stop serving
             self.failed += len(batch)
             log.warning("could not log %d served lists: %s", len(batch), exc)
+
+    def prune(self, now: float | None = None) -> int:
+        """Delete lists older than ``max_age_s`` and all but the newest ``max_rows``; returns how many went.
+
+        Runs on the writer thread every ``prune_every_s`` seconds, so the log stays within its bound under any
+        read rate (about ``max_rows`` rows plus what one interval adds).
+        """
+        self._pruned_at = time.monotonic()
+        t = served_table.c
+        gone = 0
+        try:
+            with self._writer.begin() as conn:
+                if self.max_age_s is not None:
+                    cut = (time.time() if now is None else now) - self.max_age_s
+                    gone += conn.execute(sa.delete(served_table).where(t.created < cut)).rowcount or 0
+                if self.max_rows is not None:
+                    edge = conn.execute(sa.select(t.created).order_by(t.created.desc())
+                                        .offset(int(self.max_rows)).limit(1)).scalar()
+                    if edge is not None:
+                        gone += conn.execute(sa.delete(served_table).where(t.created <= edge)).rowcount or 0
+        except Exception as exc:  # noqa: BLE001 - a failed prune is retried at the next interval
+            log.warning("could not prune the served-list log: %s", exc)
+        self.pruned += gone
+        return gone
 
     def close(self, timeout: float = 10.0) -> None:
         """Write what is queued, then stop."""
