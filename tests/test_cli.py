@@ -167,3 +167,30 @@ def test_sampled_mode_is_labelled(tmp_path, ml100k):
     r = run("compare", tmp_path / "data", "--models", "pop", "-k", "10", "--sampled", "100")
     assert r.exit_code == 0, r.output
     assert "SAMPLED" in r.output
+
+
+def test_ingest_output_paths_that_are_not_zenrec_folders_are_refused(events_csv, tmp_path):
+    """-o must never replace a file, a symlink or a folder of someone else's files; a symlink loop is named."""
+    COLS = ("--item", "product_id", "--time", "ts", "--event", "type")  # noqa: N806
+    target = tmp_path / "notes.txt"
+    target.write_text("keep me")
+    _bad(run("ingest", events_csv, *COLS, "-o", target), "notes.txt exists and is not a folder zenrec wrote")
+    assert target.read_text() == "keep me"
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("keep me too")
+    _bad(run("ingest", events_csv, *COLS, "-o", mine), "did not write (it has no manifest.json)")
+    assert (mine / "thesis.tex").read_text() == "keep me too"
+    (tmp_path / "loop1").symlink_to(tmp_path / "loop2")
+    (tmp_path / "loop2").symlink_to(tmp_path / "loop1")
+    _bad(run("ingest", events_csv, *COLS, "-o", tmp_path / "loop1" / "ds"), "is a symlink that leads nowhere")
+    link = tmp_path / "link"
+    link.symlink_to(mine)
+    _bad(run("ingest", events_csv, *COLS, "-o", link), "link exists and is not a folder zenrec wrote")
+    # a folder zenrec wrote (or an empty one) is replaced, atomically
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert run("ingest", events_csv, *COLS, "-o", empty).exit_code == 0
+    again = run("ingest", events_csv, *COLS, "-o", empty)
+    assert again.exit_code == 0 and (empty / "manifest.json").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no temporary left behind

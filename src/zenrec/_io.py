@@ -23,12 +23,27 @@ def atomic_dir(target: str | Path, overwrite: bool = True) -> Iterator[Path]:
     """Yield a temporary directory beside ``target``; rename it into place on success.
 
     On any exception the temporary directory is removed and ``target`` is left
-    as it was: nothing is ever half-written.
+    as it was: nothing is ever half-written.  Only an artifact zenrec wrote
+    (a folder with ``manifest.json``) or an empty folder is replaced; a file, a
+    symlink or a folder of other files is refused with :class:`ArtifactError`.
     """
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a file where a folder should be, a symlink loop, no permission
+        dangling = next((a for a in (target.parent, *target.parent.parents) if os.path.islink(a) and not a.exists()),
+                        None)
+        why = (f"{dangling} is a symlink that leads nowhere (a loop or a missing target)" if dangling is not None
+               else exc.strerror or str(exc))
+        raise ArtifactError(f"{target}: cannot create the folder {target.parent} ({why})") from None
+    if os.path.islink(target) or (target.exists() and not target.is_dir()):
+        raise ArtifactError(f"{target} exists and is not a folder zenrec wrote; give a new path or remove it")
     if target.exists() and not overwrite:
         raise ArtifactError(f"{target} already exists")
+    if target.is_dir() and any(target.iterdir()) and not (target / "manifest.json").is_file():
+        # replacing it would delete files zenrec never wrote
+        raise ArtifactError(f"{target} is a folder that zenrec did not write (it has no manifest.json); "
+                            "give a new path or an empty folder")
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:
         yield tmp
