@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import subprocess
 import sys
@@ -194,3 +195,40 @@ def test_ingest_output_paths_that_are_not_zenrec_folders_are_refused(events_csv,
     again = run("ingest", events_csv, *COLS, "-o", empty)
     assert again.exit_code == 0 and (empty / "manifest.json").is_file()
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no temporary left behind
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("prog.csv", b"\x7fELF\x02\x01\x01" + bytes(range(256)) * 4, "the file is a program (ELF binary)"),
+        ("packed.csv", gzip.compress(b"user_id,item_id\n1,2\n" * 50 + bytes(range(256))),
+         "gzip-compressed (name it .csv.gz"),
+        ("utf16.csv", "user_id,item_id,ts\n1,2,3\n4,5,6,7\n".encode("utf-16"), "NUL bytes"),
+        ("latin.csv", b"user_id,item_id,ts\n1,caf\xe9,100\n2,3,200,9\n", "byte 0xe9 on line 2 is not UTF-8"),
+    ],
+)
+def test_a_file_that_is_not_utf8_text_is_named_without_a_traceback(tmp_path, name, content, message):
+    """The real process: no 'Exception ignored … Traceback' block before the one-line error."""
+    p = tmp_path / name
+    p.write_bytes(content)
+    proc = subprocess.run([sys.executable, "-m", "zenrec.cli", "ingest", str(p), "--time", "ts", "-o",
+                           str(tmp_path / "d")], capture_output=True, text=True)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr, proc.stderr
+    assert message in proc.stderr and proc.stderr.count("\n") <= 2, proc.stderr
+    assert not (tmp_path / "d").exists()
+
+
+def test_an_id_that_is_not_utf8_is_a_malformed_row_named_by_its_line(tmp_path):
+    """Latin-1 bytes in one id of an otherwise clean file: that row is dropped and reported; --strict stops there."""
+    p = tmp_path / "latin.csv"
+    p.write_bytes(b"user_id,item_id,ts\n1,caf\xe9,100\n2,3,200\n2,4,300\n")
+    r = run("ingest", p, "--time", "ts", "-o", tmp_path / "d")
+    assert r.exit_code == 0 and "malformed_item_id" in r.output and "line 2" in r.output, r.output
+    _bad(run("ingest", p, "--time", "ts", "--strict", "-o", tmp_path / "e"), "malformed item id", "line 2")
+
+
+def test_a_real_gzip_log_with_a_ragged_line_still_names_that_line(tmp_path):
+    p = tmp_path / "rag.csv.gz"
+    p.write_bytes(gzip.compress(b"user_id,item_id,ts\n1,2,100\n2,3,200,9\n"))
+    _bad(run("ingest", p, "--time", "ts", "-o", tmp_path / "d"), "row 3: malformed line", "got 4")

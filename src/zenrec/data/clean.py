@@ -247,9 +247,29 @@ def _ids(a: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         codes[bad] = -1
         return codes, uniques, bad
     if not _is_text(t):
-        a = a.cast(pa.string())
+        try:
+            a = a.cast(pa.string())
+        except pa.ArrowInvalid:  # bytes that are not UTF-8: those ids are malformed (reported with their lines)
+            a, not_utf8 = _utf8_or_null(a)
+            bad |= not_utf8
     codes, uniques = _text_codes(a)
+    codes[bad] = -1
     return codes, uniques, bad
+
+
+def _utf8_or_null(a: pa.ChunkedArray) -> tuple[pa.ChunkedArray, np.ndarray]:
+    """A binary column as text, with the values that are not valid UTF-8 nulled; and which those were."""
+    values = a.to_pylist()
+    out: list[str | None] = []
+    invalid = np.zeros(len(values), dtype=bool)
+    for j, v in enumerate(values):
+        if isinstance(v, bytes):
+            try:
+                v = v.decode("utf-8")
+            except UnicodeDecodeError:
+                invalid[j], v = True, None
+        out.append(v)
+    return pa.chunked_array([pa.array(out, type=pa.string())]), invalid
 
 
 def _recode(codes: np.ndarray, uniques: np.ndarray, name: str) -> tuple[np.ndarray, Vocabulary]:

@@ -94,6 +94,50 @@ def _open_text(path: Path):
     return open(path, encoding="utf-8", errors="replace")
 
 
+_MAGIC = {b"\x1f\x8b": "gzip-compressed (name it .csv.gz, or decompress it)", b"PK\x03\x04": "a zip archive",
+          b"\x7fELF": "a program (ELF binary)", b"PAR1": "Parquet (name it .parquet)",
+          b"\x28\xb5\x2f\xfd": "zstd-compressed"}
+
+
+def _head_bytes(path: Path, n: int = 1 << 16) -> bytes:
+    """The first ``n`` bytes of a file's text: decompressed for a ``.gz``/``.bz2`` name, as stored otherwise.
+
+    A name that says compressed but does not decompress (or a ``.zst``, which is not sniffed) gives b"":
+    nothing is claimed about it here."""
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".gz":
+            with gzip.open(path, "rb") as fh:
+                return fh.read(n)
+        if suffix == ".bz2":
+            import bz2
+
+            with bz2.open(path, "rb") as fh:
+                return fh.read(n)
+        if suffix in _COMPRESSED:
+            return b""
+        with open(path, "rb") as fh:
+            return fh.read(n)
+    except (OSError, EOFError, ValueError):
+        return b""
+
+
+def _not_text(head: bytes) -> str:
+    """Why bytes are not UTF-8 delimited text (a known file signature, NUL bytes, invalid UTF-8), or ''."""
+    for magic, what in _MAGIC.items():
+        if head.startswith(magic):
+            return f"the file is {what}"
+    if b"\x00" in head:
+        return "the file holds NUL bytes (binary data, or UTF-16 text: save it as UTF-8)"
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.start < len(head) - 4:  # not just a character cut at the end of the sample
+            line = head[: exc.start].count(b"\n") + 1
+            return f"byte {head[exc.start]:#04x} on line {line} is not UTF-8 (save the file as UTF-8)"
+    return ""
+
+
 def _first_bad_line(source, read_opts: pacsv.ReadOptions, parse_opts: pacsv.ParseOptions) -> tuple[int | None, str]:
     """Re-read single-threaded to learn the line number of the first row that does not parse."""
     found: list[tuple[int | None, str]] = []
@@ -150,6 +194,9 @@ def _read_delimited(
         return pacsv.read_csv(source(), read_options=read_opts, parse_options=parse_opts, convert_options=convert_opts)
     except pa.ArrowInvalid as exc:
         msg = str(exc)
+        not_text = _not_text(data[: 1 << 16] if data is not None else _head_bytes(path))
+        if not_text:  # pyarrow's row handler cannot even decode such a line: say what the file is instead
+            raise DataError(f"not delimited text: {not_text}", source=str(path)) from None
         if "Empty CSV file" in msg:
             raise EmptyDataError("the file is empty", source=str(path)) from None
         if "Expected" in msg and "columns" in msg:
