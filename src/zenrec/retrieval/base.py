@@ -46,7 +46,7 @@ from zenrec import __version__
 from zenrec._io import atomic_dir, read_manifest, write_json
 from zenrec.errors import ArtifactError, ConfigError, DataError
 
-__all__ = ["Retriever", "Exclude", "RETRIEVER_FORMAT", "check_k", "positive_int"]
+__all__ = ["Retriever", "Exclude", "RETRIEVER_FORMAT", "check_k"]
 
 log = logging.getLogger(__name__)
 
@@ -190,11 +190,6 @@ def check_k(k: Any, name: str = "k") -> int:
     return int(k)
 
 
-def positive_int(name: str, value: Any) -> int:
-    """``value`` as an int when it is a positive integer, else a ConfigError naming ``name``."""
-    return check_k(value, name)
-
-
 def _check_vectors(item_vectors: Any, item_bias: Any) -> tuple[np.ndarray, np.ndarray | None]:
     v = np.asarray(item_vectors)
     if v.ndim != 2 or v.shape[0] == 0 or v.shape[1] == 0 or v.dtype.kind not in "fiu":
@@ -314,6 +309,14 @@ class Retriever(ABC):
     @abstractmethod
     def _read(cls, path: Path, manifest: dict[str, Any]) -> Retriever:
         """Rebuild a retriever of this backend from its directory and manifest."""
+
+    @staticmethod
+    def _n_items(path: Path, manifest: dict[str, Any]) -> int:
+        """The manifest's item count (an ArtifactError naming the file when it is not a number)."""
+        try:
+            return int(manifest["n_items"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ArtifactError(f"{path}/manifest.json: corrupted manifest ({exc})") from None
 
     @classmethod
     def load(cls, path: str | Path) -> Retriever:

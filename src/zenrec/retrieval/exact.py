@@ -49,10 +49,7 @@ class ExactRetriever(ScoreRetriever):
 
     @classmethod
     def _read(cls, path: Path, manifest: dict[str, Any]) -> ExactRetriever:
-        try:
-            n_items = int(manifest["n_items"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ArtifactError(f"{path}/manifest.json: corrupted manifest ({exc})") from None
+        n_items = cls._n_items(path, manifest)
         arrays = load_arrays(path / "vectors.npz")
         if "item_vectors" not in arrays or len(arrays["item_vectors"]) != n_items:
             raise ArtifactError(f"{path}/vectors.npz: does not match the manifest (n_items={n_items})")

@@ -8,7 +8,7 @@ from typing import Any, Literal
 import numpy as np
 
 from zenrec.errors import ConfigError
-from zenrec.retrieval.base import Retriever, positive_int
+from zenrec.retrieval.base import Retriever, check_k
 from zenrec.retrieval.exact import ExactRetriever
 from zenrec.retrieval.faiss import FaissRetriever
 
@@ -34,7 +34,7 @@ def make_retriever(
         raise ConfigError(f"the 'backend' parameter must be auto, exact, faiss, hnsw or ivf; got {backend!r}")
     n = len(np.asarray(item_vectors)) if np.ndim(item_vectors) else 0
     if backend == "auto":
-        positive_int("exact_max_items", exact_max_items)
+        check_k(exact_max_items, "exact_max_items")
         backend = "exact" if n <= exact_max_items else "faiss"
         if backend == "exact":
             params = {}

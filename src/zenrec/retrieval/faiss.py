@@ -19,7 +19,7 @@ from zenrec.retrieval.base import (
     _check_vectors,
     _Filter,
     _finish,
-    positive_int,
+    check_k,
 )
 
 __all__ = ["FaissRetriever"]
@@ -96,20 +96,20 @@ class FaissRetriever(Retriever):
         d = vectors.shape[1]
         t0 = time.perf_counter()
         if kind == "hnsw":
-            self.M = positive_int("M", 32 if M is None else M)
-            self.ef_construction = positive_int("ef_construction", 80 if ef_construction is None else ef_construction)
-            self.ef_search = positive_int("ef_search", 64 if ef_search is None else ef_search)
+            self.M = check_k(32 if M is None else M, "M")
+            self.ef_construction = check_k(80 if ef_construction is None else ef_construction, "ef_construction")
+            self.ef_search = check_k(64 if ef_search is None else ef_search, "ef_search")
             index = faiss.IndexHNSWFlat(d, self.M, faiss.METRIC_INNER_PRODUCT)
             index.hnsw.efConstruction = self.ef_construction
             index.add(vectors)
         else:
             n = self.n_items
             default_nlist = max(1, min(round(math.sqrt(n)), n // 39 if n >= 39 else 1))
-            self.nlist = positive_int("nlist", default_nlist if nlist is None else nlist)
+            self.nlist = check_k(default_nlist if nlist is None else nlist, "nlist")
             if self.nlist > n:
                 raise ConfigError(f"the 'nlist' parameter ({self.nlist}) cannot exceed the number of items ({n})")
-            self.nprobe = positive_int("nprobe", max(1, math.ceil(self.nlist / 8)) if nprobe is None else nprobe)
-            size = min(n, positive_int("train_size", 64 * self.nlist if train_size is None else train_size))
+            self.nprobe = check_k(max(1, math.ceil(self.nlist / 8)) if nprobe is None else nprobe, "nprobe")
+            size = min(n, check_k(64 * self.nlist if train_size is None else train_size, "train_size"))
             if size < self.nlist:
                 raise ConfigError(f"the 'train_size' parameter ({size}) must be at least nlist ({self.nlist})")
             sample = vectors
@@ -154,11 +154,11 @@ class FaissRetriever(Retriever):
         if ef_search is not None:
             if self.kind != "hnsw":
                 raise ConfigError("the 'ef_search' parameter applies to kind='hnsw' only")
-            self.ef_search = positive_int("ef_search", ef_search)
+            self.ef_search = check_k(ef_search, "ef_search")
         if nprobe is not None:
             if self.kind != "ivf":
                 raise ConfigError("the 'nprobe' parameter applies to kind='ivf' only")
-            self.nprobe = positive_int("nprobe", nprobe)
+            self.nprobe = check_k(nprobe, "nprobe")
         return self
 
     # ----------------------------------------------------------------- search

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from zenrec.errors import ArtifactError, ConfigError
+from zenrec.errors import ConfigError
 from zenrec.retrieval.base import _BLOCK_FLOATS, Exclude, Retriever, _Filter, _finish
 from zenrec.retrieval.topk import topk
 
@@ -73,10 +73,7 @@ class ScoreRetriever(Retriever):
 
     @classmethod
     def _read(cls, path: Path, manifest: dict[str, Any]) -> ScoreRetriever:
-        try:
-            n_items = int(manifest["n_items"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ArtifactError(f"{path}/manifest.json: corrupted manifest ({exc})") from None
+        n_items = cls._n_items(path, manifest)
         return cls(n_items)
 
 

@@ -218,12 +218,6 @@ class RequestMetrics:
             self.metrics.latency.labels(route, method).observe(time.perf_counter() - t0)
 
 
-def _positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ConfigError(f"the {name!r} parameter must be a positive integer; got {value!r}")
-    return value
-
-
 def replay_events(live: LiveModel, store: Any, since_seq: int | None = None) -> int:
     """Apply the stored events the model was not trained on to its live overlay; returns how many.
 
@@ -304,8 +298,8 @@ def create_app(
         raise ConfigError(f"{source}: no such model directory or registry")
     if not is_registry(source):
         read_manifest(source, "model", MODEL_FORMAT)  # a clear error now rather than at startup
-    max_k = _positive_int("max_k", max_k)
-    max_body_bytes = _positive_int("max_body_bytes", max_body_bytes)
+    max_k = check_k(max_k, "max_k")
+    max_body_bytes = check_k(max_body_bytes, "max_body_bytes")
     for name, limit in (("max_event_ahead", max_event_ahead), ("max_event_age", max_event_age)):
         if limit is not None and (isinstance(limit, bool) or not isinstance(limit, (int, float)) or
                                   not 0 <= limit < float("inf")):
