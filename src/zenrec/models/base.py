@@ -285,10 +285,8 @@ class Recommender(ABC):
             allowed = self._allowed(block_q)
             kmax = max(q.k for q in block_q)
             ids, vals = filtered_topk(scores, kmax, exclude=exclude, allowed=allowed)
-            for r, q in enumerate(block_q):
-                i, v = ids[r, : q.k], vals[r, : q.k]
-                keep = (i >= 0) & np.isfinite(v)
-                out.append(Recommendations(i[keep], v[keep], user=q.user, fallback=fallback[r]))
+            out += [Recommendations.from_top(ids[r, : q.k], vals[r, : q.k], user=q.user, fallback=fallback[r])
+                    for r, q in enumerate(block_q)]
         return out
 
     def _exclusions(self, q: Query) -> np.ndarray:

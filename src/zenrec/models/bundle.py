@@ -129,6 +129,11 @@ class ModelBundle:
         return Query(user=u if u >= 0 else None, history=history, k=query.k, exclude=exclude, exclude_seen=False,
                      filter=flt, reasons=query.reasons)
 
+    def raw(self, recs: Recommendations) -> Recommendations:
+        """Index-level recommendations with raw item ids and, when the bundle has them, titles."""
+        titles = None if self.titles is None else self.titles[recs.items].astype(str)
+        return recs.with_(items=self.items.ids(recs.items), titles=titles)
+
     def result(self, query: Query, index_query: Query, recs: Recommendations) -> Recommendations:
         """Index-level recommendations as raw ids with titles (and reasons when the query asks)."""
         reasons = None
@@ -136,10 +141,7 @@ class ModelBundle:
             hist = index_query.history if index_query.history is not None else self.stored_history(
                 self.user_index(query.user))
             reasons = self.reasons(np.asarray(hist, dtype=np.int64), recs.items)
-        return Recommendations(
-            self.items.ids(recs.items), recs.scores, user=query.user, reasons=reasons, fallback=recs.fallback,
-            titles=None if self.titles is None else self.titles[recs.items].astype(str),
-        )
+        return self.raw(recs).with_(user=query.user, reasons=reasons)
 
     def recommend(self, query: Query) -> Recommendations:
         """Top-k for one raw-id :class:`Query` (see :meth:`to_index_query`).

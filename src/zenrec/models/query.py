@@ -117,6 +117,14 @@ class Recommendations:
         """A copy with some fields changed."""
         return replace(self, **changes)
 
+    @classmethod
+    def from_top(cls, ids: np.ndarray, scores: np.ndarray, **fields: Any) -> Recommendations:
+        """One row of a top-k selection as a list: empty slots (id ``-1``) and non-finite scores are no
+        recommendation (and not JSON), so the list may be shorter than k."""
+        ids, scores = np.asarray(ids).reshape(-1), np.asarray(scores).reshape(-1)
+        keep = (ids >= 0) & np.isfinite(scores)
+        return cls(ids[keep], scores[keep], **fields)
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (the HTTP API's list shape): ``user``, ``items`` [{item, score, title, reasons}], …"""
         items = [{"item": r.item, "score": r.score, "title": r.title, "reasons": r.reasons} for r in self]

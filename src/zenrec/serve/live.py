@@ -265,8 +265,7 @@ class LiveModel:
                 if key is not None and fallback is None:
                     self.score_cache.put(key, stamp, row)
             ids, scores = self._scorer.search(row[None, :], iq.k, exclude=exclude, allowed=allowed)
-        keep = (ids[0] >= 0) & np.isfinite(scores[0])  # a -inf/NaN score is no recommendation (and not JSON)
-        return Recommendations(ids[0][keep], scores[0][keep], fallback=fallback)
+        return Recommendations.from_top(ids[0], scores[0], fallback=fallback)
 
     def recommend(self, query: Query) -> Recommendations:
         """Top-k for a raw-id :class:`Query`: a user (its training history plus the events since) or, with
@@ -307,11 +306,8 @@ class LiveModel:
         else:  # every item's relation to this one, by the same measure as reasons use
             scores = self.bundle.similar_scores(i)
             ids, sc = self._scorer.search(scores[None, :], k, exclude=exclude, allowed=scores > 0)
-        keep = (ids[0] >= 0) & np.isfinite(sc[0])
-        idx = ids[0][keep]
-        titles = None if self.bundle.titles is None else self.bundle.titles[idx].astype(str)
-        return Recommendations(self.bundle.items.ids(idx), sc[0][keep], titles=titles, model_version=self.version,
-                               list_id=self._new_list_id(), method=sim.method, user=item)
+        return self.bundle.raw(Recommendations.from_top(ids[0], sc[0])).with_(
+            user=item, model_version=self.version, list_id=self._new_list_id(), method=sim.method)
 
 
 def manifest_version(path: Path, manifest: dict[str, Any] | None) -> str:
