@@ -56,6 +56,7 @@ import os
 import random
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -932,6 +933,12 @@ META_HEAD = ("| server | start-up s | pinned | load average before (1/5/15 min) 
              "|---|---|---|---|---|")
 
 
+def _case_meta(records: list[dict], data: Callable[[dict], str], server: Callable[[dict], str]) -> list[str]:
+    """A case's data line (from its first meta record) and one row per server, or nothing without meta records."""
+    metas = [r for r in records if r.get("kind") == "meta"]
+    return _meta_rows(data(metas[0]), [(server(m), m) for m in metas]) if metas else []
+
+
 def _meta_rows(data: str, rows: list[tuple[str, dict]]) -> list[str]:
     """The case's data, then one row per server: start-up, pinning, load averages."""
     return ["| data |", "|---|", f"| {data} |", "", META_HEAD] + [
@@ -992,12 +999,9 @@ def render(records: list[dict]) -> str:
         skipped = [r for r in a if r.get("kind") == "skipped"]
         if skipped:
             lines += ["| skipped |", "|---|", f"| {str(skipped[0]['reason'])[:150]} |", ""]
-        metas = [r for r in a if r.get("kind") == "meta"]
-        if metas:
-            m = metas[0]
-            lines += _meta_rows(f"EASE (defaults) on ml-1m-ultragcn's train file: {_num(m.get('users'), ',.0f')} users, "
-                                f"{_num(m.get('items'), ',.0f')} items, {_num(m.get('pairs'), ',.0f')} pairs",
-                                [("exact", m) for m in metas])
+        lines += _case_meta(a, lambda m: f"EASE (defaults) on ml-1m-ultragcn's train file: "
+                            f"{_num(m.get('users'), ',.0f')} users, {_num(m.get('items'), ',.0f')} items, "
+                            f"{_num(m.get('pairs'), ',.0f')} pairs", lambda m: "exact")
         rows = group_load(a)
         if rows:
             lines += [LOAD_HEAD] + [load_row(r) for r in rows] + [""]
@@ -1009,13 +1013,10 @@ def render(records: list[dict]) -> str:
     b = runs.get("b", [])
     if b:
         lines += ["### (b) SASRec with real-time history", ""]
-        metas = [r for r in b if r.get("kind") == "meta"]
-        if metas:
-            m = metas[0]
-            lines += _meta_rows(f"SASRec (defaults, {m.get('epochs')} epochs) on the bundled ml-100k: "
-                                f"{_num(m.get('users'), ',.0f')} users, {_num(m.get('items'), ',.0f')} items; "
-                                f"{m.get('probe_users')} probe users kept out of the background load",
-                                [(f"`{m.get('backend', 'sasrec')}`", m) for m in metas])
+        lines += _case_meta(b, lambda m: f"SASRec (defaults, {m.get('epochs')} epochs) on the bundled ml-100k: "
+                            f"{_num(m.get('users'), ',.0f')} users, {_num(m.get('items'), ',.0f')} items; "
+                            f"{m.get('probe_users')} probe users kept out of the background load",
+                            lambda m: f"`{m.get('backend', 'sasrec')}`")
         rows = group_load(b)
         if rows:
             lines += ["Background load:", "", LOAD_HEAD] + [load_row(r) for r in rows] + [""]
@@ -1045,13 +1046,10 @@ def render(records: list[dict]) -> str:
     c = runs.get("c", [])
     if c:
         lines += ["### (c) 1M items × 64-d: faiss HNSW vs exact", ""]
-        metas = [r for r in c if r.get("kind") == "meta"]
-        if metas:
-            m = metas[0]
-            lines += _meta_rows(f"ALS bundle, not fitted: {_num(m.get('items'), ',.0f')} items × {m.get('dim')}-d around "
-                                f"{_num(m.get('clusters'), ',.0f')} centres (seed {m.get('seed')}); "
-                                f"{_num(m.get('users'), ',.0f')} users, {m.get('seen')} random seen items each",
-                                [(f"`--retrieval {m.get('backend')}`", m) for m in metas])
+        lines += _case_meta(c, lambda m: f"ALS bundle, not fitted: {_num(m.get('items'), ',.0f')} items × "
+                            f"{m.get('dim')}-d around {_num(m.get('clusters'), ',.0f')} centres (seed {m.get('seed')}); "
+                            f"{_num(m.get('users'), ',.0f')} users, {m.get('seen')} random seen items each",
+                            lambda m: f"`--retrieval {m.get('backend')}`")
         rows = group_load(c)
         if rows:
             lines += [LOAD_HEAD] + [load_row(r) for r in rows] + [""]
@@ -1081,7 +1079,7 @@ def render(records: list[dict]) -> str:
             mx = [r for r in ex if r["rate"] == "max"]
             ok = [float(r["rate"]) for r in ex if _sustains(r)]
             if mx:
-                summary.append(f"| exact scoring of {_num(metas[0].get('items') if metas else None, ',.0f')} items, "
+                summary.append(f"| exact scoring of {_num(next((m.get('items') for m in c if m.get('kind') == 'meta'), None), ',.0f')} items, "
                                f"maximum throughput | {_num(mx[0]['achieved_rps'])} req/s (closed loop, p50 "
                                f"{_num(mx[0]['p50_ms'], '.1f')} ms) |")
             summary.append(f"| exact scoring, highest rate with p99 ≤ {TARGET_P99_MS:g} ms | "
