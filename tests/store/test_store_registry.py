@@ -15,11 +15,16 @@ from zenrec.store import EventStore, ModelRegistry, RegistryError, UnknownVersio
 
 
 def fake_model(path: Path, name: str = "pop") -> Path:
-    """A directory with a valid model manifest (the registry does not load the arrays)."""
-    path.mkdir(parents=True)
-    (path / "manifest.json").write_text(json.dumps({"kind": "model", "format_version": 1, "model": name}))
-    np.savez(path / "arrays.npz", x=np.arange(3))
-    return path
+    """A small real model bundle (the registry checks every version it adds as a server would load it)."""
+    from zenrec.data.vocab import Vocabulary
+    from zenrec.models.bundle import ModelBundle
+    from zenrec.testing import checkerboard, small_model
+
+    data = checkerboard(12)
+    model = small_model(name).fit(data)
+    users = Vocabulary([f"u{u}" for u in range(data.n_users)], "user")
+    items = Vocabulary([f"i{i}" for i in range(data.n_items)], "item")
+    return ModelBundle(model, users, items, data.binary).save(path)
 
 
 @pytest.fixture

@@ -39,12 +39,26 @@ def pack_csr(prefix: str, m: sp.csr_matrix, binary: bool = False) -> dict[str, n
 
 
 def unpack_csr(arrays: dict[str, np.ndarray], prefix: str, shape: tuple[int, int]) -> sp.csr_matrix:
-    """The matrix :func:`pack_csr` stored; without ``PREFIX_data`` every entry is 1."""
+    """The matrix :func:`pack_csr` stored; without ``PREFIX_data`` every entry is 1.
+
+    Raises ``ValueError`` unless the arrays form a valid ``shape`` matrix
+    (pointers monotone and matching the indices, every index in range).
+    """
     ind = arrays[f"{prefix}_indices"]
     data = arrays.get(f"{prefix}_data")
     if data is None:
         data = np.ones(len(ind), np.float32)
-    return sp.csr_matrix((data, ind, arrays[f"{prefix}_indptr"]), shape=shape)
+    indptr = arrays[f"{prefix}_indptr"]
+    if ind.dtype.kind not in "iu" or indptr.dtype.kind not in "iu" or ind.ndim != 1 or indptr.ndim != 1:
+        raise ValueError(f"{prefix}: CSR indices must be 1-d integer arrays; got {ind.dtype}{ind.shape} and "
+                         f"{indptr.dtype}{indptr.shape}")
+    try:
+        m = sp.csr_matrix((data, ind, indptr), shape=shape)
+        m.check_format(full_check=True)  # out-of-range indices would make scipy read outside its buffers
+    except ValueError as exc:
+        raise ValueError(f"{prefix}_indices/{prefix}_indptr do not form a {shape[0]}×{shape[1]} matrix ({exc})"
+                         ) from None
+    return m
 
 
 def row_items(m: sp.csr_matrix, row: int) -> np.ndarray:

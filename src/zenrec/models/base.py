@@ -422,19 +422,27 @@ class Recommender(ABC):
 
     @classmethod
     def _from_artifact(cls, path: Path, manifest: dict[str, Any]) -> tuple[Recommender, dict[str, np.ndarray]]:
-        """Rebuild a model of this class from its directory and manifest: ``(model, extra arrays)``."""
+        """Rebuild a model of this class from its directory and manifest: ``(model, extra arrays)``.
+
+        Every check of :mod:`zenrec.models.artifact` runs: the manifest's
+        fields, the arrays' size (before loading), dtypes, finiteness and index
+        bounds, and a few queries on the loaded model.
+        """
+        from zenrec.models.artifact import check_answers, check_arrays, check_manifest, check_sizes
+
+        raw, n_users, n_items = check_manifest(path, manifest)
         try:
-            params = dict(manifest["params"])
+            params = dict(raw)
             for key, value in cls.retired.items():
                 if key in params and params[key] == value:
                     del params[key]
             config = cls.Config(**params)
-            n_users, n_items = int(manifest["n_users"]), int(manifest["n_items"])
         except ValidationError as exc:
             raise ArtifactError(f"{path}/manifest.json: incompatible manifest ({_config_error(cls.__name__, exc)}); "
                                 "retrain the model with this version") from None
         except (KeyError, TypeError, ValueError, ConfigError) as exc:
             raise ArtifactError(f"{path}/manifest.json: corrupted or incompatible manifest ({exc})") from None
+        check_sizes(path, n_users, n_items)
         arrays = load_arrays(path / "arrays.npz")
         missing = set(manifest.get("arrays", [])) - set(arrays)
         if missing:
@@ -442,14 +450,32 @@ class Recommender(ABC):
         model = cls(config)
         model.n_users_, model.n_items_ = n_users, n_items
         model.fit_seconds_ = manifest.get("fit_seconds")
+        state = {k[6:]: v for k, v in arrays.items() if k.startswith("model.")}
+        check_arrays(path, {k: v for k, v in arrays.items() if not k.startswith("extra.")},
+                     {f"model.{k}": b for k, b in model._index_bounds(state).items()},
+                     {f"model.{k}" for k in model._may_hold_nan(state)})
         try:
             model.popularity_ = arrays["base.popularity"]
-            model._set_state({k[6:]: v for k, v in arrays.items() if k.startswith("model.")})
-        except (KeyError, ValueError) as exc:
+            model._set_state(state)
+        except (KeyError, ValueError, IndexError, TypeError) as exc:
             raise ArtifactError(f"{path}/arrays.npz: does not match the manifest ({exc})") from None
-        if len(model.popularity_) != n_items:
+        if model.popularity_.shape != (n_items,):
             raise ArtifactError(f"{path}: arrays do not match n_items={n_items} in the manifest")
+        check_answers(path, model)
         return model, {k[6:]: v for k, v in arrays.items() if k.startswith("extra.")}
+
+    def _index_bounds(self, state: dict[str, np.ndarray]) -> dict[str, tuple[int, int]]:
+        """State arrays (by their ``_state`` name) that hold indices, with the ``[low, high]`` they must lie in.
+
+        Checked when a model file is loaded, before ``_set_state`` (``state``
+        is what the file holds); the default (none) suits models whose indices
+        live in CSR matrices, which :func:`zenrec.data.sparse.unpack_csr` checks.
+        """
+        return {}
+
+    def _may_hold_nan(self, state: dict[str, np.ndarray]) -> set[str]:
+        """State arrays that may hold NaN (missing feature values); every other float array must be finite."""
+        return set()
 
 
 def _is_index(user: Any) -> bool:

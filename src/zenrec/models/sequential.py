@@ -221,3 +221,6 @@ class SequentialRecommender(TorchRecommender):
 
         self.sequences_ = arrays["sequences"]
         self.net_ = load_net_arrays(self._build_net(self.n_items_), arrays, self.name)
+
+    def _index_bounds(self, state: dict[str, np.ndarray]) -> dict[str, tuple[int, int]]:
+        return {"sequences": (0, self.n_items_)}  # item index + 1, 0 = padding

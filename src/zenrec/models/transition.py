@@ -78,3 +78,6 @@ class Transition(Recommender):
     def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
         self.transitions_ = unpack_csr(arrays, "transitions", (self.n_items_, self.n_items_))
         self.last_ = arrays["last"]
+
+    def _index_bounds(self, state: dict[str, np.ndarray]) -> dict[str, tuple[int, int]]:
+        return {"last": (-1, self.n_items_ - 1)}  # -1: a user without events

@@ -435,6 +435,19 @@ class TwoTower(TorchRecommender):
         net = self._make_net(self.n_users_, self.n_items_, self.inputs_, self.seen_, self._user_seen())
         self.net_ = load_net_arrays(net, arrays, self.name)
 
+    def _index_bounds(self, state: dict[str, np.ndarray]) -> dict[str, tuple[int, int]]:
+        bounds = {"sequences": (0, self.n_items_)}  # item index + 1, 0 = padding
+        for key, values in state.items():
+            if key.startswith("in.") and key.endswith(".values") and ".cat." in f".{key[3:]}":
+                bounds[f"{key[:-7]}.codes"] = (0, len(values))  # value index + 1, 0 = none
+            elif key.startswith("in.") and key.endswith("text.vocab"):
+                bounds[f"{key[:-6]}.tokens"] = (0, len(values) - 1)
+        return bounds
+
+    def _may_hold_nan(self, state: dict[str, np.ndarray]) -> set[str]:
+        # numeric side features keep their missing values (filled with the mean when used)
+        return {k for k in state if k.startswith("in.") and ".num." in f".{k[3:]}" and not k.endswith(".stats")}
+
 
 def _categorical_arrays(prefix: str, categorical: Mapping[str, MultiHot]) -> dict[str, np.ndarray]:
     """A categorical column's codes and value vocabulary as arrays, under ``prefix``."""

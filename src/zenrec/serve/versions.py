@@ -25,7 +25,7 @@ from typing import Any
 from zenrec.serve.live import ListLog, LiveModel
 from zenrec.store.registry import split_version
 
-__all__ = ["ListLog", "ServingView", "RegistryWatcher"]
+__all__ = ["ListLog", "ServingView", "RegistryWatcher", "registry_view", "start_view"]
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,8 @@ class ServingView:
     models: Mapping[str, LiveModel]
     traffic: Mapping[str, float] | None = None
     token: str = ""
+    #: why the view is not what the registry asks for (a promoted version that could not be loaded), or None
+    problem: str | None = None
 
     @property
     def live(self) -> LiveModel:
@@ -72,6 +74,7 @@ class RegistryWatcher:
         self.swaps = 0
         self.failures = 0
         self.last_error: str | None = None
+        self._failed_token: str | None = None  # a registry state that failed to load is not retried
         self._stop = threading.Event()
         self._check_lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -91,18 +94,33 @@ class RegistryWatcher:
         while not self._stop.wait(self.interval):
             try:
                 self.check()
-            except Exception as exc:  # noqa: BLE001 - a bad version must not stop the watcher
-                self.failures += 1
-                self.last_error = f"{type(exc).__name__}: {exc}"
-                log.error("hot swap failed, still serving %s: %s", self._get_view().versions(), self.last_error)
+            except Exception:  # noqa: BLE001 - a bad version must not stop the watcher (check logged it)
+                pass
 
     def check(self) -> bool:
-        """Swap in the registry's current state when it changed; True when the view was replaced."""
+        """Swap in the registry's current state when it changed; True when the view was replaced.
+
+        A state whose versions fail to load raises (and is logged) once; the
+        old view keeps serving and that state is not tried again until the
+        registry changes.
+        """
         with self._check_lock:
             view = self._get_view()
-            new = registry_view(self.registry, self._load, view)
+            token = self.registry.state_token()
+            if token == self._failed_token:
+                return False
+            try:
+                new = registry_view(self.registry, self._load, view)
+            except Exception as exc:
+                self._failed_token = token
+                self.failures += 1
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.error("hot swap failed, still serving %s: %s", view.versions(), self.last_error)
+                raise
             if new is None:
                 return False
+            self._failed_token = None
+            self.last_error = None
             self._set_view(new)
             self.swaps += 1
             log.info("now serving %s%s", new.default, f" with traffic split {new.traffic}" if new.traffic else "")
@@ -131,3 +149,40 @@ def registry_view(registry: Any, load: Callable[[str], LiveModel], old: ServingV
     models = {v: have[v] if v in have else load(v) for v in wanted}
     traffic = dict(cur.traffic) if cur.traffic else None
     return ServingView(cur.version, models, traffic, token)
+
+
+def start_view(registry: Any, load: Callable[[str], LiveModel]) -> ServingView:
+    """The view to start serving: the registry's (:func:`registry_view`), or the last good version.
+
+    When a version the registry asks for cannot be loaded (an invalid model
+    file, see :mod:`zenrec.models.artifact`), the previously promoted version
+    serves, else the newest version that loads, and the view's
+    :attr:`~ServingView.problem` says so.  Raises the first error when no
+    version loads.
+    """
+    from zenrec.errors import ArtifactError
+
+    try:
+        view = registry_view(registry, load)
+        assert view is not None
+        return view
+    except ArtifactError as exc:
+        first = exc
+    cur = registry.current()
+    tried = {cur.version}
+    candidates = [cur.previous] if cur.previous else []
+    candidates += [v.id for v in sorted(registry.versions(), key=lambda v: v.id, reverse=True)]
+    for version in candidates:
+        if version in tried:
+            continue
+        tried.add(version)
+        try:
+            live = load(version)
+        except ArtifactError as exc:
+            log.error("version %s cannot be served either: %s", version, exc)
+            continue
+        problem = (f"the promoted version {cur.version} cannot be served ({first}); serving {version}, "
+                   "the last good version")
+        log.error("%s", problem)
+        return ServingView(version, {version: live}, None, registry.state_token(), problem)
+    raise first

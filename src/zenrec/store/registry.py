@@ -225,6 +225,7 @@ class ModelRegistry:
         seconds) are read back as :class:`VersionInfo` fields.
         """
         from zenrec.models.base import MODEL_FORMAT
+        from zenrec.models.bundle import ModelBundle
 
         metrics_ = _metrics(metrics)
         extra_ = _extra(extra)
@@ -235,13 +236,25 @@ class ModelRegistry:
             staged = stage / "model"
             if isinstance(source, (str, os.PathLike)):
                 src = Path(source)
-                manifest = read_manifest(src, "model", MODEL_FORMAT)
-                shutil.copytree(src, staged)
+                read_manifest(src, "model", MODEL_FORMAT)
+                for link in (p for p in src.rglob("*") if p.is_symlink()):
+                    raise ArtifactError(f"{link}: a symlink (to {os.readlink(link)}); a model directory holds "
+                                        "plain files only")
+                try:
+                    shutil.copytree(src, staged)
+                except (shutil.Error, OSError) as exc:  # a symlink loop or an unreadable file inside
+                    raise ArtifactError(f"{src}: cannot copy the model directory ({_first_error(exc)})") from None
             elif callable(getattr(source, "save", None)):
                 source.save(staged)
-                manifest = read_manifest(staged, "model", MODEL_FORMAT)
             else:
                 raise ConfigError(f"cannot register a {type(source).__name__}: give a model directory or a ModelBundle")
+            # the copy is what will be served: every check a server's load makes runs on it now
+            try:
+                manifest = ModelBundle.load(staged).manifest
+            except ArtifactError as exc:
+                if isinstance(source, (str, os.PathLike)):  # name the user's files, not the copy
+                    raise ArtifactError(str(exc).replace(str(staged), str(source))) from None
+                raise
             info = {**extra_, "created": time.time(), "metrics": metrics_, "note": note, "model": manifest.get("model")}
             with open(staged / _INFO_FILE, "w") as fh:
                 json.dump(info, fh, indent=2, sort_keys=True)
@@ -422,6 +435,14 @@ class ModelRegistry:
 
     def __repr__(self) -> str:
         return f"ModelRegistry({str(self.root)!r})"
+
+
+def _first_error(exc: OSError) -> str:
+    """The first of a copy's errors, short (``shutil.Error`` lists every file it could not copy)."""
+    if isinstance(exc, shutil.Error) and exc.args and isinstance(exc.args[0], list) and exc.args[0]:
+        src, _, why = exc.args[0][0]
+        return f"{src}: {why}"
+    return exc.strerror or str(exc)
 
 
 def _fsync_dir(path: Path) -> None:
