@@ -119,3 +119,28 @@ def test_unknown_format(write):
 def test_missing_file(tmp_path):
     with pytest.raises(DataError, match="file not found"):
         read_table(tmp_path / "nope.csv")
+
+
+def test_times_outside_1970_to_9999_are_malformed_in_every_type():
+    """Never wrapped to INT64_MIN, never a far-future time read as the earliest; the event store's range."""
+    import numpy as np
+    import pyarrow as pa
+
+    from zenrec.data.schema import TIMESTAMP_MAX
+
+    columns = {
+        "float": [100.0, -1e300, 1e300, 1e23, float("inf")],
+        "int": [100, -1, TIMESTAMP_MAX + 1, -(2**63), 2**63 - 1],
+        "uint64": pd.array([100, 2**63 + 5, 2**64 - 1, TIMESTAMP_MAX + 1, 7], dtype="uint64[pyarrow]"),
+        "text": ["100", "-1e300", "1e300", "99999999999999999999", "-5"],
+        "date32": pd.Series(pa.array([0, 3_000_000, -1, 2_932_897, 5], pa.date32()), dtype=pd.ArrowDtype(pa.date32())),
+        "timestamp_ns": pd.to_datetime([100, -1, -(10**9), 10, 5], unit="s"),
+    }
+    for kind, ts in columns.items():
+        df = pd.DataFrame({"user_id": [1, 1, 1, 1, 2], "item_id": [1, 2, 3, 4, 5], "timestamp": ts})
+        ds = Dataset.from_frame(df, CM)
+        got = ds.interactions.timestamp
+        assert ((got >= 0) & (got <= TIMESTAMP_MAX)).all(), (kind, got)
+        bad = {"float": 4, "int": 4, "uint64": 3, "text": 4, "date32": 3, "timestamp_ns": 2}[kind]
+        assert ds.report.dropped == {"malformed_timestamp": bad}, (kind, ds.report.dropped)
+        assert np.isin(got, [0, 100, 5 * 86400, 5, 7, 10]).all(), (kind, got)

@@ -6,6 +6,7 @@ All steps are vectorised over columns; nothing builds a Python object per row.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -14,7 +15,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import scipy.sparse as sp
 
-from zenrec.data.schema import CleaningConfig, ColumnMap
+from zenrec.data.ids import ID_RULE, normalize_ids
+from zenrec.data.schema import TIMESTAMP_MAX, TIMESTAMP_MIN, CleaningConfig, ColumnMap
 from zenrec.data.vocab import Vocabulary
 from zenrec.errors import DataError, EmptyDataError
 
@@ -40,12 +42,14 @@ REASONS = (
 
 @dataclass
 class CleaningReport:
-    """Rows read, rows kept and rows dropped per reason (with the first few row labels)."""
+    """Rows read, rows kept and rows dropped per reason (with the first few row labels), and notes
+    on what to do about them (e.g. name the file's encoding)."""
 
     rows_in: int = 0
     rows_out: int = 0
     dropped: dict[str, int] = field(default_factory=dict)
     examples: dict[str, list[str]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
     def add(self, reason: str, count: int, examples: list[str]) -> None:
         """Count ``count`` rows dropped for ``reason``; keep the first few labels."""
@@ -60,11 +64,13 @@ class CleaningReport:
             "rows_out": self.rows_out,
             "dropped": dict(self.dropped),
             "examples": dict(self.examples),
+            "notes": list(self.notes),
         }
 
     @classmethod
     def from_dict(cls, d: dict) -> CleaningReport:
-        return cls(d["rows_in"], d["rows_out"], dict(d["dropped"]), dict(d.get("examples", {})))
+        return cls(d["rows_in"], d["rows_out"], dict(d["dropped"]), dict(d.get("examples", {})),
+                   list(d.get("notes", [])))
 
 
 @dataclass
@@ -134,8 +140,9 @@ def _parse_numbers(text: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
     return _to_numpy(vals, np.float64, np.nan), ok.to_numpy(zero_copy_only=False)
 
 
-def _text_codes(a: pa.ChunkedArray, lower: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Dictionary codes of a text column (stripped, empty -> missing = -1) and the distinct values.
+def _text_codes(a: pa.ChunkedArray, lower: bool = False, ids: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Dictionary codes of a text column (stripped, empty -> missing = -1), the distinct values, and
+    (with ``ids``) a mask of the rows whose id breaks :mod:`zenrec.data.ids`' rule (coded -1 as well).
 
     The normalisation runs on the dictionary, not on every row."""
     if not pa.types.is_dictionary(a.type):
@@ -144,14 +151,18 @@ def _text_codes(a: pa.ChunkedArray, lower: bool = False) -> tuple[np.ndarray, np
         a = a.unify_dictionaries()
     dictionary = a.chunk(0).dictionary if a.num_chunks else pa.array([], pa.string())
     indices = _to_numpy(pa.chunked_array([c.indices for c in a.chunks], a.type.index_type), np.int64, -1)
-    d = pc.utf8_trim_whitespace(dictionary.cast(pa.string()))
+    if ids:
+        d, dbad = normalize_ids(dictionary.cast(pa.string()))
+    else:
+        d, dbad = pc.utf8_trim_whitespace(dictionary.cast(pa.string())), np.zeros(len(dictionary), dtype=bool)
     if lower:
         d = pc.utf8_lower(d)
     dvals = d.to_numpy(zero_copy_only=False).astype(object)
-    dvals[dvals == ""] = None
+    dvals[(dvals == "") | dbad] = None
     dcodes, uniques = pd.factorize(dvals, use_na_sentinel=True)
     lut = np.append(dcodes, -1).astype(np.int32)  # index -1 (null) -> -1
-    return lut[indices], np.asarray(uniques, dtype=str)
+    bad = np.append(dbad, False)[indices] if dbad.any() else np.zeros(len(indices), dtype=bool)
+    return lut[indices], np.asarray(uniques, dtype=str), bad
 
 
 def _numeric(a: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
@@ -170,38 +181,52 @@ def _numeric(a: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
 _UNIT_PER_SECOND = {"s": 1, "ms": 10**3, "us": 10**6, "ns": 10**9}
 
 
+def _in_range(secs: np.ndarray, missing: np.ndarray, bad: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """int64 seconds, the missing mask, and the malformed mask grown by every time outside
+    [TIMESTAMP_MIN, TIMESTAMP_MAX]: never cast a float out of int64's range (it would wrap to INT64_MIN)."""
+    if secs.dtype.kind == "f":
+        secs = np.floor(secs)
+        out = ~(missing | bad) & ~((secs >= TIMESTAMP_MIN) & (secs <= TIMESTAMP_MAX))  # NaN/inf are out
+        bad = bad | out
+        return np.where(missing | bad, 0, secs).astype(np.int64), missing, bad
+    out = ~(missing | bad) & ((secs < TIMESTAMP_MIN) | (secs > TIMESTAMP_MAX))
+    return (np.where(out, 0, secs) if out.any() else secs), missing, bad | out
+
+
 def _timestamps(a: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """int64 epoch seconds, a missing mask and a malformed mask.
 
     Integer columns take a zero-parse fast path; text is read as numbers
     first and as dates (ISO 8601, then any format pandas recognises) only
-    on the rows that are not numbers."""
+    on the rows that are not numbers.  A time outside 1970..9999 (what the
+    event store keeps) is malformed, whatever its type."""
     n = len(a)
     t = a.type
     no = np.zeros(n, dtype=bool)
     if pa.types.is_dictionary(t):
         a, t = _decode_dictionary(a), t.value_type
     if pa.types.is_integer(t):
-        return _to_numpy(a, np.int64, 0), _null_mask(a), no
+        if pa.types.is_unsigned_integer(t) and t.bit_width == 64:  # above 2**63 would wrap negative
+            return _in_range(_to_numpy(a, np.float64, 0.0), _null_mask(a), no)
+        return _in_range(_to_numpy(a, np.int64, 0), _null_mask(a), no)
     if pa.types.is_timestamp(t):
         per = _UNIT_PER_SECOND[t.unit]
-        return _to_numpy(a.cast(pa.int64()), np.int64, 0) // per, _null_mask(a), no
+        return _in_range(_to_numpy(a.cast(pa.int64()), np.int64, 0) // per, _null_mask(a), no)
     if pa.types.is_date32(t):
-        return _to_numpy(a.cast(pa.int32()), np.int64, 0) * 86400, _null_mask(a), no
+        return _in_range(_to_numpy(a.cast(pa.int32()), np.int64, 0) * 86400, _null_mask(a), no)
     if pa.types.is_date64(t):
-        return _to_numpy(a.cast(pa.int64()), np.int64, 0) // 1000, _null_mask(a), no
+        return _in_range(_to_numpy(a.cast(pa.int64()), np.int64, 0) // 1000, _null_mask(a), no)
     if pa.types.is_floating(t) or pa.types.is_decimal(t):
         vals = _to_numpy(a.cast(pa.float64()), np.float64, np.nan)
         missing = np.isnan(vals)
-        bad = np.isinf(vals)
-        return np.where(missing | bad, 0, np.floor(vals)).astype(np.int64), missing, bad
+        return _in_range(vals, missing, ~missing & ~np.isfinite(vals))
     if not _is_text(t):
         return np.zeros(n, dtype=np.int64), _null_mask(a), ~_null_mask(a)
     text = pc.utf8_trim_whitespace(a.cast(pa.string()))
     missing = _null_mask(text) | pc.fill_null(pc.equal(text, ""), False).to_numpy(zero_copy_only=False)
     try:  # all integers written as text
         ints = pc.cast(pc.if_else(pa.array(missing), pa.scalar(None, pa.string()), text), pa.int64())
-        return _to_numpy(ints, np.int64, 0), missing, no
+        return _in_range(_to_numpy(ints, np.int64, 0), missing, no)
     except pa.ArrowException:  # not parsable, or a cast Arrow does not support
         pass
     vals, is_num = _parse_numbers(text)
@@ -210,26 +235,36 @@ def _timestamps(a: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     relative = pc.fill_null(pc.match_substring_regex(text, r"(?i)^(now|today|tomorrow|yesterday)$"), False)
     rest = np.flatnonzero(~is_num & ~missing & ~relative.to_numpy(zero_copy_only=False))
     if len(rest):
-        strs = pd.Series(text.take(pa.array(rest)).to_numpy(zero_copy_only=False), dtype=object)
-        parsed = pd.to_datetime(strs, errors="coerce", utc=True, format="ISO8601")
-        again = parsed.isna().to_numpy()
-        if again.any():
-            parsed[again] = pd.to_datetime(strs[again], errors="coerce", utc=True, format="mixed")
-        epoch = pd.Timestamp(0, tz="UTC")
-        secs[rest] = (parsed - epoch).dt.total_seconds().to_numpy(dtype=np.float64, na_value=np.nan)
-    finite = np.isfinite(secs)
-    bad = ~finite & ~missing
-    return np.where(finite, np.floor(np.where(finite, secs, 0)), 0).astype(np.int64), missing, bad
+        secs[rest] = _date_seconds(pd.Series(text.take(pa.array(rest)).to_numpy(zero_copy_only=False), dtype=object))
+    return _in_range(secs, missing, ~missing & ~np.isfinite(secs))
 
 
-def _ids(a: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Codes (-1 for missing or malformed), the distinct raw ids, and a malformed mask.
+def _date_seconds(strs: pd.Series) -> np.ndarray:
+    """Epoch seconds (float, NaN when not a date) of date strings: ISO 8601 first, then any format pandas knows."""
+    out = np.full(len(strs), np.nan)
+    todo = np.arange(len(strs))
+    for fmt in ("ISO8601", "mixed"):
+        if not len(todo):
+            break
+        parsed = pd.to_datetime(strs.iloc[todo], errors="coerce", utc=True, format=fmt)
+        ok = parsed.notna().to_numpy()
+        if ok.any():  # subtract in the parsed values' own unit: a year past 2262 does not fit nanoseconds
+            epoch = pd.Timestamp(0, tz="UTC").as_unit(parsed.dt.unit)
+            out[todo[ok]] = (parsed[ok] - epoch).dt.total_seconds().to_numpy(dtype=np.float64)
+        todo = todo[~ok]
+    return out
+
+
+def _ids(a: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Codes (-1 for missing or malformed), the distinct raw ids, a malformed mask, and a mask of the
+    malformed ids that are not UTF-8 (bytes of another encoding).
 
     Integers stay integers (a float column whose values are all whole numbers
-    counts as integers); everything else is compared as stripped text."""
+    counts as integers); everything else is text under :mod:`zenrec.data.ids`' rule."""
     t = a.type
     n = len(a)
     bad = np.zeros(n, dtype=bool)
+    not_utf8 = bad
     if pa.types.is_floating(t) or pa.types.is_decimal(t):
         vals = _to_numpy(a.cast(pa.float64()), np.float64, np.nan)
         missing = np.isnan(vals)
@@ -239,22 +274,23 @@ def _ids(a: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         t = a.type
     if pa.types.is_integer(t):
         if a.null_count == n:
-            return np.full(n, -1, dtype=np.int32), np.zeros(0, dtype=np.int64), bad
+            return np.full(n, -1, dtype=np.int32), np.zeros(0, dtype=np.int64), bad, not_utf8
         fill = pc.min(a).as_py() if a.null_count else 0  # a real id, so the range stays tight
         codes, uniques = _factorize_ints(_to_numpy(a, np.int64, fill))
         if a.null_count:
             codes[_null_mask(a)] = -1
         codes[bad] = -1
-        return codes, uniques, bad
+        return codes, uniques, bad, not_utf8
     if not _is_text(t):
         try:
             a = a.cast(pa.string())
         except pa.ArrowInvalid:  # bytes that are not UTF-8: those ids are malformed (reported with their lines)
             a, not_utf8 = _utf8_or_null(a)
-            bad |= not_utf8
-    codes, uniques = _text_codes(a)
+            bad = bad | not_utf8
+    codes, uniques, broken = _text_codes(a, ids=True)
+    bad = bad | broken
     codes[bad] = -1
-    return codes, uniques, bad
+    return codes, uniques, bad, not_utf8
 
 
 def _utf8_or_null(a: pa.ChunkedArray) -> tuple[pa.ChunkedArray, np.ndarray]:
@@ -350,11 +386,14 @@ def clean_events(
     config: CleaningConfig | None = None,
     source: str = "<DataFrame>",
     first_line: int | None = None,
+    lines: Callable[[], np.ndarray | None] | None = None,
 ) -> CleanedEvents:
     """Validate and code a raw event table.
 
     ``first_line`` is the file line of the first data row (2 for a file with a
     header); rows are then named by line, otherwise by DataFrame index label.
+    ``lines``, when given, returns each row's line where rows and lines differ
+    (blank lines, values spanning lines); it is called only if a row is named.
     Raises :class:`DataError` for a missing column, a column with no usable
     value, or (with ``config.strict``) the first malformed row.
 
@@ -375,8 +414,15 @@ def clean_events(
             )
     label_word = "line" if first_line is not None else "row"
 
+    line_of: list[np.ndarray | None] = []
+
     def label(j: int) -> object:
-        return int(j + first_line) if first_line is not None else df.index[j]
+        if first_line is None:
+            return df.index[j]
+        if lines is not None and not line_of:
+            found = lines()
+            line_of.append(found if found is not None and len(found) == n else None)
+        return int(line_of[0][j]) if line_of and line_of[0] is not None else int(j + first_line)
 
     report = CleaningReport(rows_in=n)
     keep = np.ones(n, dtype=bool)
@@ -399,26 +445,42 @@ def clean_events(
         report.add(reason, int(mask.sum()), [f"{label_word} {label(j)}" for j in first])
         keep &= ~mask
 
-    ucodes, uuniq, ubad = _ids(_to_arrow(df[columns.user]))
-    drop("missing_user_id", (ucodes < 0) & ~ubad, columns.user, "a user id")
-    drop("malformed_user_id", ubad, columns.user, "an integer or text user id")
-    icodes, iuniq, ibad = _ids(_to_arrow(df[columns.item]))
-    drop("missing_item_id", (icodes < 0) & ~ibad, columns.item, "an item id")
-    drop("malformed_item_id", ibad, columns.item, "an integer or text item id")
-    del ubad, ibad
+    first_not_utf8: object = None
+    coded = {}
+    for role, col in (("user", columns.user), ("item", columns.item)):
+        codes, uniq, bad, not_utf8 = _ids(_to_arrow(df[col]))
+        an = "an" if role == "item" else "a"
+        drop(f"missing_{role}_id", (codes < 0) & ~bad, col, f"{an} {role} id")
+        if first_not_utf8 is None and (not_utf8 & keep).any():
+            first_not_utf8 = label(int(np.flatnonzero(not_utf8 & keep)[0]))
+        drop(f"malformed_{role}_id", not_utf8, col, f"{an} {role} id in UTF-8 text; these bytes are in another "
+             "encoding (name it with --encoding, e.g. --encoding latin-1)")
+        drop(f"malformed_{role}_id", bad, col, f"an integer or a text {role} id ({ID_RULE})")
+        coded[role] = codes, uniq
+        del codes, uniq, bad, not_utf8
+    (ucodes, uuniq), (icodes, iuniq) = coded.pop("user"), coded.pop("item")
+    if first_not_utf8 is not None:
+        report.notes.append(f"ids that are not UTF-8 text were dropped (the first on {label_word} {first_not_utf8}); "
+                            "if the file is in another encoding, name it with --encoding (e.g. --encoding latin-1)")
 
     if columns.timestamp:
         ts, ts_missing, ts_bad = _timestamps(_to_arrow(df[columns.timestamp]))
+        span = f"from 1970 to 9999 ({TIMESTAMP_MIN} to {TIMESTAMP_MAX} s)"
         if not (~(ts_missing | ts_bad)).any():
             first = int(np.flatnonzero(ts_bad | ts_missing)[0])
+            value = df[columns.timestamp].iloc[first]
+            try:  # a log in milliseconds (or micro-) is the usual reason for times past 9999
+                hint = "; these look like milliseconds: divide them by 1000" if float(value) > TIMESTAMP_MAX else ""
+            except (TypeError, ValueError, OverflowError):
+                hint = ""
             raise DataError(
-                "no row has a usable timestamp: expected epoch seconds or a date such as "
-                f"2024-05-01T12:00:00; first value {df[columns.timestamp].iloc[first]!r} ({label_word} {label(first)})",
+                f"no row has a usable timestamp: expected epoch seconds or a date {span}, such as 2024-05-01T12:00:00; "
+                f"first value {value!r} ({label_word} {label(first)}){hint}",
                 source=source,
                 column=columns.timestamp,
             )
         drop("missing_timestamp", ts_missing, columns.timestamp, "a timestamp")
-        drop("malformed_timestamp", ts_bad, columns.timestamp, "epoch seconds or an ISO date")
+        drop("malformed_timestamp", ts_bad, columns.timestamp, f"epoch seconds or an ISO date {span}")
         del ts_missing, ts_bad
     else:
         ts = np.arange(n, dtype=np.int64)
@@ -430,7 +492,7 @@ def clean_events(
         ev = _to_arrow(df[columns.event])
         if not _is_text(ev.type):
             ev = ev.cast(pa.string())
-        codes, uniq = _text_codes(ev, lower=True)
+        codes, uniq, _ = _text_codes(ev, lower=True)
         known = [u for u in uniq.tolist() if u in config.event_weights]
         event_names = tuple(known)
         lut_w = np.array([config.event_weights.get(u, 0.0) for u in uniq.tolist()] + [0.0], dtype=np.float32)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,7 +17,7 @@ from zenrec import __version__
 from zenrec._io import atomic_dir, read_manifest, write_json
 from zenrec.data.clean import CleaningReport, clean_events
 from zenrec.data.interactions import Interactions
-from zenrec.data.readers import Format, _base_suffix, _guess_format, read_table
+from zenrec.data.readers import Format, _base_suffix, _guess_format, read_table, record_lines
 from zenrec.data.schema import CleaningConfig, ColumnMap
 from zenrec.data.vocab import Vocabulary
 from zenrec.errors import ArtifactError
@@ -59,9 +61,10 @@ class Dataset:
         name: str = "dataset",
         source: str = "<DataFrame>",
         first_line: int | None = None,
+        lines: Callable[[], np.ndarray | None] | None = None,
     ) -> Dataset:
-        """Clean a raw DataFrame into a dataset."""
-        ev = clean_events(df, columns, cleaning, source=source, first_line=first_line)
+        """Clean a raw DataFrame into a dataset (``first_line``, ``lines``: see :func:`clean_events`)."""
+        ev = clean_events(df, columns, cleaning, source=source, first_line=first_line, lines=lines)
         inter = Interactions(
             ev.user, ev.item, len(ev.users), len(ev.items), ev.timestamp, ev.weight, ev.event, ev.event_names
         )
@@ -75,12 +78,14 @@ class Dataset:
         cleaning: CleaningConfig | None = None,
         format: Format | None = None,
         name: str | None = None,
+        encoding: str | None = None,
     ) -> Dataset:
-        """Read and clean a log file (CSV/TSV/Parquet/JSON Lines/RecBole/MovieLens)."""
+        """Read and clean a log file (CSV/TSV/Parquet/JSON Lines/RecBole/MovieLens); ``encoding``
+        names a text file's encoding when it is not UTF-8 (``latin-1``, ``cp1252``, ``utf-16``...)."""
         path = Path(path)
         fmt = format or _guess_format(path)
         wanted = (columns or ColumnMap()).required() if fmt in ("csv", "tsv", "parquet") else None
-        df = read_table(path, fmt, columns=wanted)
+        df = read_table(path, fmt, columns=wanted, encoding=encoding)
         # rows are named by their line in text files (1 = first line), by position in Parquet
         if fmt == "parquet":
             first_line = None
@@ -88,8 +93,11 @@ class Dataset:
             first_line = 1
         else:
             first_line = 2
+        # where pyarrow's rows and the file's lines can differ (blank lines, values spanning lines)
+        lines = functools.partial(record_lines, path, fmt, encoding) if fmt in ("csv", "tsv", "jsonl") else None
         return cls.from_frame(
-            df, columns, cleaning, name=name or path.name.split(".")[0], source=str(path), first_line=first_line
+            df, columns, cleaning, name=name or path.name.split(".")[0], source=str(path), first_line=first_line,
+            lines=lines,
         )
 
     def with_item_table(self, table: pd.DataFrame, id_column: str) -> Dataset:

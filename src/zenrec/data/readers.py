@@ -8,20 +8,35 @@ file itself (missing, empty, duplicate header, unreadable) raise
 
 from __future__ import annotations
 
+import codecs
+import contextlib
 import gzip
 import io
+import os
+import re
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
-from zenrec.errors import DataError, EmptyDataError
+from zenrec.errors import ConfigError, DataError, EmptyDataError
 
-__all__ = ["read_table", "read_movielens", "read_recbole", "Format"]
+__all__ = ["read_table", "read_movielens", "read_recbole", "record_lines", "check_encoding", "Format",
+           "MAX_COLUMNS", "MAX_HEADER_CHARS", "MAX_JSON_DEPTH"]
+
+#: most columns a header may name: an interaction log has a handful, a wider file is not one
+MAX_COLUMNS = 10_000
+#: longest header line (characters)
+MAX_HEADER_CHARS = 1 << 20
+#: deepest nesting of one JSON Lines row; pyarrow's JSON parser recurses, and crashes the process
+#: (a segfault, no exception) somewhere past 10,000 levels
+MAX_JSON_DEPTH = 100
+_BLOCK = 1 << 22  # pyarrow's read block: the first line (header, or data) must fit in one
 
 Format = Literal["csv", "tsv", "parquet", "jsonl", "recbole", "movielens"]
 
@@ -55,6 +70,8 @@ def _guess_format(path: Path) -> Format:
 
 def _check_file(path: Path) -> None:
     if not path.exists():
+        if os.path.islink(path):
+            raise DataError("a symlink that leads nowhere (a loop, or its target is missing)", source=str(path))
         raise DataError("file not found", source=str(path))
     if path.is_dir():
         raise DataError("expected a file, got a directory", source=str(path))
@@ -84,14 +101,120 @@ def _base_suffix(path: Path) -> str:
     return suffixes[-1] if suffixes else ""
 
 
-def _open_text(path: Path):
-    if path.suffix.lower() == ".gz":
-        return gzip.open(path, "rt", encoding="utf-8", errors="replace")
-    if path.suffix.lower() == ".bz2":
+def _open_binary(path: Path):
+    """The file's bytes: decompressed for a ``.gz``/``.bz2``/``.zst`` name, as stored otherwise.
+
+    gzip and bzip2 go through Python's modules, which raise ``EOFError`` on a file cut short
+    (pyarrow's own decompression returns the rows before the cut, silently)."""
+    suffix = path.suffix.lower()
+    if suffix == ".gz":
+        return gzip.open(path, "rb")
+    if suffix == ".bz2":
         import bz2
 
-        return bz2.open(path, "rt", encoding="utf-8", errors="replace")
-    return open(path, encoding="utf-8", errors="replace")
+        return bz2.open(path, "rb")
+    if suffix == ".zst":
+        return pa.input_stream(str(path), compression="zstd")
+    return open(path, "rb")
+
+
+def _truncated(path: Path) -> DataError:
+    return DataError(f"the {path.suffix.lower()} file is cut short: it ends before its end-of-stream marker "
+                     "(an interrupted download or copy?)", source=str(path))
+
+
+def check_encoding(encoding: str | None) -> str | None:
+    """The codec name of a text encoding (``None`` for UTF-8, the default); an unknown name is a ConfigError."""
+    if encoding is None:
+        return None
+    try:
+        info = codecs.lookup(encoding)
+        if not getattr(info, "_is_text_encoding", True):  # a bytes-to-bytes codec (base64, zlib...)
+            raise LookupError(encoding)
+    except (LookupError, TypeError, ValueError):
+        raise ConfigError(f"unknown encoding {encoding!r}; give a text encoding Python knows, such as utf-8, "
+                          "latin-1, cp1252 or utf-16") from None
+    return None if info.name == "utf-8" else info.name
+
+
+def _decode_error(path: Path, encoding: str, data: bytes | None = None) -> str:
+    """Where the bytes stop being ``encoding``: the first byte that does not decode and its line."""
+    dec = codecs.getincrementaldecoder(encoding)()
+    lines = 1
+    try:
+        with io.BytesIO(data) if data is not None else _open_binary(path) as fh:
+            while True:
+                chunk = fh.read(1 << 20)
+                try:
+                    lines += dec.decode(chunk, final=not chunk).count("\n")
+                except UnicodeDecodeError as exc:
+                    before = exc.object[: exc.start].decode(encoding, "replace").count("\n")
+                    bad = exc.object[exc.start : exc.start + 1]
+                    what = f"byte {bad[0]:#04x}" if bad else "the end of the file"
+                    return f"{what} on line {lines + before} is not {encoding} ({exc.reason})"
+                except UnicodeError as exc:
+                    return f"the file is not {encoding} ({exc})"
+                if not chunk:
+                    return f"the file is not {encoding}"
+    except (OSError, EOFError) as exc:
+        return f"cannot read it ({exc})"
+
+
+def _first_line(path: Path, encoding: str | None, data: bytes | None = None,
+                limit: int = 64 << 20) -> tuple[str, str]:
+    """The first line's text (at most ``limit`` characters, a leading BOM removed) and how it ended:
+    ``"break"`` (a line break), ``"eof"`` (the file ends without one) or ``"limit"``."""
+    dec = codecs.getincrementaldecoder(encoding or "utf-8")(errors="replace")
+    parts: list[str] = []
+    size = 0
+    with io.BytesIO(data) if data is not None else _open_binary(path) as fh:
+        while size < limit:
+            chunk = fh.read(1 << 20)
+            text = dec.decode(chunk, final=not chunk)
+            if not parts and text.startswith("\ufeff"):
+                text = text[1:]
+            brk = _LINE_BREAK.search(text)
+            if brk is not None:
+                parts.append(text[: brk.start()])
+                return "".join(parts), "break"
+            parts.append(text)
+            size += len(text)
+            if not chunk:
+                return "".join(parts), "eof"
+    return "".join(parts), "limit"
+
+
+_LINE_BREAK = re.compile("[\r\n]")
+
+
+def _check_first_line(path: Path, delimiter: str, header: bool, encoding: str | None,
+                      data: bytes | None = None) -> list[str] | None:
+    """Say what is wrong with a first line pyarrow cannot take (too many columns, too long, empty);
+    return the header's names (``None`` without a header)."""
+    try:
+        line, ended = _first_line(path, encoding, data)
+    except (OSError, EOFError):  # not really compressed, unreadable: pyarrow names it
+        return None
+    n_cols = line.count(delimiter) + 1
+    if header and n_cols > MAX_COLUMNS:
+        sep = {",": ",", "\t": "<tab>"}.get(delimiter, delimiter)
+        raise DataError(
+            f"the header has {'more than ' if ended == 'limit' else ''}{n_cols:,} columns; expected the few of an "
+            f"interaction log, such as user_id{sep}item_id{sep}timestamp (at most {MAX_COLUMNS:,})",
+            source=str(path), row=1)
+    most = MAX_HEADER_CHARS if header else _BLOCK // 4
+    if len(line) > most:
+        length = {"break": f"is {len(line):,} characters long",
+                  "eof": f"is {len(line):,} characters long with no line break (the whole file is one line)",
+                  "limit": f"has no line break in its first {len(line):,} characters"}[ended]
+        expected = ("a header line with the column names" if header else "one event per line")
+        raise DataError(f"line 1 {length}; expected {expected} (at most {most:,} characters)",
+                        source=str(path), row=1)
+    if header and not line.strip():
+        raise EmptyDataError(
+            "the first line is empty; expected a header line with the column names", source=str(path), row=1
+        )
+    return [h.strip() for h in line.split(delimiter)] if header else None
 
 
 _MAGIC = {b"\x1f\x8b": "gzip-compressed (name it .csv.gz, or decompress it)", b"PK\x03\x04": "a zip archive",
@@ -100,41 +223,31 @@ _MAGIC = {b"\x1f\x8b": "gzip-compressed (name it .csv.gz, or decompress it)", b"
 
 
 def _head_bytes(path: Path, n: int = 1 << 16) -> bytes:
-    """The first ``n`` bytes of a file's text: decompressed for a ``.gz``/``.bz2`` name, as stored otherwise.
-
-    A name that says compressed but does not decompress (or a ``.zst``, which is not sniffed) gives b"":
-    nothing is claimed about it here."""
-    suffix = path.suffix.lower()
+    """The first ``n`` bytes of a file's text: decompressed for a ``.gz``/``.bz2``/``.zst`` name, as stored
+    otherwise.  A name that says compressed but does not decompress gives b"": nothing is claimed about it here."""
     try:
-        if suffix == ".gz":
-            with gzip.open(path, "rb") as fh:
-                return fh.read(n)
-        if suffix == ".bz2":
-            import bz2
-
-            with bz2.open(path, "rb") as fh:
-                return fh.read(n)
-        if suffix in _COMPRESSED:
-            return b""
-        with open(path, "rb") as fh:
+        with _open_binary(path) as fh:
             return fh.read(n)
     except (OSError, EOFError, ValueError):
         return b""
 
 
-def _not_text(head: bytes) -> str:
-    """Why bytes are not UTF-8 delimited text (a known file signature, NUL bytes, invalid UTF-8), or ''."""
+def _not_text(head: bytes, encoding: str | None = None) -> str:
+    """Why bytes are not delimited text (a known file signature; for UTF-8, NUL bytes or invalid UTF-8), or ''."""
     for magic, what in _MAGIC.items():
         if head.startswith(magic):
             return f"the file is {what}"
+    if encoding is not None:  # another encoding (UTF-16 holds NUL bytes): its own decoder judges
+        return ""
     if b"\x00" in head:
-        return "the file holds NUL bytes (binary data, or UTF-16 text: save it as UTF-8)"
+        return "the file holds NUL bytes (binary data, or UTF-16 text: save it as UTF-8 or pass --encoding utf-16)"
     try:
         head.decode("utf-8")
     except UnicodeDecodeError as exc:
         if exc.start < len(head) - 4:  # not just a character cut at the end of the sample
             line = head[: exc.start].count(b"\n") + 1
-            return f"byte {head[exc.start]:#04x} on line {line} is not UTF-8 (save the file as UTF-8)"
+            return (f"byte {head[exc.start]:#04x} on line {line} is not UTF-8 (save the file as UTF-8, or name "
+                    "its encoding with --encoding, e.g. --encoding latin-1)")
     return ""
 
 
@@ -147,12 +260,15 @@ def _first_bad_line(source, read_opts: pacsv.ReadOptions, parse_opts: pacsv.Pars
         return "error"
 
     opts = pacsv.ReadOptions(
-        column_names=read_opts.column_names, block_size=read_opts.block_size, use_threads=False
+        column_names=read_opts.column_names, block_size=read_opts.block_size, use_threads=False,
+        encoding=read_opts.encoding,
     )
-    popts = pacsv.ParseOptions(delimiter=parse_opts.delimiter, invalid_row_handler=handler)
+    popts = pacsv.ParseOptions(delimiter=parse_opts.delimiter, newlines_in_values=parse_opts.newlines_in_values,
+                               invalid_row_handler=handler)
     try:
-        pacsv.read_csv(source() if callable(source) else source, read_options=opts, parse_options=popts)
-    except (pa.ArrowInvalid, OSError):
+        with source() as src:
+            pacsv.read_csv(src, read_options=opts, parse_options=popts)
+    except (pa.ArrowInvalid, OSError, EOFError, UnicodeError):
         pass
     return found[0] if found else (None, "")
 
@@ -164,43 +280,59 @@ def _read_delimited(
     include_columns: list[str] | None = None,
     column_types: dict[str, pa.DataType] | None = None,
     data: bytes | None = None,
+    encoding: str | None = None,
 ) -> pa.Table:
-    """Read delimited text column-wise with pyarrow (threads, dictionary-encoded strings)."""
-    read_opts = pacsv.ReadOptions(column_names=column_names, block_size=1 << 22)
-    parse_opts = pacsv.ParseOptions(delimiter=delimiter)
+    """Read delimited text column-wise with pyarrow (threads, dictionary-encoded strings).
+
+    ``encoding`` (a codec name from :func:`check_encoding`; ``None`` is UTF-8) is decoded by pyarrow as it reads."""
+    read_opts = pacsv.ReadOptions(column_names=column_names, block_size=_BLOCK, encoding=encoding or "utf8")
+    # a quoted value may span lines: without this pyarrow's parallel chunker splits inside it
+    parse_opts = pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True)
     convert_opts = pacsv.ConvertOptions(
         strings_can_be_null=True,
         auto_dict_encode=True,
         include_columns=include_columns or [],
         column_types=column_types or {},
     )
-    if column_names is None:
-        # read the header ourselves: pyarrow silently accepts duplicate names
-        if data is not None:
-            header = data.split(b"\n", 1)[0].decode("utf-8", "replace").rstrip("\r")
-        else:
-            with _open_text(path) as fh:
-                header = fh.readline().rstrip("\r\n")
-        if not header.strip():
-            raise EmptyDataError(
-                "the first line is empty; expected a header line with the column names", source=str(path), row=1
-            )
-        _check_header([h.strip() for h in header.split(delimiter)], path)
+    head = data[: 1 << 16] if data is not None else _head_bytes(path)
+    not_text = _not_text(head, encoding)
+    if not_text.startswith("the file is ") and _not_text(head[4:]):
+        # a known binary signature, and binary bytes after it: no line of it would make sense
+        raise DataError(f"not delimited text: {not_text}", source=str(path))
+    try:
+        names = _check_first_line(path, delimiter, column_names is None, encoding, data)
+    except UnicodeError:
+        raise DataError(f"cannot decode: {_decode_error(path, encoding or 'utf-8', data)}", source=str(path)) from None
+    if names is not None:
+        _check_header(names, path)  # pyarrow silently accepts duplicate names
 
     def source():
-        return io.BytesIO(data) if data is not None else path
+        if data is not None:
+            return io.BytesIO(data)
+        if path.suffix.lower() in (".gz", ".bz2"):
+            return _open_binary(path)
+        return contextlib.nullcontext(path)
 
     try:
-        return pacsv.read_csv(source(), read_options=read_opts, parse_options=parse_opts, convert_options=convert_opts)
+        with source() as src:
+            return pacsv.read_csv(src, read_options=read_opts, parse_options=parse_opts, convert_options=convert_opts)
+    except EOFError:
+        raise _truncated(path) from None
+    except UnicodeError:  # pyarrow decodes through Python's codec
+        raise DataError(f"cannot decode: {_decode_error(path, encoding or 'utf-8', data)} (check --encoding)",
+                        source=str(path)) from None
     except pa.ArrowInvalid as exc:
         msg = str(exc)
-        not_text = _not_text(data[: 1 << 16] if data is not None else _head_bytes(path))
         if not_text:  # pyarrow's row handler cannot even decode such a line: say what the file is instead
             raise DataError(f"not delimited text: {not_text}", source=str(path)) from None
         if "Empty CSV file" in msg:
-            raise EmptyDataError("the file is empty", source=str(path)) from None
+            raise EmptyDataError("the file holds no data (only blank lines)", source=str(path)) from None
         if "Expected" in msg and "columns" in msg:
             line, detail = _first_bad_line(source, read_opts, parse_opts)
+            if line is not None and data is None and column_names is None:  # pyarrow counts records, not lines
+                lines = record_lines(path, "csv", encoding)
+                if lines is not None and 2 <= line <= len(lines) + 1:
+                    line = int(lines[line - 2])
             if line is not None:
                 raise DataError(
                     f"malformed line: {detail}; every line must have the header's number of fields",
@@ -210,25 +342,32 @@ def _read_delimited(
         raise DataError(f"cannot parse as delimited text: {msg}", source=str(path)) from None
 
 
-def read_table(path: str | Path, format: Format | None = None, columns: list[str] | None = None) -> pd.DataFrame:
+def read_table(
+    path: str | Path, format: Format | None = None, columns: list[str] | None = None, encoding: str | None = None
+) -> pd.DataFrame:
     """Read an interaction log into a DataFrame (format guessed from the suffix).
 
     ``columns`` restricts CSV/TSV/Parquet reads to those columns (names
     missing from the file are ignored here and reported by cleaning).
+    ``encoding`` names the text encoding of a CSV/TSV/JSON Lines/MovieLens/RecBole
+    file (default UTF-8, e.g. ``latin-1``, ``cp1252``, ``utf-16``).
     """
     path = Path(path)
+    enc = check_encoding(encoding)
     _check_file(path)
     fmt = format or _guess_format(path)
     if fmt == "recbole":
-        return read_recbole(path)
+        return read_recbole(path, encoding=encoding)
     if fmt == "movielens":
-        return read_movielens(path)
+        return read_movielens(path, encoding=encoding)
     try:
         if fmt in ("csv", "tsv"):
-            table = _read_delimited(path, "," if fmt == "csv" else "\t")
+            table = _read_delimited(path, "," if fmt == "csv" else "\t", encoding=enc)
             if columns and set(columns) <= set(table.column_names):
                 table = table.select([c for c in table.column_names if c in set(columns)])
         elif fmt == "parquet":
+            if enc is not None:
+                raise ConfigError(f"--encoding {encoding} does not apply to Parquet, whose text is always UTF-8")
             schema = pq.read_schema(path)
             _check_header(schema.names, path)
             wanted = None
@@ -236,32 +375,232 @@ def read_table(path: str | Path, format: Format | None = None, columns: list[str
                 wanted = [c for c in schema.names if c in set(columns)]
             table = pq.read_table(path, columns=wanted)
         elif fmt == "jsonl":
-            table = pajson.read_json(path)
+            table = _read_jsonl(path, enc)
         else:
             raise DataError(f"unknown format {fmt!r}", source=str(path))
+    except EOFError:
+        raise _truncated(path) from None
     except (pa.ArrowInvalid, OSError) as exc:
         if isinstance(exc, DataError):
             raise
+        not_text = _not_text(_head_bytes(path), enc) if fmt == "jsonl" else ""
+        if not_text:
+            raise DataError(f"not JSON Lines text: {not_text}", source=str(path)) from None
         raise DataError(f"cannot read as {fmt}: {exc}", source=str(path)) from None
     if table.num_rows == 0:
+        if fmt == "jsonl":
+            raise EmptyDataError("the file holds no JSON object; expected one per line", source=str(path))
         raise EmptyDataError("the file has a header but no rows; expected at least one data row", source=str(path))
     return table.to_pandas(types_mapper=pd.ArrowDtype, self_destruct=True)
 
 
-def read_recbole(path: str | Path, tokens_as_text: bool = False) -> pd.DataFrame:
+def _read_jsonl(path: Path, encoding: str | None) -> pa.Table:
+    """JSON Lines through pyarrow, after :func:`_check_json_depth` (another encoding is decoded first, in memory)."""
+    data = None
+    if encoding is not None:
+        with _open_binary(path) as fh:
+            raw = fh.read()
+        try:
+            data = raw.decode(encoding).encode("utf-8")
+        except UnicodeError:
+            raise DataError(f"cannot decode: {_decode_error(path, encoding, raw)}", source=str(path)) from None
+        del raw
+    elif path.suffix.lower() in _COMPRESSED:  # decompressed once, for the depth check and pyarrow alike
+        with _open_binary(path) as fh:
+            data = fh.read()
+    _check_json_depth(path, data)
+    try:
+        return pajson.read_json(io.BytesIO(data) if data is not None else path)
+    except pa.ArrowInvalid:  # a column of numbers and strings, or a line that is not JSON: read line by line
+        if data is None and _not_text(_head_bytes(path)):
+            raise
+        return _jsonl_by_line(path, data)
+
+
+def _jsonl_by_line(path: Path, data: bytes | None) -> pa.Table:
+    """JSON Lines through Python's parser, one line at a time: slower than pyarrow, but it takes a
+    column that mixes numbers and strings (as text) and names the line that is not a JSON object."""
+    import json
+
+    if data is None:
+        with _open_binary(path) as fh:
+            data = fh.read()
+    records: list[dict] = []
+    for n, raw in enumerate(data.splitlines(), start=1):  # \n, \r\n and \r, as pyarrow splits lines
+        if not raw.strip():
+            continue
+        try:
+            obj = json.loads(raw)
+        except (ValueError, RecursionError) as exc:  # JSONDecodeError, or bytes that are not UTF-8
+            if isinstance(exc, UnicodeDecodeError):
+                why = "it is not UTF-8: name the file's encoding with --encoding, e.g. --encoding latin-1"
+            else:
+                why = f"{exc.msg} at character {exc.colno}" if isinstance(exc, json.JSONDecodeError) else str(exc)
+            err = DataError(f"line {n} is not valid JSON ({why})", source=str(path))
+            err.row = n
+            raise err from None
+        if not isinstance(obj, dict):
+            err = DataError(f"line {n} is a JSON {type(obj).__name__}; expected one object of fields per line",
+                            source=str(path))
+            err.row = n
+            raise err
+        records.append(obj)
+    names = list(dict.fromkeys(k for r in records for k in r))
+    columns = {}
+    for name in names:
+        values = [r.get(name) for r in records]
+        try:
+            columns[name] = pa.array(values)
+        except (pa.ArrowException, TypeError, ValueError, OverflowError):  # mixed kinds: every value as text
+            columns[name] = pa.array([v if v is None or isinstance(v, str) else json.dumps(v) for v in values],
+                                     pa.string())
+    return pa.table(columns) if columns else pa.table({})
+
+
+# a JSON string (escapes included); what is left of a line without them is its structure
+_JSON_STRING = re.compile(rb'"[^"\\\n]*(?:\\.[^"\\\n]*)*"')
+
+
+def _json_depth(line: bytes) -> int:
+    """The deepest nesting of ``[``/``{`` in one line of JSON, brackets inside strings not counted
+    (an unterminated string's are: never less than what a parser would reach)."""
+    a = np.frombuffer(_JSON_STRING.sub(b"", line), dtype=np.uint8)
+    step = ((a | 0x20) == 0x7B).astype(np.int32) - ((a | 0x20) == 0x7D)  # [ { : +1, ] } : -1
+    return int(np.cumsum(step).max(initial=0))
+
+
+def _check_json_depth(path: Path, data: bytes | None = None) -> None:
+    """Refuse a line nested deeper than :data:`MAX_JSON_DEPTH`, naming it, before pyarrow's parser
+    recurses into it (and crashes the process past some 10,000 levels).
+
+    Vectorised over 16 MiB chunks: only a line with more opening brackets than the limit is
+    scanned exactly."""
+    line_no = 1
+    carry = b""
+    with io.BytesIO(data) if data is not None else open(path, "rb") as fh:
+        while True:
+            chunk = fh.read(1 << 24)
+            buf = carry + chunk if carry else chunk
+            end = len(buf) if not chunk else buf.rfind(b"\n") + 1
+            if end:
+                a = np.frombuffer(buf, dtype=np.uint8, count=end)
+                opens = (a | 0x20) == 0x7B
+                if np.count_nonzero(opens) > MAX_JSON_DEPTH:
+                    starts = np.concatenate(([0], np.flatnonzero(a[:-1] == 0x0A) + 1))
+                    counts = np.add.reduceat(opens.view(np.uint8), starts, dtype=np.int64)
+                    bounds = np.append(starts, end)
+                    for i in np.flatnonzero(counts > MAX_JSON_DEPTH).tolist():
+                        depth = _json_depth(buf[bounds[i] : bounds[i + 1]])
+                        if depth > MAX_JSON_DEPTH:
+                            err = DataError(f"line {line_no + i} is nested {depth:,} levels deep; at most "
+                                            f"{MAX_JSON_DEPTH} are read (one JSON object of fields per line)",
+                                            source=str(path))
+                            err.row = line_no + i
+                            raise err
+                line_no += buf.count(b"\n", 0, end)
+            if not chunk:
+                return
+            carry = buf[end:]
+
+
+def record_lines(path: str | Path, format: Format | None = None, encoding: str | None = None) -> np.ndarray | None:
+    """The file line (1-based) on which each data row of a CSV/TSV/JSON Lines file starts.
+
+    Rows and lines differ where pyarrow skips blank lines, or a quoted CSV
+    value spans lines; errors name rows by these lines.  Computed on demand
+    (a vectorised scan of the file), and ``None`` where it cannot be
+    (another format, an encoding that is not ASCII-compatible)."""
+    path = Path(path)
+    fmt = format or _guess_format(path)
+    enc = check_encoding(encoding)
+    if enc is not None and '\n\r"'.encode(enc, "replace") != b'\n\r"':  # UTF-16 and the like
+        return None
+    try:
+        if fmt in ("csv", "tsv"):
+            return _csv_record_starts(path)[1:]  # the first record is the header
+        if fmt == "jsonl":
+            return _jsonl_record_starts(path)
+    except (OSError, EOFError):  # changed or gone since it was read: rows keep their plain numbers
+        return None
+    return None
+
+
+def _csv_record_starts(path: Path) -> np.ndarray:
+    """Lines on which the records of delimited text start: at the first character after a line break
+    (``\\n``, ``\\r\\n`` or ``\\r``) outside a double-quoted value that is not itself a line break
+    (pyarrow skips blank lines).  Vectorised over 16 MiB chunks."""
+    found: list[np.ndarray] = []
+    line = 1  # the line of buf[0]
+    parity = 0  # double quotes before buf[0], mod 2
+    after_break = True  # buf[0] follows a line break outside quotes (or starts the file)
+    carry = b""
+    with _open_binary(path) as fh:
+        while True:
+            chunk = fh.read(1 << 24)
+            buf = carry + chunk if carry else chunk
+            if not buf:
+                break
+            a = np.frombuffer(buf, dtype=np.uint8)
+            # the last byte waits for the next chunk: a CR needs to see whether an LF follows it
+            n, ext = (len(a) - 1, a) if chunk else (len(a), np.append(a, 0))
+            cur, nxt = ext[:n], ext[1 : n + 1]
+            brk = (cur == 0x0A) | (cur == 0x0D)
+            ends = np.flatnonzero((cur == 0x0A) | ((cur == 0x0D) & (nxt != 0x0A)))
+            inside = (np.bitwise_xor.accumulate((cur == 0x22).view(np.uint8)) ^ parity).astype(bool)
+            sep = brk & ~inside
+            prev = np.empty(n, dtype=bool)
+            if n:
+                prev[0], prev[1:] = after_break, sep[:-1]
+                parity, after_break = int(inside[-1]), bool(sep[-1])
+            found.append(line + np.searchsorted(ends, np.flatnonzero(prev & ~brk)))
+            line += len(ends)
+            carry = buf[n:]
+            if not chunk:
+                break
+    return np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
+
+
+def _jsonl_record_starts(path: Path) -> np.ndarray:
+    """Lines of a JSON Lines file that hold a record: those with a character other than blanks
+    (pyarrow skips blank lines).  Vectorised over 16 MiB chunks of whole lines."""
+    found: list[np.ndarray] = []
+    line = 1
+    carry = b""
+    with _open_binary(path) as fh:
+        while True:
+            chunk = fh.read(1 << 24)
+            buf = carry + chunk if carry else chunk
+            # whole lines only; a CR that ends the buffer may be the first half of a CRLF
+            end = len(buf) if not chunk else max(buf.rfind(b"\n"), buf.rfind(b"\r", 0, len(buf) - 1)) + 1
+            if end:
+                a = np.frombuffer(buf, dtype=np.uint8, count=end)
+                nxt = np.append(a[1:], 0)
+                is_end = (a == 0x0A) | ((a == 0x0D) & (nxt != 0x0A))
+                starts = np.concatenate(([0], np.flatnonzero(is_end[:-1]) + 1))
+                filled = ~((a == 0x20) | (a == 0x09) | (a == 0x0A) | (a == 0x0D))
+                counts = np.add.reduceat(filled.view(np.uint8), starts, dtype=np.int64)
+                found.append(line + np.flatnonzero(counts > 0))
+                line += int(np.count_nonzero(is_end))
+            if not chunk:
+                break
+            carry = buf[end:]
+    return np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
+
+
+def read_recbole(path: str | Path, tokens_as_text: bool = False, encoding: str | None = None) -> pd.DataFrame:
     """Read a RecBole atomic file (``.inter``/``.item``/``.user``): tab-separated,
     header fields written ``name:type``; the ``:type`` suffixes are removed.
 
     With ``tokens_as_text`` the ``token`` columns are read as strings, so ids
     such as ``007`` keep their leading zeros."""
     path = Path(path)
+    enc = check_encoding(encoding)
     _check_file(path)
     types = None
     if tokens_as_text:
-        with _open_text(path) as fh:
-            header = [h.strip() for h in fh.readline().rstrip("\r\n").split("\t")]
+        header = _check_first_line(path, "\t", True, enc) or []
         types = {h: pa.string() for h in header if h.endswith(":token")}
-    table = _read_delimited(path, "\t", column_types=types)
+    table = _read_delimited(path, "\t", column_types=types, encoding=enc)
     names = [n.split(":", 1)[0] for n in table.column_names]
     _check_header(names, path)
     table = table.rename_columns(names)
@@ -270,7 +609,7 @@ def read_recbole(path: str | Path, tokens_as_text: bool = False) -> pd.DataFrame
     return table.to_pandas(types_mapper=pd.ArrowDtype, self_destruct=True)
 
 
-def read_movielens(path: str | Path) -> pd.DataFrame:
+def read_movielens(path: str | Path, encoding: str | None = None) -> pd.DataFrame:
     """Read MovieLens ratings in any of its layouts: ``u.data`` (tab, no header),
     ``ratings.dat`` (``::``), ``ratings.csv`` (header) or RecBole's ``.inter``;
     each may be gzip-compressed (``ratings.dat.gz``).
@@ -278,22 +617,33 @@ def read_movielens(path: str | Path) -> pd.DataFrame:
     Columns come out as ``user_id, item_id, rating, timestamp``.
     """
     path = Path(path)
+    enc = check_encoding(encoding)
     _check_file(path)
     names = ["user_id", "item_id", "rating", "timestamp"]
     suffix = _base_suffix(path)
     if suffix == ".inter":
-        df = read_recbole(path)
+        df = read_recbole(path, encoding=encoding)
     elif suffix == ".csv":
-        df = read_table(path, "csv").rename(columns={"userId": "user_id", "movieId": "item_id"})
+        df = read_table(path, "csv", encoding=encoding).rename(columns={"userId": "user_id", "movieId": "item_id"})
     elif suffix == ".dat":
-        opener = gzip.open if path.suffix.lower() == ".gz" else open
-        with opener(path, "rb") as fh:
-            text = fh.read().replace(b"::", b"\t")
+        try:
+            with _open_binary(path) as fh:
+                raw = fh.read()
+        except EOFError:
+            raise _truncated(path) from None
+        except OSError as exc:
+            raise DataError(f"cannot read it: {exc}", source=str(path)) from None
+        if enc is not None:
+            try:
+                raw = raw.decode(enc).encode("utf-8")
+            except UnicodeError:
+                raise DataError(f"cannot decode: {_decode_error(path, enc, raw)}", source=str(path)) from None
+        text = raw.replace(b"::", b"\t")
         if not text.strip():
             raise EmptyDataError("the file is empty", source=str(path))
         df = _to_frame(_read_delimited(path, "\t", column_names=names, data=text))
     else:
-        df = _to_frame(_read_delimited(path, "\t", column_names=names))
+        df = _to_frame(_read_delimited(path, "\t", column_names=names, encoding=enc))
     missing = [c for c in ("user_id", "item_id") if c not in df.columns]
     if missing:
         raise DataError(f"not a MovieLens ratings file: no column {missing[0]!r}", source=str(path))

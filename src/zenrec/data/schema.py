@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-__all__ = ["ColumnMap", "CleaningConfig", "DEFAULT_EVENT_WEIGHTS"]
+__all__ = ["ColumnMap", "CleaningConfig", "DEFAULT_EVENT_WEIGHTS", "TIMESTAMP_MIN", "TIMESTAMP_MAX"]
+
+#: The range of event times zenrec keeps, in epoch seconds: 1970-01-01 to 9999-12-31 23:59:59 (what
+#: ``datetime`` can hold, so every later window or date computation is defined).  Ingest counts a time
+#: outside it as a malformed row; the event store refuses it.
+TIMESTAMP_MIN = 0
+TIMESTAMP_MAX = 253_402_300_799
 
 #: Default strength of each event type: a purchase says more than a view.
 DEFAULT_EVENT_WEIGHTS: dict[str, float] = {

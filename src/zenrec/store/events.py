@@ -42,6 +42,8 @@ from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
+from zenrec.data.ids import MAX_ID_LENGTH, normalize_id
+from zenrec.data.schema import TIMESTAMP_MAX, TIMESTAMP_MIN
 from zenrec.errors import ConfigError, DataError, ZenrecError
 from zenrec.store.checkpoint import WalCheckpointer
 
@@ -59,8 +61,7 @@ __all__ = [
     "FRAME_COLUMNS",
 ]
 
-#: Longest user, item, event, list id or model version accepted (characters).
-MAX_ID_LENGTH = 512
+# MAX_ID_LENGTH (the longest user, item, event, list id or model version, in characters) is data.ids' one rule
 #: Longest event type name accepted (characters).
 MAX_TYPE_LENGTH = 64
 #: Columns of :meth:`EventStore.frame`, in order.
@@ -125,8 +126,11 @@ def _field_error(name: str, message: str) -> DataError:
     return err
 
 
-def _text(name: str, value: Any, required: bool, limit: int = MAX_ID_LENGTH) -> str | None:
-    """A non-empty id as text: strings as they are, integers as decimal."""
+def _text(name: str, value: Any, required: bool, limit: int = MAX_ID_LENGTH, id_rule: bool = False) -> str | None:
+    """A non-empty id as text: strings as they are, integers as decimal.
+
+    With ``id_rule`` (user and item ids) the text goes through ingest's rule,
+    :func:`zenrec.data.ids.normalize_id`: stripped, no control characters."""
     if value is None:
         if required:
             raise _field_error(name, "is required")
@@ -134,6 +138,11 @@ def _text(name: str, value: Any, required: bool, limit: int = MAX_ID_LENGTH) -> 
     if isinstance(value, bool) or not isinstance(value, (str, numbers.Integral)):
         raise _field_error(name, f"must be a string or an integer; got {type(value).__name__} {value!r}")
     text = value if isinstance(value, str) else str(int(value))
+    if id_rule:
+        try:
+            return normalize_id(text)
+        except ValueError as exc:
+            raise _field_error(name, str(exc)) from None
     if not text.strip():
         raise _field_error(name, "must not be empty")
     if len(text) > limit:
@@ -150,12 +159,6 @@ def _number(name: str, value: Any) -> float:
     if not math.isfinite(out):
         raise _field_error(name, f"must be finite; got {out!r}")
     return out
-
-
-#: the range of event times a store keeps: epoch seconds of 1970-01-01 to 9999-12-31 (what datetime can hold,
-#: so every later window or date computation on stored events is defined)
-TIMESTAMP_MIN = 0.0
-TIMESTAMP_MAX = 253_402_300_799.0
 
 
 @dataclass(frozen=True)
@@ -180,8 +183,8 @@ class Event:
 
     def __post_init__(self) -> None:
         put = object.__setattr__
-        put(self, "user", _text("user", self.user, True))
-        put(self, "item", _text("item", self.item, True))
+        put(self, "user", _text("user", self.user, True, id_rule=True))
+        put(self, "item", _text("item", self.item, True, id_rule=True))
         put(self, "type", _text("type", self.type, True, MAX_TYPE_LENGTH))
         put(self, "value", _number("value", self.value))
         ts = self.timestamp
