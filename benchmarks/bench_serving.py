@@ -18,7 +18,14 @@ throughput on 2 cores for
   with ``--retrieval faiss`` (HNSW, defaults) and ``--retrieval exact``;
   faiss under ``--rates``, exact at ``--exact-rate`` and closed-loop (its
   maximum throughput); Recall@10 of faiss vs exact from the HTTP answers of
-  ``--recall-users`` users.
+  ``--recall-users`` users;
+* (d) the served-list log's bound under load (not in the default ``--only``):
+  the (a) server with a small bound (``--served-max-rows``, default 5,000
+  here, pruned every ``--served-prune-seconds``, default 1) under ``--d-rate``
+  req/s for the window; the ``served_lists`` rows are counted every 0.2 s from
+  the start of the load, and at the end, beside the lists the server served
+  and the store file's size.  ``--served-max-rows`` / ``--served-prune-seconds``
+  also apply to the servers of (a)-(c) when given.
 
 The load generator is locust (``pip install 'zenrec[bench]'``), headless,
 ``FastHttpUser`` with ``constant_throughput`` over enough users that each
@@ -47,6 +54,7 @@ Results: one JSON line per measurement in ``benchmarks/.work/results/serving.jso
     .venv/bin/python benchmarks/bench_serving.py --seconds 20 --repeats 1 --write-docs    # ~12 min on 2 cores
     .venv/bin/python benchmarks/bench_serving.py --only a --seconds 5 --rates 100 --repeats 1  # a smoke run
     .venv/bin/python benchmarks/bench_serving.py --reuse --write-docs
+    .venv/bin/python benchmarks/bench_serving.py --only d --seconds 60 --repeats 1   # served-list bound, ~2 min
 """
 
 from __future__ import annotations
@@ -691,7 +699,7 @@ def case_a(args, out: dict) -> None:
         return
     path, users, info = ease_bundle(args)
     users_file = write_users("a", users)
-    server = Server(path, "exact", "a-ease", args.server_core)
+    server = Server(path, "exact", "a-ease", args.server_core, extra=served_extra(args))
     meta = {"case": "a", "kind": "meta", "model": "ease", "dataset": "ml-1m-ultragcn", **info,
             "loadavg_before": loadavg()}
     try:
@@ -760,7 +768,7 @@ def case_b(args, out: dict) -> None:
 
     for variant in args.b_servers:  # the default server, then variants for comparison
         backend, extra = B_SERVERS[variant]
-        server = Server(path, "auto", f"b-sasrec-{variant}", args.server_core, extra=extra)
+        server = Server(path, "auto", f"b-sasrec-{variant}", args.server_core, extra=extra + served_extra(args))
         meta = {"case": "b", "kind": "meta", "model": "sasrec", "backend": backend, "dataset": "ml-100k", **info,
                 "probe_users": len(probes), "loadavg_before": loadavg()}
         try:
@@ -800,9 +808,10 @@ def case_c(args, out: dict) -> None:
     lists: dict[str, list] = {}
     for backend in args.c_backends:
         if backend == "faiss":
-            server = Server(path, "faiss", "c-faiss", args.server_core, build_threads=args.build_threads)
+            server = Server(path, "faiss", "c-faiss", args.server_core, build_threads=args.build_threads,
+                            extra=served_extra(args))
         else:
-            server = Server(path, "exact", "c-exact", args.server_core)
+            server = Server(path, "exact", "c-exact", args.server_core, extra=served_extra(args))
         meta = {"case": "c", "kind": "meta", "backend": backend, "model": "als (synthetic)", **info,
                 "loadavg_before": loadavg()}
         try:
@@ -844,6 +853,105 @@ def case_c(args, out: dict) -> None:
         out["emit"]({"case": "c", "kind": "recall", "users": len(per_user), "k": K,
                      "recall": round(sum(per_user) / len(per_user), 4),
                      "users_below_0_8": sum(r < 0.8 for r in per_user)})
+
+
+#: case (d)'s bound and prune interval when ``--served-max-rows`` / ``--served-prune-seconds`` are not given
+D_MAX_ROWS, D_PRUNE_S = 5000, 1.0
+
+
+def served_extra(args, rows: int | None = None, prune_s: float | None = None) -> list[str]:
+    """``zenrec serve`` options for the served-list log's bound (``--served-max-rows`` etc.), when set."""
+    rows = args.served_max_rows if rows is None else rows
+    prune_s = args.served_prune_seconds if prune_s is None else prune_s
+    return ([] if rows is None else ["--served-max-rows", str(rows)]) + (
+        [] if prune_s is None else ["--served-prune-seconds", f"{prune_s:g}"])
+
+
+class ServedRows:
+    """Counts the server's ``served_lists`` rows every ``every`` seconds from its SQLite file (a thread)."""
+
+    def __init__(self, store: Path, every: float = 0.2) -> None:
+        import threading
+
+        self.store, self.every = store, every
+        self.samples: list[tuple[float, int]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="served-rows", daemon=True)
+
+    def count(self) -> int | None:
+        import sqlite3
+
+        try:
+            with sqlite3.connect(f"file:{self.store}?mode=ro", uri=True, timeout=5) as db:
+                return int(db.execute("SELECT count(*) FROM served_lists").fetchone()[0])
+        except sqlite3.Error:
+            return None
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            n = self.count()
+            if n is not None:
+                self.samples.append((time.time(), n))
+
+    def __enter__(self) -> ServedRows:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+
+def store_bytes(store: Path) -> int:
+    """The SQLite store's size on disk: the database file and its write-ahead log."""
+    return sum(Path(str(store) + s).stat().st_size for s in ("", "-wal") if Path(str(store) + s).exists())
+
+
+def case_d(args, out: dict) -> None:
+    """The served-list log under the (a) load with a small bound: rows seen (peak, end) against the bound."""
+    import math
+
+    import httpx
+
+    folder = args.datasets / "ml-1m-ultragcn"
+    if not (folder / "train.txt").exists():
+        out["emit"]({"case": "d", "kind": "skipped", "reason": f"{folder}/train.txt not found"})
+        return
+    rows = args.served_max_rows if args.served_max_rows is not None else D_MAX_ROWS
+    prune_s = args.served_prune_seconds if args.served_prune_seconds is not None else D_PRUNE_S
+    path, users, info = ease_bundle(args)
+    users_file = write_users("a", users)
+    server = Server(path, "exact", "d-ease-bounded", args.server_core, extra=served_extra(args, rows, prune_s))
+    meta = {"case": "d", "kind": "meta", "model": "ease", "dataset": "ml-1m-ultragcn", **info,
+            "served_max_rows": rows, "served_prune_s": prune_s, "loadavg_before": loadavg()}
+    try:
+        meta["startup_s"] = round(server.start(args.start_timeout), 1)
+        meta["pinned"] = server.pinned
+        for rep in range(args.repeats):
+            with ServedRows(server.store) as counter:
+                rec = run_load(server, users_file, f"d-{args.d_rate:g}-r{rep}", args, args.d_rate)
+                time.sleep(prune_s + 1.0)  # the lists still queued are written (and pruned, if the interval passed)
+            with httpx.Client(timeout=10.0) as c:
+                metrics = parse_metrics(c.get(server.base + "/metrics").text)
+            served = sum(v for (name, _), v in metrics.items() if name == "zenrec_lists_served_total")
+            end = counter.count()
+            peak = max((n for _, n in counter.samples), default=None)
+            # the log is cut back to the bound every prune interval, after a batch write (batches gather up to
+            # 0.2 s of lists): it may hold what one interval and one batch add on top of the bound
+            allowed = rows + math.ceil(max(rec["achieved_rps"], args.d_rate) * (prune_s + 0.2))
+            out["emit"]({"case": "d", "kind": "served_log", "backend": "exact", "rate": args.d_rate, "repeat": rep,
+                         "served_max_rows": rows, "served_prune_s": prune_s, "lists_served_total": int(served),
+                         "rows_end": end, "rows_peak_sampled": peak, "row_samples": len(counter.samples),
+                         "rows_allowed": allowed, "store_bytes_end": store_bytes(server.store),
+                         "within_allowed": end is not None and peak is not None and max(end, peak) <= allowed,
+                         "peak_over_bound": None if peak is None else max(peak - rows, 0), **rec})
+            log(f"served-list log: {served:,.0f} lists served; rows at the end {end}, peak sampled {peak} "
+                f"(bound {rows:,}, pruned every {prune_s:g}s: at most {allowed:,}); "
+                f"store {store_bytes(server.store):,} bytes")
+    finally:
+        server.stop()
+        meta["loadavg_after"] = loadavg()
+        out["emit"](meta)
 
 
 # ---------------------------------------------------------------- render
@@ -1127,7 +1235,8 @@ def main(argv: list[str] | None = None) -> None:
     from datetime import datetime, timezone
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--only", nargs="+", choices=("a", "b", "c"), default=["a", "b", "c"])
+    ap.add_argument("--only", nargs="+", choices=("a", "b", "c", "d"), default=["a", "b", "c"],
+                    help="cases to run; (d), the served-list bound, only when named")
     ap.add_argument("--seconds", type=float, default=20.0, help="measured window per load run")
     ap.add_argument("--client", choices=("openloop", "locust"), default="openloop",
                     help="load generator: a minimal asyncio open-loop client (Poisson arrivals) or locust")
@@ -1152,6 +1261,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seen", type=int, default=10, help="(c) random seen items per user")
     ap.add_argument("--recall-users", type=int, default=500)
     ap.add_argument("--build-threads", type=int, default=2, help="OpenMP threads of the faiss server's start-up")
+    ap.add_argument("--served-max-rows", type=int, default=None,
+                    help=f"the servers' served-list bound (default: the server's; (d): {D_MAX_ROWS:,})")
+    ap.add_argument("--served-prune-seconds", type=float, default=None,
+                    help=f"how often the servers prune that log (default: the server's; (d): {D_PRUNE_S:g})")
+    ap.add_argument("--d-rate", type=float, default=300, help="req/s for (d)")
     ap.add_argument("--seed", type=int, default=2020)
     ap.add_argument("--datasets", type=Path, default=DEFAULT_DATASETS)
     ap.add_argument("--start-timeout", type=float, default=1200.0, help="seconds to wait for /healthz")
@@ -1193,8 +1307,8 @@ def main(argv: list[str] | None = None) -> None:
             emit_result(rec, args.results)
 
         out = {"emit": emit}
-        cases = {"a": case_a, "b": case_b, "c": case_c}
-        for name in ("a", "b", "c"):
+        cases = {"a": case_a, "b": case_b, "c": case_c, "d": case_d}
+        for name in ("a", "b", "c", "d"):
             if name in args.only:
                 log(f"case {name}; load average {loadavg()}")
                 try:

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import gzip
 import json
-import subprocess
-import sys
 
 import pandas as pd
 import pytest
@@ -87,22 +84,14 @@ def _bad(result, *needles):
         assert n in text, text
 
 
+# every other bad input of `zenrec ingest` (empty, binary, not UTF-8, ragged, -o paths...) is a case of the
+# hostile-file corpus, tests/data/test_hostile_files.py
+
+
 def test_missing_column_names_it(events_csv, tmp_path):
     _bad(run("ingest", events_csv, "--user", "customer", "--item", "product_id", "-o", tmp_path / "d"),
          "missing user column 'customer'", "events.csv")
     assert not (tmp_path / "d").exists()
-
-
-def test_empty_file(tmp_path):
-    p = tmp_path / "empty.csv"
-    p.write_text("")
-    _bad(run("ingest", p, "-o", tmp_path / "d"), "empty.csv", "empty")
-
-
-def test_duplicate_header(tmp_path):
-    p = tmp_path / "dup.csv"
-    p.write_text("user_id,item_id,user_id\n1,2,3\n")
-    _bad(run("ingest", p, "-o", tmp_path / "d"), "duplicate column name 'user_id'")
 
 
 def test_strict_timestamp_names_line(events_csv, tmp_path):
@@ -143,16 +132,6 @@ def test_future_model_version(tmp_path, events_csv):
     _bad(run("recommend", tmp_path / "m", "--user", "u1"), "format 7", "Upgrade zenrec")
 
 
-def test_real_process_exit_code_and_no_traceback(tmp_path):
-    """The installed entry point, not only the in-process runner."""
-    p = tmp_path / "empty.csv"
-    p.write_text("")
-    proc = subprocess.run([sys.executable, "-m", "zenrec.cli", "ingest", str(p), "-o", str(tmp_path / "d")],
-                          capture_output=True, text=True)
-    assert proc.returncode == 2
-    assert "Traceback" not in proc.stderr and "empty" in proc.stderr
-
-
 def test_tune_gives_each_model_the_same_budget(tmp_path, events_csv):
     run("ingest", events_csv, "--item", "product_id", "--time", "ts", "-o", tmp_path / "d")
     r = run("tune", tmp_path / "d", "--models", "pop,ease", "--trials", "3", "--json", tmp_path / "t.json")
@@ -170,65 +149,32 @@ def test_sampled_mode_is_labelled(tmp_path, ml100k):
     assert "SAMPLED" in r.output
 
 
-def test_ingest_output_paths_that_are_not_zenrec_folders_are_refused(events_csv, tmp_path):
-    """-o must never replace a file, a symlink or a folder of someone else's files; a symlink loop is named."""
-    COLS = ("--item", "product_id", "--time", "ts", "--event", "type")  # noqa: N806
-    target = tmp_path / "notes.txt"
-    target.write_text("keep me")
-    _bad(run("ingest", events_csv, *COLS, "-o", target), "notes.txt exists and is not a folder zenrec wrote")
-    assert target.read_text() == "keep me"
-    mine = tmp_path / "mine"
-    mine.mkdir()
-    (mine / "thesis.tex").write_text("keep me too")
-    _bad(run("ingest", events_csv, *COLS, "-o", mine), "did not write (it has no manifest.json)")
-    assert (mine / "thesis.tex").read_text() == "keep me too"
-    (tmp_path / "loop1").symlink_to(tmp_path / "loop2")
-    (tmp_path / "loop2").symlink_to(tmp_path / "loop1")
-    _bad(run("ingest", events_csv, *COLS, "-o", tmp_path / "loop1" / "ds"), "is a symlink that leads nowhere")
-    link = tmp_path / "link"
-    link.symlink_to(mine)
-    _bad(run("ingest", events_csv, *COLS, "-o", link), "link exists and is not a folder zenrec wrote")
-    # a folder zenrec wrote (or an empty one) is replaced, atomically
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    assert run("ingest", events_csv, *COLS, "-o", empty).exit_code == 0
-    again = run("ingest", events_csv, *COLS, "-o", empty)
-    assert again.exit_code == 0 and (empty / "manifest.json").is_file()
-    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no temporary left behind
+def test_serve_passes_the_served_log_options_to_the_app(tmp_path, monkeypatch):
+    """`zenrec serve`'s served-list flags reach create_app (0 lifts a bound); a negative bound exits 2."""
+    import zenrec.serve.app
+    from zenrec.errors import ConfigError
 
+    seen: dict = {}
 
-@pytest.mark.parametrize(
-    ("name", "content", "message"),
-    [
-        ("prog.csv", b"\x7fELF\x02\x01\x01" + bytes(range(256)) * 4, "the file is a program (ELF binary)"),
-        ("packed.csv", gzip.compress(b"user_id,item_id\n1,2\n" * 50 + bytes(range(256))),
-         "gzip-compressed (name it .csv.gz"),
-        ("utf16.csv", "user_id,item_id,ts\n1,2,3\n4,5,6,7\n".encode("utf-16"), "NUL bytes"),
-        ("latin.csv", b"user_id,item_id,ts\n1,caf\xe9,100\n2,3,200,9\n", "byte 0xe9 on line 2 is not UTF-8"),
-    ],
-)
-def test_a_file_that_is_not_utf8_text_is_named_without_a_traceback(tmp_path, name, content, message):
-    """The real process: no 'Exception ignored … Traceback' block before the one-line error."""
-    p = tmp_path / name
-    p.write_bytes(content)
-    proc = subprocess.run([sys.executable, "-m", "zenrec.cli", "ingest", str(p), "--time", "ts", "-o",
-                           str(tmp_path / "d")], capture_output=True, text=True)
-    assert proc.returncode == 2, proc.stderr
-    assert "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr, proc.stderr
-    assert message in proc.stderr and proc.stderr.count("\n") <= 2, proc.stderr
-    assert not (tmp_path / "d").exists()
+    def create_app(model_dir, **kw):  # records the options, then stops the command before it serves
+        seen.clear()
+        seen.update(kw)
+        raise ConfigError("options recorded")
 
+    monkeypatch.setattr(zenrec.serve.app, "create_app", create_app)
 
-def test_an_id_that_is_not_utf8_is_a_malformed_row_named_by_its_line(tmp_path):
-    """Latin-1 bytes in one id of an otherwise clean file: that row is dropped and reported; --strict stops there."""
-    p = tmp_path / "latin.csv"
-    p.write_bytes(b"user_id,item_id,ts\n1,caf\xe9,100\n2,3,200\n2,4,300\n")
-    r = run("ingest", p, "--time", "ts", "-o", tmp_path / "d")
-    assert r.exit_code == 0 and "malformed_item_id" in r.output and "line 2" in r.output, r.output
-    _bad(run("ingest", p, "--time", "ts", "--strict", "-o", tmp_path / "e"), "malformed item id", "line 2")
+    def serve(*args: str) -> dict:
+        r = runner.invoke(app, ["serve", str(tmp_path), *args])
+        assert r.exit_code == 2 and "options recorded" in r.output, r.output
+        return dict(seen)
 
-
-def test_a_real_gzip_log_with_a_ragged_line_still_names_that_line(tmp_path):
-    p = tmp_path / "rag.csv.gz"
-    p.write_bytes(gzip.compress(b"user_id,item_id,ts\n1,2,100\n2,3,200,9\n"))
-    _bad(run("ingest", p, "--time", "ts", "-o", tmp_path / "d"), "row 3: malformed line", "got 4")
+    got = serve("--served-max-rows", "5000", "--served-max-age-days", "0", "--served-prune-seconds", "5",
+                "--no-log-anonymous-reads", "--no-log-session-lists")
+    assert got["served_max_rows"] == 5000 and got["served_max_age_s"] is None and got["served_prune_s"] == 5.0
+    assert got["log_lists"] is True and got["log_anonymous_reads"] is False and got["log_sessions"] is False
+    got = serve("--no-served-log")
+    assert got["log_lists"] is False and got["log_anonymous_reads"] is True and got["log_sessions"] is True
+    assert got["served_max_rows"] == 1_000_000 and got["served_max_age_s"] == 30 * 86_400.0
+    assert got["served_prune_s"] == 60.0
+    bad = runner.invoke(app, ["serve", str(tmp_path), "--served-max-rows", "-1"])
+    assert bad.exit_code == 2 and "--served-max-rows must be a number >= 0" in bad.output

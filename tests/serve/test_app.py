@@ -458,3 +458,62 @@ def test_session_lists_can_stay_out_of_the_served_log(ease_dir, tmp_path):
         assert state.served_log.flush(10) and state.served_log.max_rows == 100
         kinds = served_frame(EventStore(f"sqlite:///{tmp_path / 'e.db'}"))["kind"].tolist()
     assert kinds == ["user"]
+
+
+def test_anonymous_reads_can_stay_out_of_the_served_log(ease_dir, tmp_path):
+    """log_anonymous_reads=False: a read without the API key (or with a wrong one) writes no served_lists row, a
+    read with the key does; with no key set at all, no read is logged."""
+    from fastapi.testclient import TestClient
+
+    from zenrec.serve.app import create_app
+    from zenrec.store.served import served_frame
+
+    url = f"sqlite:///{tmp_path / 'anon.db'}"
+    app = create_app(ease_dir, store_url=url, api_key=KEY, log_anonymous_reads=False)
+    with TestClient(app, raise_server_exceptions=False) as c:
+        assert c.get("/users/196/recommendations").status_code == 200
+        assert c.get("/users/196/recommendations", headers={"X-API-Key": "wrong"}).status_code == 200
+        assert c.post("/recommendations", json={"items": [50]}).status_code == 200
+        keyed = c.get("/users/186/recommendations", headers=AUTH).json()["list_id"]
+        session = c.post("/recommendations", json={"items": [50]}, headers=AUTH).json()["list_id"]
+        assert app.state.zenrec.served_log.flush(10)
+        logged = served_frame(EventStore(url))
+    assert sorted(logged["list_id"]) == sorted([keyed, session]) and sorted(logged["kind"]) == ["session", "user"]
+
+    url = f"sqlite:///{tmp_path / 'nokey.db'}"
+    app = create_app(ease_dir, store_url=url, api_key=None, log_anonymous_reads=False)
+    with TestClient(app, raise_server_exceptions=False) as c:
+        assert c.get("/users/196/recommendations", headers=AUTH).status_code == 200
+        assert app.state.zenrec.served_log.flush(10)
+        assert len(served_frame(EventStore(url))) == 0
+
+
+def test_the_served_log_stays_within_its_bound_under_many_reads(ease_dir, tmp_path):
+    """Four times the bound in reads through the real app: pruned after every batch (served_prune_s=0), the
+    served_lists table never holds more than the bound once the queued lists are written."""
+    import sqlite3
+
+    from fastapi.testclient import TestClient
+
+    from zenrec.serve.app import create_app
+
+    bound, path = 100, tmp_path / "bounded.db"
+    app = create_app(ease_dir, store_url=f"sqlite:///{path}", served_max_rows=bound, served_prune_s=0.0)
+
+    def rows() -> int:
+        with sqlite3.connect(path) as db:
+            return int(db.execute("SELECT count(*) FROM served_lists").fetchone()[0])
+
+    counts = []
+    with TestClient(app, raise_server_exceptions=False) as c:
+        log = app.state.zenrec.served_log
+        for _ in range(4):
+            for n in range(bound):
+                assert c.get(f"/users/{1 + n % 900}/recommendations", params={"k": 20}).status_code == 200
+            assert rows() <= 2 * bound  # before the flush: the bound plus at most this round's lists
+            assert log.flush(10)
+            counts.append(rows())
+        assert log.written == 4 * bound and log.dropped == log.failed == 0
+        assert log.pruned == log.written - counts[-1]
+    # after each flush: within the bound (a list sharing the edge's timestamp may go too, hence the slack below)
+    assert max(counts) <= bound and min(counts) >= bound - 5, counts

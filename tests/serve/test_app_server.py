@@ -1,7 +1,10 @@
 """A real uvicorn server on loopback: health, OpenAPI, real-time events over HTTP, limits, and a
-property-based fuzz run (schemathesis over the app's own OpenAPI schema) that finds no 5xx."""
+property-based fuzz run (schemathesis over the app's own OpenAPI schema, valid and invalid data) that finds no
+5xx and no answer the schema does not document."""
 
 from __future__ import annotations
+
+from collections import Counter
 
 import httpx
 import pytest
@@ -17,6 +20,16 @@ def server(model_dirs, run_server, tmp_path_factory):
     store = tmp_path_factory.mktemp("server") / "events.db"
     app = create_app(model_dirs("als"), store_url=f"sqlite:///{store}", api_key=KEY, max_k=200,
                      max_body_bytes=50_000)
+    with run_server(app) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def server_keyed_reads(model_dirs, run_server, tmp_path_factory):
+    """The same server with the API key required on reads too (``--keys-for-reads``)."""
+    store = tmp_path_factory.mktemp("server-keyed") / "events.db"
+    app = create_app(model_dirs("als"), store_url=f"sqlite:///{store}", api_key=KEY, require_key_for_reads=True,
+                     max_k=200, max_body_bytes=50_000)
     with run_server(app) as url:
         yield url
 
@@ -57,45 +70,98 @@ def test_limits_over_http(server):
     assert r.status_code == 422 and "200" in r.json()["error"]["message"]
 
 
-def _checker(op, key, client, server, failures, statuses):
-    """A hypothesis test sending generated requests for one operation (with or without the API key)."""
-
-    @settings(max_examples=25, deadline=None, database=None, derandomize=True,
-              suppress_health_check=list(HealthCheck))
-    @given(case=op.as_strategy())
-    def check(case):
-        kwargs = case.as_transport_kwargs(base_url=server)
-        headers = dict(kwargs.get("headers") or {})
-        if key is not None:
-            headers["X-API-Key"] = key
-        r = client.request(kwargs["method"], kwargs["url"], params=kwargs.get("params"), headers=headers,
-                           json=kwargs.get("json"), content=kwargs.get("data"))
-        statuses.add((op.method.upper(), op.path, r.status_code // 100))
-        if r.status_code >= 500:
-            failures.append(f"{r.status_code} {case.as_curl_command()}: {r.text[:200]}")
-        elif r.status_code >= 400:
-            assert set(r.json()) == {"error"}, r.text
-
-    return check
+#: examples per operation, generation mode (positive: valid data; negative: data the schema forbids) and key
+FUZZ_EXAMPLES = 25
 
 
-def test_fuzz_openapi_finds_no_server_error(server):
+def _fuzz(server: str, keys: tuple[str | None, ...], examples: int) -> dict:
+    """Fuzz every operation of the server's own OpenAPI schema with schemathesis: ``examples`` positive and negative
+    cases each, sent with each of ``keys``, every answer checked against the schema.
+
+    Checks: no 5xx, a documented status code, a documented content type, the body valid against the documented
+    schema, and (negative data) a 4xx.  Returns the tally: ``cases``, ``by_mode``, ``classes`` (status class →
+    count), ``statuses`` ({(method, path, mode, class)}) and ``problems`` (one line per failed case).
+    """
+    import requests
     import schemathesis
+    from hypothesis.errors import Unsatisfiable
+    from schemathesis import GenerationMode
+    from schemathesis.checks import not_a_server_error
+    from schemathesis.core.failures import FailureGroup
+    from schemathesis.core.parameters import ParameterLocation
+    from schemathesis.specs.openapi.checks import (
+        content_type_conformance,
+        negative_data_rejection,
+        response_schema_conformance,
+        status_code_conformance,
+    )
 
+    conformance = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
     schema = schemathesis.openapi.from_url(f"{server}/openapi.json")
     ops = [result.ok() for result in schema.get_all_operations()]
     assert len(ops) == 6
-    failures: list[str] = []
-    statuses: set[tuple[str, str, int]] = set()
-    with httpx.Client(base_url=server, timeout=30) as client:
+    tally: dict = {"cases": 0, "by_mode": Counter(), "classes": Counter(), "statuses": set(), "problems": []}
+
+    def run(op, mode, key, session) -> None:
+        checks = conformance + ([negative_data_rejection] if mode.is_negative else [])
+
+        @settings(max_examples=examples, deadline=None, database=None, derandomize=True,
+                  suppress_health_check=list(HealthCheck))
+        @given(case=op.as_strategy(generation_mode=mode))
+        def check(case):
+            meta = case.meta.components.get(ParameterLocation.HEADER) if case.meta is not None else None
+            # the key is added unless the case's negative data is in its headers (X-API-Key itself)
+            headers = {"X-API-Key": key} if key is not None and not (meta and meta.mode.is_negative) else None
+            r = case.call(base_url=server, session=session, headers=headers, timeout=30)
+            tally["cases"] += 1
+            tally["by_mode"][mode.value] += 1
+            tally["classes"][f"{r.status_code // 100}xx"] += 1
+            tally["statuses"].add((op.method.upper(), op.path, mode.value, r.status_code // 100))
+            try:
+                case.validate_response(r, checks=checks, headers=headers)
+                if r.status_code >= 400 and "application/json" in str(r.headers.get("content-type")):
+                    assert set(r.json()) == {"error"}, r.content[:200]
+            except (FailureGroup, AssertionError) as exc:
+                why = "; ".join(sorted({str(e).splitlines()[0] for e in getattr(exc, "exceptions", [exc])}))
+                tally["problems"].append(f"{mode.value} {'with key' if key is not None else 'no key'} "
+                                         f"{r.status_code} {op.method.upper()} {op.path}: {why} "
+                                         f"({case.as_curl_command(headers=headers)[:300]})")
+
+        try:
+            check()
+        except Unsatisfiable:  # negative data of an operation without parameters: nothing to negate
+            assert mode.is_negative, op.path
+
+    with requests.Session() as session:
         for op in ops:
-            for key in (None, KEY):
-                _checker(op, key, client, server, failures, statuses)()
-    assert not failures, "\n".join(failures[:5])
+            for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+                for key in keys:
+                    run(op, mode, key, session)
+    return tally
+
+
+@pytest.mark.parametrize("reads", ["open reads", "keys for reads"])
+def test_fuzz_openapi_finds_no_server_error_or_schema_violation(reads, request):
+    """schemathesis over the app's own schema, valid and invalid data, with and without the key: no 5xx, and every
+    answer is documented (status code, content type, body schema); invalid data is refused with a 4xx."""
+    server = request.getfixturevalue("server" if reads == "open reads" else "server_keyed_reads")
+    examples = FUZZ_EXAMPLES if reads == "open reads" else FUZZ_EXAMPLES // 2
+    tally = _fuzz(server, (None, KEY), examples)
+    classes = tally["classes"]
+    print(f"\nfuzz ({reads}): {tally['cases']} cases ({tally['by_mode']['positive']} positive, "
+          f"{tally['by_mode']['negative']} negative), "
+          + ", ".join(f"{c} {classes[c]}" for c in ("2xx", "4xx", "5xx"))
+          + f", schema violations {len(tally['problems'])}")
+    assert not tally["problems"], "\n".join(tally["problems"][:10])
+    assert classes["5xx"] == 0
+    # really tried: 4 operations with parameters (/healthz has none; /metrics none with open reads) × 2 modes ×
+    # 2 keys × examples, less a little where hypothesis exhausts a small space early
+    assert tally["cases"] >= 0.9 * 16 * examples and tally["by_mode"]["negative"] >= 0.9 * 8 * examples, tally
     # the generated requests reached the handlers: each operation answered 2xx at least once (random item
     # ids are unknown to the model, so similar items answer 404 instead)
-    ok = {(m, p) for m, p, c in statuses if c == 2} | {(m, p) for m, p, c in statuses if c == 4 and "similar" in p}
-    assert ok == {(o.method.upper(), o.path) for o in ops}, statuses
+    seen = tally["statuses"]
+    ok = {(m, p) for m, p, _, c in seen if c == 2} | {(m, p) for m, p, _, c in seen if c == 4 and "similar" in p}
+    assert len(ok) == 6, seen
 
 
 def test_cli_serve_runs_uvicorn_and_refuses_bad_paths(model_dirs, tmp_path):

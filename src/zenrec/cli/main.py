@@ -141,6 +141,9 @@ def ingest(
     event: Annotated[str | None, typer.Option(help="column holding the event type")] = None,
     value: Annotated[str | None, typer.Option(help="column holding a numeric value (rating)")] = None,
     format: Annotated[str | None, typer.Option(help="csv, tsv, parquet, jsonl, recbole, movielens")] = None,
+    encoding: Annotated[
+        str | None, typer.Option(help="text encoding of the file (and --items) when not UTF-8: latin-1, cp1252, utf-16…")
+    ] = None,
     event_weight: Annotated[
         list[str] | None, typer.Option(help="NAME=WEIGHT for an event type (repeatable)")
     ] = None,
@@ -160,9 +163,10 @@ def ingest(
       zenrec ingest events.csv --user user_id --item product_id --time ts --event type -o data/
     """
     from zenrec.data.dataset import Dataset
-    from zenrec.data.readers import read_table
+    from zenrec.data.readers import check_encoding, read_table
     from zenrec.data.schema import DEFAULT_EVENT_WEIGHTS, CleaningConfig, ColumnMap
 
+    check_encoding(encoding)  # an unknown name fails before anything is read
     weights = dict(DEFAULT_EVENT_WEIGHTS)
     for k, v in _parse_params(event_weight).items():
         try:
@@ -178,11 +182,13 @@ def ingest(
         raise ConfigError(str(exc).splitlines()[-1]) from None
     columns = ColumnMap(user=user, item=item, timestamp=time, event=event, value=value)
     with err.status(f"reading and cleaning {file}"):
-        ds = Dataset.from_file(file, columns, cleaning, format=format)  # type: ignore[arg-type]
+        ds = Dataset.from_file(file, columns, cleaning, format=format, encoding=encoding)  # type: ignore[arg-type]
         if items is not None:
-            ds.with_item_table(read_table(items), item_key)
+            ds.with_item_table(read_table(items, encoding=encoding), item_key)
         ds.save(output)
     out.print(_report_table(ds.report.to_dict()))
+    for note in ds.report.notes:
+        out.print(f"note: {note}", highlight=False, soft_wrap=True)
     inter = ds.interactions
     out.print(
         f"wrote [bold]{output}[/bold]: {len(inter):,} events, {inter.n_users:,} users, {inter.n_items:,} items"
@@ -424,6 +430,21 @@ def serve(
     max_event_age: Annotated[float | None, typer.Option("--max-event-age", help="seconds an event's timestamp may "
                                                         "lie before the server's clock (default: any time since "
                                                         "1970)")] = None,
+    served_log: Annotated[bool, typer.Option("--served-log/--no-served-log", help="log every served list in the "
+                                             "store's served_lists table (for `zenrec report online`)")] = True,
+    served_max_rows: Annotated[int, typer.Option("--served-max-rows", help="served lists the log keeps, the newest "
+                                                 "(0: no row bound)")] = 1_000_000,
+    served_max_age_days: Annotated[float, typer.Option("--served-max-age-days", help="days a served list is kept "
+                                                       "(0: no age bound)")] = 30.0,
+    served_prune_seconds: Annotated[float, typer.Option("--served-prune-seconds", help="how often the log is cut "
+                                                        "back to its bounds")] = 60.0,
+    log_anonymous_reads: Annotated[bool, typer.Option("--log-anonymous-reads/--no-log-anonymous-reads",
+                                                      help="log the lists of reads that came without the API key "
+                                                      "(off: only reads with the key are logged; with no key set, "
+                                                      "none)")] = True,
+    log_session_lists: Annotated[bool, typer.Option("--log-session-lists/--no-log-session-lists",
+                                                    help="log the lists of POST /recommendations (anonymous "
+                                                    "sessions)")] = True,
 ) -> None:
     """Serve Top-N over HTTP with real-time events (FastAPI + uvicorn; OpenAPI at /docs).
 
@@ -435,6 +456,10 @@ def serve(
 
     if not 0 < port < 65536:
         raise ConfigError(f"--port must be between 1 and 65535; got {port}")
+    for name, value in (("--served-max-rows", served_max_rows), ("--served-max-age-days", served_max_age_days),
+                        ("--served-prune-seconds", served_prune_seconds)):
+        if not 0 <= value < float("inf"):
+            raise ConfigError(f"{name} must be a number >= 0; got {value}")
     item_table = None
     if data is not None:
         from zenrec.models.bundle import ModelBundle
@@ -448,9 +473,18 @@ def serve(
         item_table = ds.item_table
     app_ = create_app(model_dir, store_url=store, api_key=api_key, require_key_for_reads=keys_for_reads,
                       item_table=item_table, retrieval=retrieval, score_cache_mb=score_cache_mb, durability=durability,
-                      max_event_ahead=max_event_ahead, max_event_age=max_event_age)
+                      max_event_ahead=max_event_ahead, max_event_age=max_event_age, log_lists=served_log,
+                      log_sessions=log_session_lists, log_anonymous_reads=log_anonymous_reads,
+                      served_max_rows=served_max_rows or None,
+                      served_max_age_s=served_max_age_days * 86_400.0 if served_max_age_days else None,
+                      served_prune_s=served_prune_seconds)
     out.print(f"serving {model_dir} at http://{host}:{port}  (OpenAPI: http://{host}:{port}/docs; Ctrl-C stops)")
-    uvicorn.run(app_, host=host, port=port, log_level="info", access_log=access_log)
+    try:
+        uvicorn.Server(uvicorn.Config(app_, host=host, port=port, log_level="info", access_log=access_log)).run()
+    except SystemExit:  # uvicorn's exit on a failed start (a port in use, a model it cannot serve)
+        if getattr(app_.state, "startup_error", None) is not None:  # uvicorn logged its one line
+            raise typer.Exit(2) from None
+        raise
 
 
 EXIT_REJECTED = 3

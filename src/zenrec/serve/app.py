@@ -19,6 +19,7 @@ import os
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,13 +30,13 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from zenrec import __version__
-from zenrec.errors import ConfigError
+from zenrec.errors import ConfigError, ZenrecError
 from zenrec.models.bundle import ModelBundle
 from zenrec.retrieval.base import check_k
 from zenrec.serve.errors import ApiError, error_body, install_error_handlers
 from zenrec.serve.heap import freeze_heap
 from zenrec.serve.live import ListLog, LiveModel, default_store_url, is_registry, manifest_version
-from zenrec.serve.versions import RegistryWatcher, ServingView, registry_view
+from zenrec.serve.versions import RegistryWatcher, ServingView, start_view
 from zenrec.store.events import check_durability
 from zenrec.store.registry import ModelRegistry
 from zenrec.store.served import DEFAULT_MAX_AGE_S, DEFAULT_MAX_ROWS, ServedList, ServedLog
@@ -47,6 +48,8 @@ log = logging.getLogger(__name__)
 #: environment variable read for the API key when none is passed
 API_KEY_ENV = "ZENREC_API_KEY"
 _REPLAY_PAGE = 5000
+#: whether the request being answered carries the server's API key (set by :class:`KeyedRequests`)
+_KEYED: ContextVar[bool] = ContextVar("zenrec_keyed", default=False)
 
 
 class Metrics:
@@ -107,6 +110,8 @@ class ServeState:
     served_log: ServedLog | None = None
     #: log anonymous session lists too (they answer no known user; off saves a row per anonymous read)
     log_sessions: bool = True
+    #: log the lists of reads that came without the API key too (off: only reads with the key are logged)
+    log_anonymous_reads: bool = True
 
     def served(self, out: Any, live: LiveModel, kind: str, started: float) -> dict[str, Any]:
         """Count, time and log one served list (``out``: :class:`~zenrec.models.query.Recommendations`); returns
@@ -117,7 +122,9 @@ class ServeState:
         self.metrics.list_latency.labels(v).observe(seconds)
         self.metrics.coverage.labels(v).set(live.coverage())
         body = out.to_dict()
-        if self.served_log is not None and (self.log_sessions or kind != "session"):
+        if self.served_log is not None and (self.log_sessions or kind != "session") and (
+            self.log_anonymous_reads or _KEYED.get()
+        ):
             user = None if out.user is None else str(out.user)
             self.served_log.log(ServedList(out.list_id, user, v, kind, [r["item"] for r in body["items"]], live.n_items,
                                            seconds * 1000.0, out.fallback))
@@ -189,6 +196,26 @@ class BodyLimit:
         await self.app(scope, limited, send)
 
 
+class KeyedRequests:
+    """ASGI middleware: notes in :data:`_KEYED` whether a request carries the server's API key (installed only
+    when anonymous reads are left out of the served-list log)."""
+
+    def __init__(self, app: ASGIApp, key: str) -> None:
+        self.app = app
+        self.key = key.encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = next((v for k, v in scope.get("headers") or () if k == b"x-api-key"), None)
+        token = _KEYED.set(given is not None and hmac.compare_digest(given, self.key))
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            _KEYED.reset(token)
+
+
 class RequestMetrics:
     """ASGI middleware: count and time every request by its route template."""
 
@@ -254,8 +281,10 @@ def create_app(
     poll_seconds: float = 0.5,
     log_lists: bool = True,
     log_sessions: bool = True,
+    log_anonymous_reads: bool = True,
     served_max_rows: int | None = DEFAULT_MAX_ROWS,
     served_max_age_s: float | None = DEFAULT_MAX_AGE_S,
+    served_prune_s: float = 60.0,
     score_cache_mb: float = 64.0,
     durability: str = "fsync",
 ) -> FastAPI:
@@ -283,8 +312,13 @@ def create_app(
     list is logged (best-effort, off the request path) in the store's
     ``served_lists`` table for ``zenrec report online``; the log keeps the
     newest ``served_max_rows`` lists of the last ``served_max_age_s`` seconds
-    (a million, 30 days; None lifts a bound), and ``log_sessions=False`` leaves
-    anonymous session lists out of it.  Each served version
+    (a million, 30 days; None lifts a bound), pruned every ``served_prune_s``
+    seconds (so it may exceed ``served_max_rows`` by what one interval adds).
+    ``log_sessions=False`` leaves anonymous session lists out of it, and
+    ``log_anonymous_reads=False`` the lists of reads that came without the API
+    key (with no key set: every list); ``zenrec report online`` then counts only
+    the lists that were logged, and events naming the others' ``list_id`` are
+    reported as unmatched.  Each served version
     keeps up to ``score_cache_mb`` of users' score rows, reused until the
     user's next event (:mod:`zenrec.serve.cache`; 0 turns it off).
     ``durability`` (``fsync`` or ``os``) is what an acknowledged event
@@ -313,6 +347,15 @@ def create_app(
     ):
         raise ConfigError(f"the 'score_cache_mb' parameter must be a number of megabytes >= 0; got {score_cache_mb!r}")
     cache_bytes = int(score_cache_mb * (1 << 20))
+    for name, bound in (("served_max_rows", served_max_rows), ("served_max_age_s", served_max_age_s)):
+        if bound is not None and (isinstance(bound, bool) or not isinstance(bound, (int, float)) or
+                                  not 0 < bound < float("inf")):
+            raise ConfigError(f"the {name!r} parameter must be a positive number or None; got {bound!r}")
+    if isinstance(served_prune_s, bool) or not isinstance(served_prune_s, (int, float)) or not (
+        0 <= served_prune_s < 86_400
+    ):
+        raise ConfigError(f"the 'served_prune_s' parameter must be a number of seconds from 0 to 86400; "
+                          f"got {served_prune_s!r}")
     check_durability(durability)  # now rather than when the server starts
     key = api_key if api_key is not None else os.environ.get(API_KEY_ENV) or None
     if key is not None and not key.strip():
@@ -338,8 +381,7 @@ def create_app(
                 return live
 
             if registry is not None:
-                view = registry_view(registry, load)
-                assert view is not None
+                view = start_view(registry, load)
             else:
                 bundle = ModelBundle.load(source)
                 live = LiveModel(bundle, manifest_version(source, bundle.manifest), item_table, retrieval, lists,
@@ -350,8 +392,9 @@ def create_app(
             state = ServeState(view, store, writer, metrics, key, require_key_for_reads, max_k, max_event_ahead,
                                max_event_age, lists=lists,
                                replayed=replayed[0], served_log=ServedLog(store, max_rows=served_max_rows,
-                                                                    max_age_s=served_max_age_s) if log_lists else None,
-                               log_sessions=log_sessions)
+                                                                    max_age_s=served_max_age_s,
+                                                                    prune_every_s=served_prune_s) if log_lists else None,
+                               log_sessions=log_sessions, log_anonymous_reads=log_anonymous_reads)
             for v, m in view.models.items():
                 metrics.model_info.labels(v, m.model.name).set(1)
             if registry is not None:  # polled when poll_seconds > 0; state.watcher.check() swaps on demand
@@ -375,11 +418,17 @@ def create_app(
                     state.watcher.start()
             if key is None:
                 log.warning("no API key set: POST /events is open to anyone who can reach the server")
+                if log_lists and not log_anonymous_reads:
+                    log.warning("no API key set and anonymous reads are not logged: no served list is logged")
             log.info("serving %s from %s; events in %s; %d events replayed", view.versions(), source, store.url,
                      state.replayed)
             app.state.zenrec = state
             freeze_heap()  # full collector passes would otherwise stall requests for 60-130 ms
             yield
+        except ZenrecError as exc:  # a model, registry or store zenrec cannot serve: one line, not a traceback
+            if getattr(app.state, "zenrec", None) is None:
+                app.state.startup_error = exc
+            raise
         finally:
             watcher = getattr(getattr(app.state, "zenrec", None), "watcher", None)
             if watcher is not None:
@@ -410,8 +459,32 @@ def create_app(
     reads = [Depends(read_access)] if require_key_for_reads else []  # no per-request dependency otherwise
     for module in (recommendations, items):
         app.include_router(module.router, dependencies=reads)
+    app.include_router(health.metrics_router, dependencies=reads)
     for module in (events, health):
         app.include_router(module.router)
+    if log_lists and not log_anonymous_reads and key is not None:  # which reads came with the key
+        app.add_middleware(KeyedRequests, key=key)
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)  # refuses a large body before it is read
     app.add_middleware(RequestMetrics, metrics=metrics)  # outermost: counts every answer, 413s included
+    app.add_middleware(StartupError)
     return app
+
+
+class StartupError:
+    """ASGI middleware: a start that failed on a :class:`~zenrec.errors.ZenrecError` reports its one-line
+    message to the server (uvicorn logs it) instead of the traceback text Starlette sends."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "lifespan":
+            return await self.app(scope, receive, send)
+
+        async def send_short(message: Any) -> None:
+            error = getattr(scope.get("app") and scope["app"].state, "startup_error", None)
+            if message.get("type") == "lifespan.startup.failed" and error is not None:
+                message = {**message, "message": f"cannot start: {error}"}
+            await send(message)
+
+        await self.app(scope, receive, send_short)

@@ -63,7 +63,9 @@ def json_response(body: Any, status: int = 200) -> Response:
 
 
 def plain_id(raw: str, vocabulary: Any) -> Any:
-    """A path id as the vocabulary spells it: an integer for integer vocabularies when it parses."""
+    """A path id as the vocabulary spells it: stripped as every stored id is (:mod:`zenrec.data.ids`), an
+    integer for integer vocabularies when it parses."""
+    raw = raw.strip()
     if getattr(vocabulary, "is_integer", False):
         try:
             return int(raw)
@@ -162,7 +164,8 @@ class ErrorOut(BaseModel):
 
 
 _ERROR_TEXT = {
-    400: "malformed request: the body is not valid JSON, or a header is invalid",
+    400: "malformed request: the body is not valid JSON, or a header is invalid (JSON); a request line or headers "
+         "over the HTTP server's limit, about 80 KB (plain text, from the HTTP layer)",
     401: "missing or wrong API key (X-API-Key)",
     404: "unknown user or item id (where the id is part of the path or the model's policy is to raise)",
     413: "request body larger than the server's limit",
@@ -171,6 +174,16 @@ _ERROR_TEXT = {
 }
 
 
+#: a request line or header block over the HTTP server's limit (uvicorn with httptools: about 80 KB, e.g. a
+#: very long ``filter``) is refused by the HTTP layer before the app sees it, as a plain-text 400
+_PLAIN_400 = {"text/plain": {"schema": {"type": "string"}}}
+
+
 def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI ``responses`` for the error statuses a route really sends, each with the :class:`ErrorOut` body."""
-    return {code: {"model": ErrorOut, "description": _ERROR_TEXT[code]} for code in codes}
+    """OpenAPI ``responses`` for the error statuses a route really sends, each with the :class:`ErrorOut` body
+    (and, for 400, the HTTP layer's plain-text answer to an oversized request head)."""
+    out: dict[int | str, dict[str, Any]] = {code: {"model": ErrorOut, "description": _ERROR_TEXT[code]}
+                                            for code in codes}
+    if 400 in out:
+        out[400] = {**out[400], "content": _PLAIN_400}
+    return out

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from zenrec.serve.routes.common import error_responses, read_access, state_of
+from zenrec.serve.routes.common import error_responses, state_of
 
 router = APIRouter(tags=["health"])
+#: ``/metrics`` alone: create_app adds read_access to it when reads need the API key, so that its OpenAPI
+#: security matches what the server enforces
+metrics_router = APIRouter(tags=["health"])
 
 
 @router.get("/healthz")
@@ -18,8 +21,10 @@ def healthz(request: Request) -> dict[str, Any]:
     state = state_of(request)
     view = state.view
     live = view.live
+    # not None when the promoted version could not be loaded and an older one serves
+    problem = view.problem or (state.watcher.last_error if state.watcher is not None else None)
     return {
-        "status": "ok",
+        "status": "degraded" if problem else "ok",
         "model_version": live.version,
         "versions": view.versions(),
         "traffic": dict(view.traffic) if view.traffic else None,
@@ -33,12 +38,13 @@ def healthz(request: Request) -> dict[str, Any]:
         "score_cache": {"users": len(live.score_cache), "bytes": live.score_cache.bytes,
                         "hit_rate": round(live.score_cache.hit_rate(), 4)},
         "store": state.store.dialect,
+        "problem": problem,
     }
 
 
-@router.get("/metrics", response_class=Response,
-            responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}, **error_responses(401)})
-def metrics(request: Request, _: Annotated[None, Depends(read_access)] = None) -> Response:
+@metrics_router.get("/metrics", response_class=Response,
+                    responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}, **error_responses(401)})
+def metrics(request: Request) -> Response:
     """Prometheus metrics: requests and latency per route, events stored, lists served, model version."""
     state = state_of(request)
     for v, live in state.view.models.items():
