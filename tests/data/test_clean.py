@@ -31,7 +31,8 @@ def test_each_reason_is_counted_with_its_line():
         ("b", "y", 6, "click", 99.0),     # line 10: out of range
         ("b", "z", 7, "cart", 2.0),       # line 11: kept
     ]
-    ev = clean_events(_frame(rows), CM, CleaningConfig(min_value=0, max_value=5), source="log.csv", first_line=2)
+    ev = clean_events(_frame(rows), CM, CleaningConfig(min_value=0, max_value=5, max_unknown_event_share=1.0),
+                      source="log.csv", first_line=2)
     r = ev.report
     assert r.rows_in == 10 and r.rows_out == 2
     assert r.dropped == {
@@ -89,7 +90,8 @@ def test_float_ids_that_are_whole_numbers_stay_integers_others_are_malformed():
 def test_everything_dropped_is_an_empty_data_error():
     df = pd.DataFrame({"user": [1], "item": [1], "event": ["hover"]})
     with pytest.raises(EmptyDataError, match="every row was dropped.*unknown_event"):
-        Dataset.from_frame(df, ColumnMap(user="user", item="item", event="event"))
+        Dataset.from_frame(df, ColumnMap(user="user", item="item", event="event"),
+                           CleaningConfig(max_unknown_event_share=1.0))
 
 
 def _is_k_core(u, i, k_u, k_i):

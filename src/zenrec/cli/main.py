@@ -75,6 +75,17 @@ def _parse_params(items: list[str] | None) -> dict[str, Any]:
     return params
 
 
+def _aliases(items: list[str] | None) -> dict[str, str]:
+    """``--event-alias NAME=TYPE`` values as a mapping (names as written; the cleaning config lowercases)."""
+    out: dict[str, str] = {}
+    for item in items or []:
+        name, sep, target = item.partition("=")
+        if not sep or not name.strip() or not target.strip():
+            raise ConfigError(f"--event-alias expects NAME=TYPE, such as buy=purchase; got {item!r}")
+        out[name.strip()] = target.strip()
+    return out
+
+
 def _parse_list(value: str, what: str) -> list[str]:
     items = [x.strip() for x in value.split(",") if x.strip()]
     if not items:
@@ -147,6 +158,12 @@ def ingest(
     event_weight: Annotated[
         list[str] | None, typer.Option(help="NAME=WEIGHT for an event type (repeatable)")
     ] = None,
+    event_alias: Annotated[
+        list[str] | None, typer.Option(help="NAME=TYPE: the log's event name NAME counts as TYPE, one of view, "
+                                       "click, favorite, cart, purchase, rating (repeatable; e.g. buy=purchase)")
+    ] = None,
+    allow_drops: Annotated[bool, typer.Option("--allow-drops", help="drop rows of unknown event types however many "
+                                              "(by default more than 1% of rows fails the ingest)")] = False,
     rating_threshold: Annotated[float | None, typer.Option(help="keep rows with value ≥ this")] = None,
     min_value: Annotated[float | None, typer.Option(help="drop rows with value below this")] = None,
     max_value: Annotated[float | None, typer.Option(help="drop rows with value above this")] = None,
@@ -162,6 +179,8 @@ def ingest(
 
       zenrec ingest events.csv --user user_id --item product_id --time ts --event type -o data/
     """
+    from pydantic import ValidationError
+
     from zenrec.data.dataset import Dataset
     from zenrec.data.readers import check_encoding, read_table
     from zenrec.data.schema import DEFAULT_EVENT_WEIGHTS, CleaningConfig, ColumnMap
@@ -175,11 +194,12 @@ def ingest(
             raise ConfigError(f"--event-weight {k}= expects a number; got {v!r}") from None
     try:
         cleaning = CleaningConfig(
-            event_weights=weights, rating_threshold=rating_threshold, min_value=min_value,
+            event_weights=weights, event_aliases=_aliases(event_alias),
+            max_unknown_event_share=1.0 if allow_drops else 0.01, rating_threshold=rating_threshold, min_value=min_value,
             max_value=max_value, min_user_interactions=min_user, min_item_interactions=min_item, strict=strict,
         )
-    except ValueError as exc:
-        raise ConfigError(str(exc).splitlines()[-1]) from None
+    except ValidationError as exc:
+        raise ConfigError("; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())) from None
     columns = ColumnMap(user=user, item=item, timestamp=time, event=event, value=value)
     with err.status(f"reading and cleaning {file}"):
         ds = Dataset.from_file(file, columns, cleaning, format=format, encoding=encoding)  # type: ignore[arg-type]

@@ -140,6 +140,14 @@ def _parse_numbers(text: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
     return _to_numpy(vals, np.float64, np.nan), ok.to_numpy(zero_copy_only=False)
 
 
+def _unknown_events(codes: np.ndarray, uniq: np.ndarray, types: list[str | None]) -> dict[str, int]:
+    """Row counts of the event names that map to no type, most frequent first (missing values not counted)."""
+    counts = np.bincount(codes[codes >= 0], minlength=len(uniq))
+    found = {str(name): int(counts[i]) for i, (name, t) in enumerate(zip(uniq.tolist(), types, strict=True))
+             if t is None and counts[i]}
+    return dict(sorted(found.items(), key=lambda kv: -kv[1]))
+
+
 def _text_codes(a: pa.ChunkedArray, lower: bool = False, ids: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Dictionary codes of a text column (stripped, empty -> missing = -1), the distinct values, and
     (with ``ids``) a mask of the rows whose id breaks :mod:`zenrec.data.ids`' rule (coded -1 as well).
@@ -493,13 +501,26 @@ def clean_events(
         if not _is_text(ev.type):
             ev = ev.cast(pa.string())
         codes, uniq, _ = _text_codes(ev, lower=True)
-        known = [u for u in uniq.tolist() if u in config.event_weights]
+        types = [config.event_type(u) for u in uniq.tolist()]  # the log's names as canonical types
+        known = sorted({t for t in types if t is not None}, key=list(config.event_weights).index)
         event_names = tuple(known)
-        lut_w = np.array([config.event_weights.get(u, 0.0) for u in uniq.tolist()] + [0.0], dtype=np.float32)
-        lut_c = np.array([known.index(u) if u in known else -1 for u in uniq.tolist()] + [-1], dtype=np.int16)
+        lut_w = np.array([config.event_weights[t] if t else 0.0 for t in types] + [0.0], dtype=np.float32)
+        lut_c = np.array([known.index(t) if t else -1 for t in types] + [-1], dtype=np.int16)
         weight = lut_w[codes]
         ec = lut_c[codes]
+        unknown = _unknown_events(codes, uniq, types)
         del codes
+        if unknown:
+            listed = ", ".join(f"{name!r} ({count:,} rows)" for name, count in list(unknown.items())[:10])
+            listed += f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""
+            n_unknown = sum(unknown.values())
+            fix = (f"say what they are with --event-alias {next(iter(unknown))}=TYPE (TYPE one of "
+                   f"{', '.join(config.event_weights)}), or weigh them with --event-weight NAME=W")
+            if n_unknown > config.max_unknown_event_share * n:
+                raise DataError(f"{n_unknown:,} of {n:,} rows ({n_unknown / n:.1%}) have an event type zenrec does "
+                                f"not know: {listed}; {fix}, or drop them with --allow-drops",
+                                source=source, column=columns.event)
+            report.notes.append(f"dropped unknown event types {listed}: {fix}")
         drop(
             "unknown_event",
             ec < 0,

@@ -18,7 +18,7 @@ from zenrec._io import atomic_dir, read_manifest, write_json
 from zenrec.data.clean import CleaningReport, clean_events
 from zenrec.data.interactions import Interactions
 from zenrec.data.readers import Format, _base_suffix, _guess_format, read_table, record_lines
-from zenrec.data.schema import CleaningConfig, ColumnMap
+from zenrec.data.schema import DEFAULT_EVENT_WEIGHTS, CleaningConfig, ColumnMap
 from zenrec.data.vocab import Vocabulary
 from zenrec.errors import ArtifactError
 
@@ -40,6 +40,10 @@ class Dataset:
     item_table: pd.DataFrame | None = None
     report: CleaningReport = field(default_factory=CleaningReport)
     name: str = "dataset"
+    #: the log's own event names and the types they count as (``buy`` → ``purchase``), declared at ingest
+    event_aliases: dict[str, str] = field(default_factory=dict)
+    #: the weight of each event type the dataset was cleaned with
+    event_weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_EVENT_WEIGHTS))
 
     def __repr__(self) -> str:
         return f"Dataset({self.name!r}, events={len(self.interactions)}, users={len(self.users)}, items={len(self.items)})"
@@ -68,7 +72,9 @@ class Dataset:
         inter = Interactions(
             ev.user, ev.item, len(ev.users), len(ev.items), ev.timestamp, ev.weight, ev.event, ev.event_names
         )
-        return cls(inter, ev.users, ev.items, None, ev.report, name)
+        config = cleaning or CleaningConfig()
+        return cls(inter, ev.users, ev.items, None, ev.report, name, dict(config.event_aliases),
+                   dict(config.event_weights))
 
     @classmethod
     def from_file(
@@ -145,6 +151,7 @@ class Dataset:
                     "event_names": list(inter.event_names),
                     "fingerprint": self.fingerprint,
                     "cleaning": self.report.to_dict(),
+                    "events": {"aliases": self.event_aliases, "weights": self.event_weights},
                 },
             )
 
@@ -167,4 +174,11 @@ class Dataset:
             df["timestamp"].to_numpy(), df["weight"].to_numpy(), df["event"].to_numpy(),
             tuple(m.get("event_names", ())),
         )
-        return cls(inter, users, items, table, CleaningReport.from_dict(m["cleaning"]), m.get("name", path.name))
+        events = m.get("events") or {}  # datasets written before aliases: the defaults they were cleaned with
+        try:
+            aliases = {str(k): str(v) for k, v in dict(events.get("aliases", {})).items()}
+            weights = {str(k): float(v) for k, v in dict(events.get("weights", DEFAULT_EVENT_WEIGHTS)).items()}
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise ArtifactError(f"{path}/manifest.json: corrupted 'events' ({exc})") from None
+        return cls(inter, users, items, table, CleaningReport.from_dict(m["cleaning"]), m.get("name", path.name),
+                   aliases, weights)

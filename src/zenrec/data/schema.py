@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-__all__ = ["ColumnMap", "CleaningConfig", "DEFAULT_EVENT_WEIGHTS", "TIMESTAMP_MIN", "TIMESTAMP_MAX"]
+__all__ = ["ColumnMap", "CleaningConfig", "DEFAULT_EVENT_WEIGHTS", "DEFAULT_EVENT_ALIASES", "TIMESTAMP_MIN",
+           "TIMESTAMP_MAX"]
 
 #: The range of event times zenrec keeps, in epoch seconds: 1970-01-01 to 9999-12-31 23:59:59 (what
 #: ``datetime`` can hold, so every later window or date computation is defined).  Ingest counts a time
@@ -21,6 +22,10 @@ DEFAULT_EVENT_WEIGHTS: dict[str, float] = {
     "purchase": 8.0,
     "rating": 1.0,
 }
+
+#: Other spellings of the canonical types that every ingest accepts; a log's own names are declared with
+#: ``CleaningConfig.event_aliases`` (``zenrec ingest --event-alias buy=purchase``).
+DEFAULT_EVENT_ALIASES: dict[str, str] = {"favourite": "favorite"}
 
 
 class ColumnMap(BaseModel):
@@ -50,6 +55,16 @@ class CleaningConfig(BaseModel):
         default_factory=lambda: dict(DEFAULT_EVENT_WEIGHTS),
         description="weight of each event type; types not listed are dropped as 'unknown_event'",
     )
+    event_aliases: dict[str, str] = Field(
+        default_factory=dict,
+        description="a log's own event names mapped to the types of event_weights (e.g. buy -> purchase); "
+                    "matched without regard to case, stored with the dataset",
+    )
+    max_unknown_event_share: float = Field(
+        0.01, ge=0.0, le=1.0,
+        description="fail when more than this share of rows has an event type neither weighted nor aliased "
+                    "(1.0: drop them all and report them)",
+    )
     min_value: float | None = Field(None, description="drop rows whose value is below this")
     max_value: float | None = Field(None, description="drop rows whose value is above this")
     rating_threshold: float | None = Field(
@@ -67,4 +82,28 @@ class CleaningConfig(BaseModel):
         bad = {k: w for k, w in v.items() if not w > 0}
         if bad:
             raise ValueError(f"event weights must be > 0; got {bad}")
-        return v
+        return {k.strip().lower(): w for k, w in v.items()}
+
+    @model_validator(mode="after")
+    def _aliases_name_types(self) -> CleaningConfig:
+        aliases = {k.strip().lower(): t.strip().lower() for k, t in self.event_aliases.items()}
+        for name, target in aliases.items():
+            if not name:
+                raise ValueError("an event alias needs a name before '='")
+            if target not in self.event_weights:
+                raise ValueError(f"event alias {name}={target}: {target!r} is not an event type; expected one of "
+                                 f"{sorted(self.event_weights)} (or give it a weight with --event-weight "
+                                 f"{target}=W)")
+            if name in self.event_weights and name != target:
+                raise ValueError(f"event alias {name}={target}: {name!r} is itself an event type; drop the alias "
+                                 "or its weight")
+        object.__setattr__(self, "event_aliases", aliases)
+        return self
+
+    def event_type(self, name: str) -> str | None:
+        """The type a raw event name counts as (its alias, a default alias, or itself); None: unknown."""
+        key = name.strip().lower()
+        key = self.event_aliases.get(key, key)
+        if key not in self.event_weights and DEFAULT_EVENT_ALIASES.get(key) in self.event_weights:
+            key = DEFAULT_EVENT_ALIASES[key]
+        return key if key in self.event_weights else None
