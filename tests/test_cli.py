@@ -56,6 +56,15 @@ def test_ingest_train_recommend_flow(events_csv, tmp_path):
     # a user's seen products are never recommended back
     seen = pd.read_csv(events_csv).query("user_id == 'u1'")["product_id"]
     assert not set(out.loc[out.user_id == "u1", "item_id"]) & set(seen)
+    # a plain list of ids (.txt) has no header: its first line is a user too
+    listed = tmp_path / "ids.txt"
+    listed.write_text("u2\n u1 \n\nnobody\n")
+    r = run("recommend", model, "--users", listed, "-k", "3", "-o", recs)
+    assert r.exit_code == 0, r.output
+    assert pd.read_csv(recs)["user_id"].drop_duplicates().tolist() == ["u2", "u1", "nobody"]
+    (tmp_path / "empty.txt").write_text("\n \n")
+    r = run("recommend", model, "--users", tmp_path / "empty.txt")
+    assert r.exit_code == 2 and "no user ids (expected one id per line)" in r.output
 
 
 def test_compare_writes_json_leaderboard(tmp_path, ml100k):

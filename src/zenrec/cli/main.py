@@ -355,14 +355,14 @@ def train(
 def recommend(
     model_dir: Annotated[Path, typer.Argument(help="model directory from `zenrec train`")],
     user: Annotated[str | None, typer.Option(help="one raw user id")] = None,
-    users: Annotated[Path | None, typer.Option(help="CSV of user ids (column user_id, or the first column)")] = None,
+    users: Annotated[Path | None, typer.Option(help="user ids: a .txt file with one per line, or a CSV (column "
+                                               "user_id, or the first column)")] = None,
     k: Annotated[int, typer.Option("-k", help="list length")] = 10,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="write recommendations as CSV")] = None,
     include_seen: Annotated[bool, typer.Option(help="allow items the user already interacted with")] = False,
 ) -> None:
     """Top-k items for one user (a table) or many users (a CSV)."""
     from zenrec._io import atomic_file
-    from zenrec.data.readers import read_table
     from zenrec.models.bundle import ModelBundle
     from zenrec.retrieval.base import check_k
 
@@ -373,9 +373,7 @@ def recommend(
     if user is not None:
         raw = [_coerce_id(user, bundle)]
     else:
-        df = read_table(users)  # type: ignore[arg-type]
-        col = "user_id" if "user_id" in df.columns else df.columns[0]
-        raw = df[col].to_numpy()
+        raw = _user_list(users, bundle)  # type: ignore[arg-type]
     recs = bundle.recommend_users(raw, k=k, exclude_seen=not include_seen)
     if output is not None:
         with atomic_file(output) as tmp:
@@ -389,6 +387,25 @@ def recommend(
     for r in recs.itertuples():
         t.add_row(str(r.rank), str(r.item_id), str(getattr(r, "title", "")), f"{r.score:.4f}")
     out.print(t)
+
+
+def _user_list(path: Path, bundle: Any) -> Any:
+    """The ids of ``--users``: a ``.txt`` file is a plain list (one id per line, no header); any other
+    table is read with its header (column ``user_id``, or the first column)."""
+    from zenrec.data.readers import read_table
+
+    if path.suffix.lower() == ".txt":
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise DataError(f"{path}: cannot read a list of user ids ({exc})") from None
+        ids = [_coerce_id(x.strip(), bundle) for x in lines if x.strip()]
+        if not ids:
+            raise DataError(f"{path}: no user ids (expected one id per line)")
+        return ids
+    df = read_table(path)
+    col = "user_id" if "user_id" in df.columns else df.columns[0]
+    return df[col].to_numpy()
 
 
 def _coerce_id(raw: str, bundle) -> Any:
