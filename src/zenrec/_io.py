@@ -6,7 +6,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -187,6 +187,9 @@ def array_headers(path: Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
                 name = info.filename[:-4] if info.filename.endswith(".npy") else None
                 if name is None:
                     raise ArtifactError(f"{path}: holds {info.filename!r}, which is not an array (.npy)")
+                if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+                    raise ArtifactError(f"{path}: array {name!r} is compressed with zip method {info.compress_type}, "
+                                        "which zenrec does not write (stored or deflated only)")
                 with zf.open(info) as fh:
                     version = np.lib.format.read_magic(fh)
                     if version == (1, 0):
@@ -207,21 +210,26 @@ def array_headers(path: Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
                 out[name] = (tuple(shape), dtype)
     except ArtifactError:
         raise
-    except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile, zlib.error, NotImplementedError) as exc:
+    except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as exc:
         raise ArtifactError(f"{path}: corrupted or truncated ({exc})") from None
     return out
 
 
-def load_arrays(path: Path, max_bytes: int | None = None) -> dict[str, np.ndarray]:
+def load_arrays(path: Path, max_bytes: int | None = None,
+                check: Callable[[dict[str, tuple[tuple[int, ...], np.dtype]]], None] | None = None
+                ) -> dict[str, np.ndarray]:
     """Load a ``.npz`` written by :func:`save_arrays`, never unpickling anything.
 
-    The headers are checked first (:func:`array_headers`), and the arrays'
-    total size against ``max_bytes`` (default :func:`max_artifact_bytes`).
+    The headers are checked first (:func:`array_headers`, then ``check`` on
+    them, e.g. shapes against a manifest), and the arrays' total size against
+    ``max_bytes`` (default :func:`max_artifact_bytes`), before anything is read.
     """
     import zipfile
     import zlib
 
     headers = array_headers(path)
+    if check is not None:
+        check(headers)
     limit = max_artifact_bytes() if max_bytes is None else max_bytes
     total = sum(int(np.prod(shape, dtype=object)) * dtype.itemsize for shape, dtype in headers.values())
     if total > limit:

@@ -160,6 +160,17 @@ def _decode_error(path: Path, encoding: str, data: bytes | None = None) -> str:
         return f"cannot read it ({exc})"
 
 
+def _as_utf8(path: Path, raw: bytes, encoding: str | None) -> bytes:
+    """A file's bytes in ``encoding`` (None: already UTF-8) as UTF-8, or a DataError naming the first byte that
+    does not decode and its line."""
+    if encoding is None:
+        return raw
+    try:
+        return raw.decode(encoding).encode("utf-8")
+    except UnicodeError:
+        raise DataError(f"cannot decode: {_decode_error(path, encoding, raw)}", source=str(path)) from None
+
+
 def _first_line(path: Path, encoding: str | None, data: bytes | None = None,
                 limit: int = 64 << 20) -> tuple[str, str]:
     """The first line's text (at most ``limit`` characters, a leading BOM removed) and how it ended:
@@ -399,12 +410,7 @@ def _read_jsonl(path: Path, encoding: str | None) -> pa.Table:
     data = None
     if encoding is not None:
         with _open_binary(path) as fh:
-            raw = fh.read()
-        try:
-            data = raw.decode(encoding).encode("utf-8")
-        except UnicodeError:
-            raise DataError(f"cannot decode: {_decode_error(path, encoding, raw)}", source=str(path)) from None
-        del raw
+            data = _as_utf8(path, fh.read(), encoding)
     elif path.suffix.lower() in _COMPRESSED:  # decompressed once, for the depth check and pyarrow alike
         with _open_binary(path) as fh:
             data = fh.read()
@@ -633,12 +639,7 @@ def read_movielens(path: str | Path, encoding: str | None = None) -> pd.DataFram
             raise _truncated(path) from None
         except OSError as exc:
             raise DataError(f"cannot read it: {exc}", source=str(path)) from None
-        if enc is not None:
-            try:
-                raw = raw.decode(enc).encode("utf-8")
-            except UnicodeError:
-                raise DataError(f"cannot decode: {_decode_error(path, enc, raw)}", source=str(path)) from None
-        text = raw.replace(b"::", b"\t")
+        text = _as_utf8(path, raw, enc).replace(b"::", b"\t")
         if not text.strip():
             raise EmptyDataError("the file is empty", source=str(path))
         df = _to_frame(_read_delimited(path, "\t", column_names=names, data=text))

@@ -47,17 +47,15 @@ def check_manifest(path: Path, manifest: dict[str, Any]) -> tuple[dict[str, Any]
     return params, sizes[0], sizes[1]
 
 
-def check_sizes(path: Path, n_users: int, n_items: int) -> None:
-    """Refuse, before loading, an array with more elements than a model of this size can use.
+def check_sizes(path: Path, headers: dict[str, tuple[tuple[int, ...], Any]], n_users: int, n_items: int) -> None:
+    """Refuse, from the array headers alone, an array with more elements than a model of this size can use.
 
     The largest state a model keeps is an items × items matrix per task (EASE,
     the multi-task model's wide part); networks add a constant.  A few-MB file
-    that would inflate to gigabytes is refused here, by its headers alone.
+    that would inflate to gigabytes is refused before it is loaded.
     """
-    from zenrec._io import array_headers
-
     limit = 4 * max(n_users, n_items) ** 2 + (1 << 26)
-    for name, (shape, _) in array_headers(path / "arrays.npz").items():
+    for name, (shape, _) in headers.items():
         size = int(np.prod(shape, dtype=object))
         if size > limit:
             raise ArtifactError(f"{path}/arrays.npz: array {name!r} has {size:,} elements (shape {tuple(shape)}), more "

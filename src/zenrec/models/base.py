@@ -442,8 +442,7 @@ class Recommender(ABC):
                                 "retrain the model with this version") from None
         except (KeyError, TypeError, ValueError, ConfigError) as exc:
             raise ArtifactError(f"{path}/manifest.json: corrupted or incompatible manifest ({exc})") from None
-        check_sizes(path, n_users, n_items)
-        arrays = load_arrays(path / "arrays.npz")
+        arrays = load_arrays(path / "arrays.npz", check=lambda headers: check_sizes(path, headers, n_users, n_items))
         missing = set(manifest.get("arrays", [])) - set(arrays)
         if missing:
             raise ArtifactError(f"{path}/arrays.npz: missing arrays {sorted(missing)}")

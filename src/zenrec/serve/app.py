@@ -39,7 +39,13 @@ from zenrec.serve.live import ListLog, LiveModel, default_store_url, is_registry
 from zenrec.serve.versions import RegistryWatcher, ServingView, start_view
 from zenrec.store.events import check_durability
 from zenrec.store.registry import ModelRegistry
-from zenrec.store.served import DEFAULT_MAX_AGE_S, DEFAULT_MAX_ROWS, ServedList, ServedLog
+from zenrec.store.served import (
+    DEFAULT_MAX_AGE_S,
+    DEFAULT_MAX_ROWS,
+    ServedList,
+    ServedLog,
+    check_served_bounds,
+)
 
 __all__ = ["create_app", "ServeState", "Metrics", "API_KEY_ENV"]
 
@@ -139,7 +145,7 @@ class ServeState:
         """Raise a 401 :class:`ApiError` unless ``given`` is the API key (when one is required)."""
         if self.api_key is None or not (write or self.require_key_for_reads):
             return
-        if given is None or not hmac.compare_digest(given.encode(), self.api_key.encode()):
+        if not key_matches(given, self.api_key):
             what = "missing" if given is None else "wrong"
             raise ApiError(401, "unauthorized", f"{what} API key: send it in the X-API-Key header",
                            headers={"WWW-Authenticate": "ApiKey"})
@@ -196,20 +202,27 @@ class BodyLimit:
         await self.app(scope, limited, send)
 
 
+def key_matches(given: str | bytes | None, key: str) -> bool:
+    """Whether ``given`` (a header value, as text or raw bytes) is the API ``key``, compared in constant time."""
+    if given is None:
+        return False
+    return hmac.compare_digest(given if isinstance(given, bytes) else given.encode(), key.encode())
+
+
 class KeyedRequests:
     """ASGI middleware: notes in :data:`_KEYED` whether a request carries the server's API key (installed only
     when anonymous reads are left out of the served-list log)."""
 
     def __init__(self, app: ASGIApp, key: str) -> None:
         self.app = app
-        self.key = key.encode()
+        self.key = key
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         given = next((v for k, v in scope.get("headers") or () if k == b"x-api-key"), None)
-        token = _KEYED.set(given is not None and hmac.compare_digest(given, self.key))
+        token = _KEYED.set(key_matches(given, self.key))
         try:
             await self.app(scope, receive, send)
         finally:
@@ -347,15 +360,7 @@ def create_app(
     ):
         raise ConfigError(f"the 'score_cache_mb' parameter must be a number of megabytes >= 0; got {score_cache_mb!r}")
     cache_bytes = int(score_cache_mb * (1 << 20))
-    for name, bound in (("served_max_rows", served_max_rows), ("served_max_age_s", served_max_age_s)):
-        if bound is not None and (isinstance(bound, bool) or not isinstance(bound, (int, float)) or
-                                  not 0 < bound < float("inf")):
-            raise ConfigError(f"the {name!r} parameter must be a positive number or None; got {bound!r}")
-    if isinstance(served_prune_s, bool) or not isinstance(served_prune_s, (int, float)) or not (
-        0 <= served_prune_s < 86_400
-    ):
-        raise ConfigError(f"the 'served_prune_s' parameter must be a number of seconds from 0 to 86400; "
-                          f"got {served_prune_s!r}")
+    check_served_bounds(served_max_rows, served_max_age_s, served_prune_s)  # now rather than when the server starts
     check_durability(durability)  # now rather than when the server starts
     key = api_key if api_key is not None else os.environ.get(API_KEY_ENV) or None
     if key is not None and not key.strip():

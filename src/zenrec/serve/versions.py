@@ -171,7 +171,7 @@ def start_view(registry: Any, load: Callable[[str], LiveModel]) -> ServingView:
     cur = registry.current()
     tried = {cur.version}
     candidates = [cur.previous] if cur.previous else []
-    candidates += [v.id for v in sorted(registry.versions(), key=lambda v: v.id, reverse=True)]
+    candidates += [v.id for v in reversed(registry.versions())]  # newest first
     for version in candidates:
         if version in tried:
             continue

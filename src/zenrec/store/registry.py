@@ -237,7 +237,8 @@ class ModelRegistry:
             if isinstance(source, (str, os.PathLike)):
                 src = Path(source)
                 read_manifest(src, "model", MODEL_FORMAT)
-                for link in (p for p in src.rglob("*") if p.is_symlink()):
+                link = next((p for p in src.rglob("*") if p.is_symlink()), None)
+                if link is not None:
                     raise ArtifactError(f"{link}: a symlink (to {os.readlink(link)}); a model directory holds "
                                         "plain files only")
                 try:

@@ -32,7 +32,7 @@ from zenrec.store.events import EventStore, drain, served_table
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["ServedList", "ServedLog", "served_frame", "SERVED_COLUMNS"]
+__all__ = ["ServedList", "ServedLog", "served_frame", "check_served_bounds", "SERVED_COLUMNS"]
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +70,17 @@ DEFAULT_MAX_ROWS = 1_000_000
 DEFAULT_MAX_AGE_S = 30 * 86_400.0
 
 
+def check_served_bounds(max_rows: Any, max_age_s: Any, prune_every_s: Any) -> None:
+    """Refuse bounds of the served-list log that are not numbers: ``max_rows`` and ``max_age_s`` positive
+    or None, ``prune_every_s`` seconds from 0 to a day (:class:`~zenrec.errors.ConfigError` naming it)."""
+    for name, v in (("max_rows", max_rows), ("max_age_s", max_age_s)):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < float("inf")):
+            raise ConfigError(f"the {name!r} parameter of the served-list log must be positive or None; got {v!r}")
+    if isinstance(prune_every_s, bool) or not isinstance(prune_every_s, (int, float)) or not 0 <= prune_every_s <= 86_400:
+        raise ConfigError(f"the 'prune_every_s' parameter of the served-list log must be seconds from 0 to 86400; "
+                          f"got {prune_every_s!r}")
+
+
 class ServedLog:
     """Queue served lists and write them in batches from a background thread (best-effort, never blocks).
 
@@ -80,9 +91,7 @@ class ServedLog:
     def __init__(self, store: EventStore, max_batch: int = 500, max_wait_s: float = 0.2,
                  max_queue: int = 100_000, max_rows: int | None = DEFAULT_MAX_ROWS,
                  max_age_s: float | None = DEFAULT_MAX_AGE_S, prune_every_s: float = 60.0) -> None:
-        for name, v in (("max_rows", max_rows), ("max_age_s", max_age_s)):
-            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < float("inf")):
-                raise ConfigError(f"the {name!r} parameter of the served-list log must be positive or None; got {v!r}")
+        check_served_bounds(max_rows, max_age_s, prune_every_s)
         self.max_rows, self.max_age_s, self.prune_every_s = max_rows, max_age_s, float(prune_every_s)
         self._pruned_at = 0.0
         self.pruned = 0
