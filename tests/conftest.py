@@ -63,3 +63,28 @@ def shared_datasets() -> Path:
     if not SHARED_DATASETS.is_dir():
         pytest.skip("shared datasets are not present beside this checkout")
     return SHARED_DATASETS
+
+
+@pytest.fixture(scope="session")
+def cluster_shop():
+    """A shop of two tastes (space, love), 10 items each: items 0-7 of a taste have events, 8 and 9
+    (``s8 s9 l8 l9``) are only in the item table (cold items); each of 60 users bought 6 of the 8
+    logged items of one taste.  ``(log, items)`` frames; the item table has text (title,
+    description), categories (brand, category), multi-hot tags and a numeric price."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    words = {"space": ["space", "galaxy", "star", "alien", "planet", "rocket", "orbit", "moon"],
+             "love": ["love", "romance", "wedding", "heart", "kiss", "paris", "letter", "summer"]}
+    items = []
+    for t, (taste, ws) in enumerate(words.items()):
+        for j in range(10):
+            items.append({"item_id": f"{taste[0]}{j}", "title": " ".join(rng.choice(ws, 3, replace=False)),
+                          "description": f"a {taste} story", "brand": ["Acme", "Zeta"][t], "category": taste,
+                          "tags": "|".join(rng.choice(ws, 2, replace=False)), "price": 10.0 + 20 * t + j})
+    rows = []
+    for u in range(60):
+        taste = "space" if u % 2 == 0 else "love"
+        rows += [(f"u{u}", f"{taste[0]}{j}", 1_700_000_000 + 10 * u + int(j)) for j in rng.choice(8, 6, replace=False)]
+    return pd.DataFrame(rows, columns=["user_id", "item_id", "ts"]), pd.DataFrame(items)

@@ -151,6 +151,58 @@ def test_tune_gives_each_model_the_same_budget(tmp_path, events_csv):
     assert ease["best_value"] >= ease["default_value"]
 
 
+@pytest.fixture()
+def shop_data(events_csv, tmp_path):
+    """The small shop log in its own words (``buy`` for purchase), ingested with that alias declared."""
+    df = pd.read_csv(events_csv, dtype=str)
+    df["type"] = df["type"].replace({"purchase": "buy"})
+    df.to_csv(tmp_path / "shop.csv", index=False)
+    r = run("ingest", tmp_path / "shop.csv", "--item", "product_id", "--time", "ts", "--event", "type",
+            "--event-alias", "buy=purchase", "-o", tmp_path / "shop")
+    assert r.exit_code == 0, r.output
+    return tmp_path / "shop"
+
+
+def test_target_event_evaluates_purchases_only(tmp_path, shop_data):
+    r = run("compare", shop_data, "--models", "pop", "-k", "10", "--target-event", "buy", "--json", tmp_path / "b.json")
+    assert r.exit_code == 0, r.output
+    assert "targets: purchase" in r.output
+    board = json.loads((tmp_path / "b.json").read_text())
+    assert board["target_events"] == ["purchase"]
+    t = board["rows"][0]["targets"]["test"]
+    assert t["other_type"] > 0 and t["kept"] > 0 and t["held_out"] == t["other_type"] + t["seen"] + t["kept"]
+    everything = run("compare", shop_data, "--models", "pop", "-k", "10", "--json", tmp_path / "all.json")
+    assert everything.exit_code == 0, everything.output
+    assert json.loads((tmp_path / "all.json").read_text())["rows"][0]["targets"]["test"]["other_type"] == 0
+    # the split files carry event types and the chosen targets; compare --split evaluates the same way
+    r = run("split", shop_data, "-o", tmp_path / "split", "--target-event", "purchase")
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "split" / "shop.targets.json").exists()
+    r = run("compare", shop_data, "--split", tmp_path / "split", "--models", "pop", "-k", "10",
+            "--json", tmp_path / "s.json")
+    assert r.exit_code == 0, r.output
+    from_files = json.loads((tmp_path / "s.json").read_text())
+    assert from_files["target_events"] == ["purchase"]
+    assert from_files["rows"][0]["test"] == pytest.approx(board["rows"][0]["test"])
+    r = run("tune", shop_data, "--models", "pop", "--trials", "1", "--target-event", "purchase",
+            "--json", tmp_path / "t.json")
+    assert r.exit_code == 0, r.output
+    assert json.loads((tmp_path / "t.json").read_text())["leaderboard"]["target_events"] == ["purchase"]
+
+
+@pytest.mark.parametrize("command", [["compare", "--models", "pop"], ["tune", "--models", "pop", "--trials", "1"],
+                                     ["split", "-o", "SPLIT"]])
+def test_a_bad_target_event_is_one_line_exit_2(tmp_path, shop_data, ml100k, command):
+    args = [a if a != "SPLIT" else tmp_path / "split" for a in command]
+    _bad(run(args[0], shop_data, *args[1:], "--target-event", "wishlist"),
+         "target event type 'wishlist' is not in the data; available: view, click, cart, purchase (or buy)")
+    assert not (tmp_path / "split").exists()
+    _bad(run(args[0], shop_data, *args[1:], "--target-event", "purchase,favorite"),
+         "'favorite' is not in the data (a known type, but no row of the data has it)")
+    ml100k.save(tmp_path / "ml")
+    _bad(run(args[0], tmp_path / "ml", *args[1:], "--target-event", "purchase"), "this data has no event types")
+
+
 def test_sampled_mode_is_labelled(tmp_path, ml100k):
     ml100k.save(tmp_path / "data")
     r = run("compare", tmp_path / "data", "--models", "pop", "-k", "10", "--sampled", "100")

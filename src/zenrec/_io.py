@@ -19,6 +19,23 @@ __all__ = ["atomic_dir", "atomic_file", "write_json", "read_manifest", "save_arr
            "max_artifact_bytes"]
 
 
+def check_dir_target(target: str | Path, overwrite: bool = True) -> None:
+    """Refuse, with :class:`ArtifactError`, a folder :func:`atomic_dir` would refuse to replace.
+
+    Commands that work long before they write call it first, so a bad ``-o`` fails in a second, not after
+    the work.
+    """
+    target = Path(target)
+    if os.path.islink(target) or (target.exists() and not target.is_dir()):
+        raise ArtifactError(f"{target} exists and is not a folder zenrec wrote; give a new path or remove it")
+    if target.exists() and not overwrite:
+        raise ArtifactError(f"{target} already exists")
+    if target.is_dir() and any(target.iterdir()) and not (target / "manifest.json").is_file():
+        # replacing it would delete files zenrec never wrote
+        raise ArtifactError(f"{target} is a folder that zenrec did not write (it has no manifest.json); "
+                            "give a new path or an empty folder")
+
+
 @contextmanager
 def atomic_dir(target: str | Path, overwrite: bool = True) -> Iterator[Path]:
     """Yield a temporary directory beside ``target``; rename it into place on success.
@@ -37,14 +54,7 @@ def atomic_dir(target: str | Path, overwrite: bool = True) -> Iterator[Path]:
         why = (f"{dangling} is a symlink that leads nowhere (a loop or a missing target)" if dangling is not None
                else exc.strerror or str(exc))
         raise ArtifactError(f"{target}: cannot create the folder {target.parent} ({why})") from None
-    if os.path.islink(target) or (target.exists() and not target.is_dir()):
-        raise ArtifactError(f"{target} exists and is not a folder zenrec wrote; give a new path or remove it")
-    if target.exists() and not overwrite:
-        raise ArtifactError(f"{target} already exists")
-    if target.is_dir() and any(target.iterdir()) and not (target / "manifest.json").is_file():
-        # replacing it would delete files zenrec never wrote
-        raise ArtifactError(f"{target} is a folder that zenrec did not write (it has no manifest.json); "
-                            "give a new path or an empty folder")
+    check_dir_target(target, overwrite)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:
         yield tmp

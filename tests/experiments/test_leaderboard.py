@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 from rich.console import Console
@@ -101,12 +102,14 @@ def test_rich_table_highlights_the_best_value_per_column(board):
     assert isinstance(table, Table)
     assert "full ranking" in str(table.title)
     headers = [c.header for c in table.columns]
-    assert headers == ["model", "ndcg@10", "avg_pop@10", "fit s", "eval s"]
+    # the p-value against the best row follows the headline metric
+    assert headers == ["model", "ndcg@10", "p", "avg_pop@10", "fit s", "eval s"]
     # per column, exactly the best cell is marked bold green
     ndcg_cells = list(table.columns[1].cells)
     best_row = board.labels.index(board.best("ndcg@10").label)
     assert [("bold green" in c) for c in ndcg_cells] == [i == best_row for i in range(3)]
-    pop_cells = list(table.columns[2].cells)
+    assert list(table.columns[2].cells)[best_row] == "ref"
+    pop_cells = list(table.columns[3].cells)
     low_row = board.labels.index(board.best("avg_pop@10").label)
     assert [("bold green" in c) for c in pop_cells] == [i == low_row for i in range(3)]
     text = _render(board.to_rich_table())
@@ -149,3 +152,109 @@ def test_labels_of_repeated_models():
     assert [s[0] for s in specs] == ["pop#1", "ease(reg=10)", "ease(reg=20)", "pop#2"]
     assert normalize_specs("ease") == [("ease", "ease", {})]
     assert normalize_specs(("ease", {"reg": 1.0})) == [("ease", "ease", {"reg": 1.0})]
+
+
+# ------------------------------------------------------------- targets and significance
+def test_rows_count_their_targets_and_hold_per_user_values(board):
+    for row in board.rows:
+        for part in ("valid", "test"):
+            t = row.targets[part]
+            # a random split of unique (user, item) pairs repeats no item: the masking rule removes nothing
+            assert t["seen"] == 0 and t["other_type"] == 0 and t["kept"] == t["held_out"] > 0
+            per = board.per_user[part][row.label]
+            assert len(per["ndcg@10"]) == len(board.users[part]) == getattr(row, f"n_{part}_users")
+            assert per["ndcg@10"].mean() == pytest.approx(row.metrics(part)["ndcg@10"])
+
+
+def test_identical_models_are_not_significantly_different(ml100k_small):
+    # the same model fitted twice with the same seed: every per-user difference is 0, so p is exactly 1
+    b = compare(ml100k_small, [("itemknn", {"k": 50}), ("itemknn", {"k": 50}), "pop"], ks=(10,))
+    twin_a, twin_b, _ = b.labels
+    ref = b.significance["test"]["reference"]
+    assert ref in (twin_a, twin_b) and b.significance["test"]["metric"] == "ndcg@10"
+    for label in (twin_a, twin_b):
+        for key, s in b[label].significance["test"].items():
+            assert s["p"] == 1.0 and s["diff"] == 0.0 and s["ci_low"] == s["ci_high"] == 0.0, key
+    assert b["pop"].p_value("ndcg@10") < 0.01 and b["pop"].significance["test"]["ndcg@10"]["ci_high"] < 0
+
+
+def test_ease_beats_popularity_significantly_on_ml100k(ml100k_split):
+    b = compare(ml100k_split, ["pop", ("ease", {"reg": 500.0})], ks=(10, 20))
+    assert b.headline == "ndcg@10" and b.significance["test"]["reference"] == "ease"
+    assert b.significance["test"]["n_users"] == 943
+    for key in ("ndcg@10", "recall@10", "recall@20", "hit@10"):
+        s = b["pop"].significance["test"][key]
+        assert s["p"] < 0.01, (key, s)
+        assert s["ci_low"] < s["diff"] < s["ci_high"] < 0  # pop is worse, the whole interval below 0
+        assert s["diff"] == pytest.approx(b["pop"].test[key] - b["ease"].test[key])
+    assert b["ease"].p_value("ndcg@10") == 1.0
+    # the same seed gives the same intervals
+    again = compare(ml100k_split, ["pop", ("ease", {"reg": 500.0})], ks=(10, 20))
+    assert again["pop"].significance == b["pop"].significance
+
+
+def test_significance_survives_json_and_old_json_still_loads(board):
+    data = json.loads(board.to_json())
+    assert data["headline"] == "ndcg@10" and data["significance"]["test"]["resamples"] == 1000
+    assert data["rows"][0]["significance"]["test"]["ndcg@10"]["p"] == board.rows[0].p_value("ndcg@10")
+    assert data["rows"][0]["targets"]["test"]["seen"] == 0
+    back = Leaderboard.from_dict(data)
+    assert back.to_dict() == board.to_dict()
+    assert back.rows[0].p_value("ndcg@10") == board.rows[0].p_value("ndcg@10")
+    # a leaderboard written before targets and significance existed
+    for key in ("headline", "significance", "target_events"):
+        del data[key]
+    for row in data["rows"]:
+        del row["targets"], row["significance"]
+    old = Leaderboard.from_dict(data)
+    assert old.headline is None and old.rows[0].targets == {} and np.isnan(old.rows[0].p_value("ndcg@10"))
+    text = _render(old.to_rich_table())
+    assert "ndcg@10" in text and " p " not in text
+
+
+def test_relabelled_rows_keep_their_reference(board):
+    b = Leaderboard.from_dict(board.to_dict())
+    b.per_user = {p: dict(v) for p, v in board.per_user.items()}
+    b.relabel(["a", "b", "c"])
+    assert b.significance["test"]["reference"] == "c" and set(b.per_user["test"]) == {"a", "b", "c"}
+    with pytest.raises(ConfigError, match="3 distinct labels"):
+        b.relabel(["a", "a", "b"])
+
+
+def _plain(table: Table, width: int) -> str:
+    console = Console(width=width, record=True)
+    console.print(table)
+    return console.export_text()
+
+
+def test_an_80_column_table_shows_every_number_whole(board):
+    b = Leaderboard.from_dict(board.to_dict())
+    b.relabel(["pop", "itemknn(k=250, shrink=10)", "ease(reg=100)"])  # a long label wraps, numbers do not
+    text = _plain(b.to_rich_table(), 80)
+    assert "…" not in text and max(len(line) for line in text.splitlines()) <= 80
+    hidden_line = next(line for line in text.splitlines() if "hidden at this width:" in line)
+    shown = [k for k in b.default_metric_keys() if k not in hidden_line]
+    assert "ndcg@10" in shown and "recall@5" in shown  # the headline and the first columns stay
+    for row in b.rows:
+        for key in shown:
+            assert f"{row.test[key]:.4f}" in text, (row.label, key)
+        p = row.p_value("ndcg@10")
+        assert ("ref" if p == 1.0 else ("<.001" if p < 0.001 else f"{p:.3f}")) in text
+    # the hidden columns are named, times first
+    assert "fit s" in hidden_line and "eval s" in hidden_line
+    # wide enough, nothing is hidden
+    wide = _plain(b.to_rich_table(), 250)
+    assert "hidden" not in wide and all(f"{r.test['avg_pop@10']:.2f}" in wide for r in b.rows)
+
+
+def test_chosen_columns_that_fit_80_are_all_shown(board):
+    keys = ["recall@10", "ndcg@10", "coverage@10"]
+    text = _plain(board.to_rich_table(keys), 80)
+    assert "…" not in text and "hidden" not in text
+    for row in board.rows:
+        for key in keys:
+            assert f"{row.test[key]:.4f}" in text
+        assert f"{row.fit_seconds:.2f}" in text and f"{row.eval_seconds:.2f}" in text
+    # one more column than fits: the last one (a time) is hidden and named, never cut
+    text = _plain(board.to_rich_table([*keys, "hit@10"]), 80)
+    assert "…" not in text and "hidden at this width: eval s" in text

@@ -1,6 +1,7 @@
-"""The README's "Add a model" section, followed literally: one module, one registry line, nothing else.
+"""The user guide's "Add a model" section (docs/guide/models.md), followed literally: one module, one registry
+line, nothing else.
 
-The module is the README's first code block, imported under the module name
+The module is the section's first code block, imported under the module name
 its registry line gives; the registry line is the second block, added to
 ``MODELS`` as written.  Then every layer must work with the model through what
 it declares: the conformance suite, evaluation against popularity, and the
@@ -25,19 +26,19 @@ from zenrec.models import Query, create_model
 from zenrec.models.bundle import ModelBundle
 from zenrec.models.registry import MODELS
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+GUIDE = Path(__file__).resolve().parents[2] / "docs" / "guide" / "models.md"
 
 
 def _section() -> list[str]:
-    text = README.read_text()
+    text = GUIDE.read_text()
     start = text.index("## Add a model\n")
-    end = text.index("\n## ", start + 1)
-    return re.findall(r"```python\n(.*?)```", text[start:end], flags=re.S)
+    end = text.find("\n## ", start + 1)
+    return re.findall(r"```python\n(.*?)```", text[start : end if end > 0 else None], flags=re.S)
 
 
 @pytest.fixture()
 def registered(monkeypatch, tmp_path):
-    """The README's model module imported and its registry line added (undone after the test)."""
+    """The guide's model module imported and its registry line added (undone after the test)."""
     module_src, registry_line, *_ = _section()
     entry = ast.literal_eval("{" + registry_line.strip().rstrip(",") + "}")
     ((name, (module, cls)),) = entry.items()
@@ -51,15 +52,15 @@ def registered(monkeypatch, tmp_path):
     return name
 
 
-def test_the_readme_names_a_module_a_registry_line_and_a_usage_example():
+def test_the_guide_names_a_module_a_registry_line_and_a_usage_example():
     blocks = _section()
     assert len(blocks) == 3
     assert "class PureSVD(Recommender)" in blocks[0] and "user_factors_" not in blocks[0]
     assert blocks[1].strip().startswith('"puresvd": (')
 
 
-def test_the_readme_usage_example_runs(capsys):
-    exec(compile(_section()[2], "README usage example", "exec"), {})
+def test_the_guide_usage_example_runs(capsys):
+    exec(compile(_section()[2], "guide usage example", "exec"), {})
     assert "[" in capsys.readouterr().out
 
 

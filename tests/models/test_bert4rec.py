@@ -12,7 +12,7 @@ from zenrec.errors import ConfigError
 from zenrec.models import Query, TrainOptions, create_model
 from zenrec.testing import top_items
 
-FAST = TrainOptions(seed=3, threads=1)
+FAST = TrainOptions(seed=3, threads=1, validation=False)  # the toy's every event, every epoch: these tests check mechanics, not early stopping
 
 
 @pytest.fixture(scope="module")

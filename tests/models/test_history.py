@@ -33,7 +33,7 @@ def test_training_history_reproduces_scores(name):
 def test_a_new_event_changes_the_next_list(name):
     """User 0 (even items) also takes odd item 1: odd items must climb in its list."""
     data = testing.checkerboard(30)
-    model = testing.small_model(name).fit(data)
+    model = testing.small_model(name).fit(data, options=TrainOptions(validation=False))  # all of the toy, every epoch
     before = model.score([0])[0]
     extra = Interactions([0], [1], 30, 30, timestamp=[10**9])
     after = model.score([0], history=data.concat(extra))[0]
@@ -53,7 +53,8 @@ def test_folding_in_the_training_rows_gives_back_the_trained_ranking(name, ml100
     """Re-solving each user from its own training items ranks as the trained user vectors do (ml-100k)."""
     train = ml100k_split.train
     params = {"epochs": 8} if name == "lmf" else {}
-    model = create_model(name, **params).fit(train, options=TrainOptions(seed=0, threads=1))
+    # every training row in the trained vectors (no validation slice held out), as fold-in sees them
+    model = create_model(name, **params).fit(train, options=TrainOptions(seed=0, threads=1, validation=False))
     users = np.arange(0, train.n_users, 5)
     seen = train.binary[users].toarray() > 0
     top_t = np.argsort(-np.where(seen, -np.inf, model.score(users)), 1)[:, :10]

@@ -14,7 +14,7 @@ from zenrec.models.base import TrainOptions
 from zenrec.testing import top_items
 
 SEQUENCE_MODELS = ["transition", "gru4rec", "sasrec"]
-FAST = TrainOptions(seed=3, threads=1)
+FAST = TrainOptions(seed=3, threads=1, validation=False)  # the toy's every event, every epoch: these tests check mechanics, not early stopping
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from zenrec.models.base import TrainOptions
 from zenrec.models.twotower import TwoTower
 from zenrec.testing import top_items
 
-FAST = TrainOptions(seed=7, threads=1)
+FAST = TrainOptions(seed=7, threads=1, validation=False)  # the toy's every event, every epoch: these tests check mechanics, not early stopping
 TINY = dict(factors=16, hidden=32, token_dim=16, text_len=8, history_len=20, epochs=60, min_token_count=1,
             loss="softmax", lr=1e-3, id_dropout=0.5)
 

@@ -444,3 +444,24 @@ def test_attribute_filter_errors_name_the_problem(items, rule, match):
 def test_attribute_filter_checks_the_catalogue_size(items):
     with pytest.raises(ConfigError, match="5 rows; the catalogue has 6 items"):
         attribute_filter(items, {"genre": "Comedy"}, n_items=6)
+
+
+@pytest.mark.parametrize("dtype", [object, "string", "float64", "Int64"])
+def test_a_missing_value_passes_ne_and_not_in_only_whatever_the_column_type(dtype):
+    """Row 2 has no value: it is not equal to 1 and not in {1}, and fails every other clause (docs/guide/serving.md)."""
+    numeric = dtype in ("float64", "Int64")
+    col = pd.Series([1, 2, None], dtype=dtype) if numeric else pd.Series(["1", "2", None], dtype=dtype)
+    table = pd.DataFrame({"c": col})
+    passes = {rule: bool(attribute_filter(table, rule)[2]) for rule in
+              ("c=1", "c!=1", "c<3", "c<=3", "c>0", "c>=0", "c in 1|2", "c not in 1|2", "c~1")
+              if not (numeric and "~" in rule)}
+    assert {r for r, p in passes.items() if p} == {"c!=1", "c not in 1|2"}, passes
+
+
+def test_the_text_form_s_in_lists_have_the_json_form_s_limit():
+    from zenrec.retrieval.filters import MAX_VALUES
+
+    table = pd.DataFrame({"c": ["a", "b"]})
+    assert attribute_filter(table, "c in " + "|".join(["a"] * MAX_VALUES)).tolist() == [True, False]
+    with pytest.raises(ConfigError, match=f"lists {MAX_VALUES + 1} values; at most {MAX_VALUES}"):
+        attribute_filter(table, "c not in " + "|".join(["a"] * (MAX_VALUES + 1)))

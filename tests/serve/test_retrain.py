@@ -201,6 +201,39 @@ def test_first_version_is_promoted_without_evaluation(tmp_path, chrono):
     assert reg.current().version == rep.version and reg.info(rep.version).last_event_seq == len(chrono.batch2)
 
 
+def test_the_report_counts_window_events_that_answer_the_current_version_s_lists(tmp_path, chrono):
+    """The feedback loop: users acted on what v0001 showed them, which favours v0001; the report says how often."""
+    from dataclasses import replace
+
+    shown = [replace(e, list_id=f"l{k}", model_version="v0001") for k, e in enumerate(chrono.batch1[:300])]
+    other = [replace(e, list_id="l-old", model_version="v0000") for e in chrono.batch1[300:310]]
+    reg = registry_with_current(tmp_path, chrono, shown + other + chrono.batch1[310:])
+    rep = retrain(reg.root, "pop", base=chrono.base_dir, tolerance=1.0)
+    notes = [n for n in rep.notes if "answer lists" in n]
+    assert notes == [f"300 of the window's {len(chrono.batch1):,} events answer lists the current version v0001 "
+                     "served: the comparison favours it (see docs/guide/retraining.md)"], rep.notes
+    # the new version's training log keeps which version's list each event answers
+    log = TrainingLog.load(reg.path(rep.version) / TRAINING_LOG_FILE)
+    assert log.served_by.tolist().count("v0001") == 300 and log.served_by.tolist().count("v0000") == 10
+    assert set(log.served_by[log.seq == 0].tolist()) == {""}
+    # v0002 served none of the window's lists: no note
+    post(reg, [replace(e, list_id="l-new", model_version="v0001") for e in chrono.batch2[:50]])
+    again = retrain(reg.root, "pop", base=chrono.base_dir, tolerance=1.0)
+    assert again.window["events"] == 50 and not [n for n in again.notes if "answer lists" in n], again.notes
+
+
+def test_a_training_log_written_before_served_by_still_loads(tmp_path):
+    log = TrainingLog(np.array(["a", "b"]), np.array(["i", "j"]), np.array([1.0, 2.0]), np.ones(2, np.float32),
+                      np.array(["view", "click"]), np.array([0, 3], dtype=np.int64), np.array(["", "v0001"]))
+    log.save(tmp_path / "new.npz")
+    assert TrainingLog.load(tmp_path / "new.npz").equals(log)
+    old = {c: getattr(log, c) for c in ("user", "item", "timestamp", "weight", "event", "seq")}
+    np.savez_compressed(tmp_path / "old.npz", **old)  # the columns of a log from an earlier zenrec
+    loaded = TrainingLog.load(tmp_path / "old.npz")
+    assert loaded.served_by.tolist() == ["", ""] and np.array_equal(loaded.seq, log.seq)
+    assert loaded.concat(log).served_by.tolist() == ["", "", "", "v0001"]
+
+
 # ---------------------------------------------------------------- incremental
 
 

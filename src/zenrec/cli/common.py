@@ -8,6 +8,7 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from zenrec.errors import ZenrecError
 
@@ -23,7 +24,7 @@ EXIT_USAGE = 2
 
 def fail(message: str) -> typer.Exit:
     """Print a one-line error and return the exit (code 2) to raise."""
-    err.print(f"[bold red]error:[/bold red] {message}", highlight=False, soft_wrap=True)
+    err.print(f"[bold red]error:[/bold red] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(EXIT_USAGE)
 
 

@@ -16,6 +16,7 @@ import typer
 from rich.table import Table
 
 from zenrec import __version__
+from zenrec._io import check_dir_target
 from zenrec.cli.common import commands, err, out
 from zenrec.errors import ConfigError, DataError
 
@@ -75,6 +76,19 @@ def _parse_params(items: list[str] | None) -> dict[str, Any]:
     return params
 
 
+def _model_specs(names: list[str], items: list[str] | None, option: str = "--param") -> list[tuple[str, dict[str, Any]]]:
+    """``(name, params)`` per model from ``--param MODEL.NAME=VALUE`` values (e.g. ``sasrec.epochs=20``)."""
+    per: dict[str, dict[str, Any]] = {n: {} for n in names}
+    for key, value in _parse_params(items).items():
+        model, dot, name = key.partition(".")
+        if not dot or not name:
+            raise ConfigError(f"{option} expects MODEL.NAME=VALUE, such as sasrec.epochs=20; got {key}={value!r}")
+        if model not in per:
+            raise ConfigError(f"{option} {key}: {model!r} is not among the models ({', '.join(names)})")
+        per[model][name] = value
+    return [(n, per[n]) for n in names]
+
+
 def _aliases(items: list[str] | None) -> dict[str, str]:
     """``--event-alias NAME=TYPE`` values as a mapping (names as written; the cleaning config lowercases)."""
     out: dict[str, str] = {}
@@ -91,6 +105,22 @@ def _parse_list(value: str, what: str) -> list[str]:
     if not items:
         raise ConfigError(f"{what} must be a comma-separated list; got {value!r}")
     return items
+
+
+def _item_columns(items: Path | None, text: list[str] | None, cat: list[str] | None, multi: list[str] | None,
+                  sep: str, num: list[str] | None) -> Any:
+    """The item feature columns declared by ``--item-text/--item-cat/--item-multi/--item-num`` (None: none)."""
+    from zenrec.data.items import ItemColumns
+
+    flags = {"--item-text": text, "--item-cat": cat, "--item-multi": multi, "--item-num": num}
+    lists = {flag: [c for v in values or [] for c in _parse_list(v, flag)] for flag, values in flags.items()}
+    given = [flag for flag, cols in lists.items() if cols]
+    if not given:
+        return None
+    if items is None:
+        raise ConfigError(f"{given[0]} declares columns of the item table; give the table with --items FILE")
+    return ItemColumns(tuple(lists["--item-text"]), tuple(lists["--item-cat"]),
+                       {c: sep for c in lists["--item-multi"]}, tuple(lists["--item-num"]))
 
 
 def _parse_ks(value: str) -> list[int]:
@@ -114,13 +144,20 @@ def _load_dataset(path: Path):
     return Dataset.load(path)
 
 
-def _load_split(data: Path, protocol: str, seed: int, split_dir: Path | None):
+def _load_split(data: Path, protocol: str, seed: int, split_dir: Path | None, target_event: str | None = None):
     from zenrec.data.splits import load_split, split_dataset
 
     if split_dir is not None:
-        split, _ = load_split(split_dir)
-        return split
-    return split_dataset(_load_dataset(data), protocol, seed)  # type: ignore[arg-type]
+        split, ds = load_split(split_dir)  # with the target types `zenrec split --target-event` recorded
+        return split if target_event is None else split.with_target_events(target_event, ds.event_aliases)
+    return split_dataset(_load_dataset(data), protocol, seed, target_events=target_event)  # type: ignore[arg-type]
+
+
+#: the help of --target-event (split, compare, tune)
+_TARGET_EVENT_HELP = (
+    "evaluate on held-out events of these types only, e.g. purchase or purchase,cart (a dataset's alias such as "
+    "buy works too); the split and training keep every event"
+)
 
 
 def _report_table(report: dict) -> Table:
@@ -172,6 +209,14 @@ def ingest(
     strict: Annotated[bool, typer.Option(help="fail on the first malformed row instead of dropping it")] = False,
     items: Annotated[Path | None, typer.Option(help="item side table (e.g. titles) to attach")] = None,
     item_key: Annotated[str, typer.Option(help="id column of the --items table")] = "item_id",
+    item_text: Annotated[list[str] | None, typer.Option(help="--items columns of item text, e.g. title,description "
+                                                        "(read by the two-tower)")] = None,
+    item_cat: Annotated[list[str] | None, typer.Option(help="--items columns with one category each, e.g. "
+                                                       "brand,category")] = None,
+    item_multi: Annotated[list[str] | None, typer.Option(help="--items columns with several values per cell, "
+                                                         "split on --multi-sep, e.g. tags")] = None,
+    multi_sep: Annotated[str, typer.Option(help="separator of the --item-multi values")] = "|",
+    item_num: Annotated[list[str] | None, typer.Option(help="--items columns holding a number, e.g. price")] = None,
 ) -> None:
     """Read, clean and code an interaction log into a dataset directory.
 
@@ -182,10 +227,11 @@ def ingest(
     from pydantic import ValidationError
 
     from zenrec.data.dataset import Dataset
-    from zenrec.data.readers import check_encoding, read_table
+    from zenrec.data.readers import check_encoding
     from zenrec.data.schema import DEFAULT_EVENT_WEIGHTS, CleaningConfig, ColumnMap
 
     check_encoding(encoding)  # an unknown name fails before anything is read
+    item_columns = _item_columns(items, item_text, item_cat, item_multi, multi_sep, item_num)
     weights = dict(DEFAULT_EVENT_WEIGHTS)
     for k, v in _parse_params(event_weight).items():
         try:
@@ -204,7 +250,8 @@ def ingest(
     with err.status(f"reading and cleaning {file}"):
         ds = Dataset.from_file(file, columns, cleaning, format=format, encoding=encoding)  # type: ignore[arg-type]
         if items is not None:
-            ds.with_item_table(read_table(items, encoding=encoding), item_key)
+            # with declared features, the table's items without events join the catalogue (cold items)
+            ds.with_item_file(items, item_key, item_columns, encoding=encoding)
         ds.save(output)
     out.print(_report_table(ds.report.to_dict()))
     for note in ds.report.notes:
@@ -214,6 +261,10 @@ def ingest(
         f"wrote [bold]{output}[/bold]: {len(inter):,} events, {inter.n_users:,} users, {inter.n_items:,} items"
         + (f", events {', '.join(inter.event_names)}" if inter.event_names else "")
     )
+    if ds.item_columns:
+        cold = int((inter.item_counts() == 0).sum())
+        out.print(f"item features: {ds.item_columns.describe()}; {cold:,} cold items (in {items.name}, no events)",
+                  highlight=False)
 
 
 @command
@@ -222,12 +273,17 @@ def split(
     output: Annotated[Path, typer.Option("--output", "-o", help="directory for NAME.{train,valid,test}.inter")],
     protocol: Annotated[str, typer.Option(help="general (random 80/10/10 per user), temporal, sequential")] = "general",
     seed: Annotated[int, typer.Option(help="random seed")] = 2020,
+    target_event: Annotated[str | None, typer.Option("--target-event", help=_TARGET_EVENT_HELP + " (recorded in "
+                                                     "NAME.targets.json for `compare --split`)")] = None,
 ) -> None:
-    """Export a protocol's split as RecBole atomic files, so peers train on the same rows."""
+    """Export a protocol's split as RecBole atomic files, so peers train on the same rows.
+
+    Rows carry their event type (an event:token column) when the dataset has event types.
+    """
     from zenrec.data.splits import save_split, split_dataset
 
     ds = _load_dataset(data)
-    s = split_dataset(ds, protocol, seed)  # type: ignore[arg-type]
+    s = split_dataset(ds, protocol, seed, target_events=target_event)  # type: ignore[arg-type]
     for p in save_split(s, ds, output):
         out.print(f"wrote {p}")
 
@@ -243,15 +299,22 @@ def compare(
     ] = None,
     split_dir: Annotated[Path | None, typer.Option("--split", help="use split files from `zenrec split`")] = None,
     seed: Annotated[int, typer.Option(help="seed for the split and training")] = 2020,
+    target_event: Annotated[str | None, typer.Option("--target-event", help=_TARGET_EVENT_HELP)] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="also write the leaderboard as JSON")] = None,
     part: Annotated[str, typer.Option(help="show test or valid metrics")] = "test",
     metrics: Annotated[
         str | None, typer.Option(help="columns to show, e.g. ndcg@10,recall@10,coverage@10 (all go to --json)")
     ] = None,
+    param: Annotated[list[str] | None, typer.Option("--param", "-p", help="MODEL.NAME=VALUE for one model, e.g. "
+                                                    "sasrec.epochs=20 (repeatable)")] = None,
 ) -> None:
     """Fit several models on one split and print a full-ranking leaderboard.
 
     Training items (and validation items, on test) are masked; every item is ranked.
+    A held-out item the user already had in that masked history is no target (it
+    could never be hit), and a user left with no target is not evaluated; --json
+    counts both.  --target-event purchase evaluates on purchases only.  The p
+    column: a paired Wilcoxon test of each row against the best, user by user.
     """
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -259,12 +322,13 @@ def compare(
     from zenrec.models.base import TrainOptions
 
     names = _parse_list(models, "--models")
-    s = _load_split(data, protocol, seed, split_dir)
+    specs = _model_specs(names, param)
+    s = _load_split(data, protocol, seed, split_dir, target_event)
     with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=err,
                   transient=True) as progress:
         task = progress.add_task("starting", total=len(names))
-        board = run_compare(s, names, ks=_parse_ks(ks), options=TrainOptions(seed=seed), sampled=sampled,
-                            progress=_progress_callback(progress, task))
+        board = run_compare(s, specs, ks=_parse_ks(ks), options=TrainOptions(seed=seed, callback=_print_estimates),
+                            sampled=sampled, progress=_progress_callback(progress, task))
     if part not in ("test", "valid"):
         raise ConfigError(f"--part must be test or valid; got {part!r}")
     keys = _parse_list(metrics, "--metrics") if metrics else None
@@ -288,9 +352,20 @@ def tune(
     split_dir: Annotated[Path | None, typer.Option("--split", help="use split files from `zenrec split`")] = None,
     seed: Annotated[int, typer.Option(help="seed for the split, sampler and training")] = 2020,
     timeout: Annotated[float | None, typer.Option(help="seconds per model at most")] = None,
+    target_event: Annotated[str | None, typer.Option("--target-event", help=_TARGET_EVENT_HELP)] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="write best parameters and the test leaderboard")] = None,
+    param: Annotated[list[str] | None, typer.Option("--param", "-p", help="MODEL.NAME=VALUE held fixed for one "
+                                                    "model, e.g. sasrec.epochs=20 (repeatable)")] = None,
+    save_best: Annotated[Path | None, typer.Option("--save-best", help="refit the model that won on validation on "
+                                                   "every event, as `zenrec train` would, and save it here")] = None,
 ) -> None:
-    """Tune each model with optuna on the validation split, then refit and test the best."""
+    """Tune each model with optuna on the validation split, then refit and test the best.
+
+    With --save-best the winner (by the validation metric, never by test) is
+    refitted on the whole dataset and saved, with the `zenrec train` command
+    that reproduces it; `zenrec train --params-from tune.json` reads the
+    parameters of a --json file.
+    """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from zenrec._io import write_json
@@ -299,9 +374,12 @@ def tune(
     from zenrec.models.base import TrainOptions
 
     names = _parse_list(models, "--models")
+    specs = _model_specs(names, param)
     if trials <= 0:
         raise ConfigError(f"--trials must be a positive integer; got {trials}")
-    s = _load_split(data, protocol, seed, split_dir)
+    if save_best is not None:
+        check_dir_target(save_best)  # a bad path fails now, not after the tuning
+    s = _load_split(data, protocol, seed, split_dir, target_event)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=err, transient=True) as progress:
         task = progress.add_task("tuning", total=trials)
@@ -309,7 +387,7 @@ def tune(
         def cb(label: str, stage: str, i: int, total: int) -> None:
             progress.update(task, description=f"tuning {label}", completed=i + 1, total=total)
 
-        results = run_tune(s, names, n_trials=trials, metric=metric, seed=seed, timeout=timeout,
+        results = run_tune(s, specs, n_trials=trials, metric=metric, seed=seed, timeout=timeout,
                            options=TrainOptions(seed=seed), progress=cb)
     t = Table(title=f"best parameters on validation ({metric}, {trials} trials each)")
     for col in ("model", "defaults", "tuned", "parameters"):
@@ -324,31 +402,158 @@ def tune(
     if json_out is not None:
         write_json(json_out, {"tuning": {k: r.to_dict() for k, r in results.items()}, "leaderboard": board.to_dict()})
         out.print(f"wrote {json_out}")
+    if save_best is not None:
+        from zenrec.experiments.best import best_result, train_command
+        from zenrec.experiments.best import save_best as run_save_best
+
+        label, best = best_result(results)
+        with err.status(f"refitting {label} on every event of {data}"):
+            run_save_best(_load_dataset(data), results, save_best, TrainOptions(seed=seed, progress=True),
+                          data_ref=data)
+        out.print(f"wrote [bold]{save_best}[/bold]: {label}, best on validation ({metric} {best.best_value:.4f}), "
+                  "refitted on every event; reproduce it with:")
+        out.print(train_command(data, best.model, best.best_params, save_best, seed), highlight=False, markup=False,
+                  soft_wrap=True)
+
+
+@command
+def auto(
+    data: Annotated[Path, typer.Argument(help="dataset directory from `zenrec ingest`")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="model directory to write (the winner)")],
+    budget: Annotated[float, typer.Option(help="seconds of tuning in all (a trial in progress finishes)")] = 600.0,
+    protocol: Annotated[str, typer.Option(help="general, temporal or sequential")] = "general",
+    metric: Annotated[str, typer.Option(help="validation metric to maximise, NAME@K")] = "ndcg@10",
+    trials: Annotated[int, typer.Option(help="trials per model at most")] = 20,
+    models: Annotated[str | None, typer.Option(help="candidates instead of the protocol's")] = None,
+    seed: Annotated[int, typer.Option(help="seed for the split, sampler and training")] = 2020,
+    json_out: Annotated[Path | None, typer.Option("--json", help="also write every model's tuning as JSON")] = None,
+) -> None:
+    """Pick the best model for the protocol within a time budget, tuned on validation, and save it.
+
+      zenrec auto data/ --budget 300 -o models/best
+    """
+    from zenrec._io import write_json
+    from zenrec.experiments.auto import auto as run_auto
+    from zenrec.experiments.best import train_command
+    from zenrec.models.base import TrainOptions
+
+    if trials <= 0:
+        raise ConfigError(f"--trials must be a positive integer; got {trials}")
+    if not budget > 0:
+        raise ConfigError(f"--budget must be a positive number of seconds; got {budget}")
+    check_dir_target(output)
+    names = _parse_list(models, "--models") if models else None
+    ds = _load_dataset(data)
+    with err.status(f"tuning models for {budget:.0f} s") as status:
+        def cb(label: str, stage: str, i: int, total: int) -> None:
+            status.update(f"tuning {label}: trial {i + 1}")
+
+        res = run_auto(ds, output, protocol, budget, metric, trials, seed, names, TrainOptions(seed=seed), cb,
+                       data_ref=data)
+    t = Table(title=f"validation {metric} after tuning ({res.seconds:.0f} s)")
+    for col in ("model", "trials", "defaults", "tuned"):
+        t.add_column(col, justify="left" if col == "model" else "right")
+    for label, r in res.results.items():
+        mark = " ←" if label == res.best else ""
+        t.add_row(label + mark, str(r.n_trials), f"{r.default_value:.4f}", f"{r.best_value:.4f}")
+    out.print(t)
+    for name, why in res.skipped.items():
+        out.print(f"note: skipped {name}: {why}", highlight=False)
+    best = res.results[res.best]
+    out.print(f"wrote [bold]{output}[/bold]: {res.best}, refitted on every event; reproduce it with:")
+    out.print(train_command(data, best.model, best.best_params, output, seed), highlight=False, markup=False,
+              soft_wrap=True)
+    if json_out is not None:
+        write_json(json_out, {"tuning": {k: r.to_dict() for k, r in res.results.items()}, "best": res.best,
+                              "skipped": res.skipped})
+        out.print(f"wrote {json_out}")
 
 
 @command
 def train(
     data: Annotated[Path, typer.Argument(help="dataset directory from `zenrec ingest`")],
-    model: Annotated[str, typer.Option("--model", "-m", help="registered model name")],
     output: Annotated[Path, typer.Option("--output", "-o", help="model directory to write")],
+    model: Annotated[str | None, typer.Option("--model", "-m", help="registered model name (optional with "
+                                              "--params-from)")] = None,
     param: Annotated[list[str] | None, typer.Option("--param", "-p", help="NAME=VALUE hyper-parameter (repeatable)")] = None,
+    params_from: Annotated[Path | None, typer.Option("--params-from", help="start from the parameters in a "
+                                                     "`zenrec tune --json` file (the best on validation, or "
+                                                     "--model's) or a model directory; --param overrides")] = None,
     seed: Annotated[int, typer.Option(help="random seed")] = 2020,
+    validation: Annotated[bool, typer.Option("--validation/--no-validation", help="models that early-stop hold "
+                                             "out a validation slice and stop on it (default); without it they "
+                                             "train all --param epochs=N on everything")] = True,
 ) -> None:
     """Fit a model on every interaction of a dataset and save it with its vocabularies.
 
+    The two-tower reads the item features declared at ingest (--item-text...);
+    other models ignore them.
+
+    Models that early-stop (lmf, sasrec, gru4rec, bert4rec, twotower,
+    multitask) hold out a validation slice: each user's last event for
+    sequence models, a random 10% of each user's events otherwise.  They stop
+    after `patience` epochs without a gain in validation NDCG@10 and keep the
+    best epoch's weights (no refit on everything: the saved weights are the
+    validated ones, and training is not run twice).  The saved model still
+    scores from, and masks, every event.  --no-validation trains every epoch
+    (bound them with --param epochs=N).  Progress goes to stderr: a bar on a
+    terminal, plain lines otherwise.
+
       zenrec train data/ --model ease --param reg=500 -o models/ease
+      zenrec train data/ --params-from tune.json -o models/best
     """
+    from contextlib import nullcontext
+
     from zenrec.models.base import TrainOptions
     from zenrec.models.bundle import train_bundle
-    from zenrec.models.registry import get_model_class
+    from zenrec.models.registry import create_model, get_model_class
 
-    get_model_class(model)  # unknown names fail before loading data
-    params = _parse_params(param)
+    params: dict[str, Any] = {}
+    if params_from is not None:
+        from zenrec.experiments.best import params_from as read_params
+
+        model, params = read_params(params_from, model)
+        out.print(f"parameters of {model} from {params_from}", highlight=False)
+    if model is None:
+        raise ConfigError("give --model NAME (or --params-from a tuning result)")
+    model_cls = get_model_class(model)  # unknown names fail before loading data
+    uses_side = model_cls.uses_side
+    params.update(_parse_params(param))
+    check_dir_target(output)
+    if model_cls.early_stops and not validation:
+        epochs = create_model(model, **params).config.epochs  # type: ignore[attr-defined]
+        err.print(f"note: {model} trains without validation: all {epochs} epochs, no early stopping "
+                  "(bound them with --param epochs=N)", highlight=False)
     ds = _load_dataset(data)
-    with err.status(f"fitting {model} on {len(ds.interactions):,} events"):
-        bundle = train_bundle(ds, model, params, TrainOptions(seed=seed, progress=True))
+    options = TrainOptions(seed=seed, progress=True, validation=validation, callback=_print_estimates)
+    # a model that early-stops draws its own progress, step by step; the others get a spinner
+    busy = nullcontext() if model_cls.early_stops else err.status(f"fitting {model} on {len(ds.interactions):,} events")
+    with busy:
+        try:
+            bundle = train_bundle(ds, model, params, options)
+        except ImportError as exc:  # an optional extra, e.g. text_encoder=minilm without zenrec[text]
+            raise ConfigError(str(exc)) from None
         bundle.save(output, metadata={"dataset": ds.name, "dataset_fingerprint": ds.fingerprint})
+    if uses_side and ds.item_columns:
+        out.print(f"item features: {ds.item_columns.describe()}", highlight=False)
+    if bundle.model.training_:
+        out.print(_training_summary(model, bundle.model.training_), highlight=False, soft_wrap=True)
     out.print(f"wrote [bold]{output}[/bold]: {bundle.model!r}, fitted in {bundle.model.fit_seconds_:.2f}s")
+
+
+def _print_estimates(event: Any) -> None:
+    """A training callback that prints the cost estimate of a large closed-form fit on stderr."""
+    if event.kind == "estimate":
+        err.print(event.message, highlight=False, soft_wrap=True)
+
+
+def _training_summary(model: str, t: dict[str, Any]) -> str:
+    """One line on how a model that early-stops trained (its ``training_``)."""
+    line = f"{model}: trained {t['epochs']} of at most {t['max_epochs']} epochs"
+    if t.get("best_epoch") is not None:
+        line += (f", {'stopped early; ' if t.get('stopped_early') else ''}best validation NDCG@10 "
+                 f"{t['valid_ndcg@10']:.4f} at epoch {t['best_epoch']} (its weights are kept)")
+    return line + f"; validation: {t.get('validation')}"
 
 
 @command
@@ -530,8 +735,12 @@ EXIT_REJECTED = 3
 @command
 def retrain(
     registry: Annotated[Path, typer.Argument(help="model registry root (versions/, CURRENT.json, events.db)")],
-    model: Annotated[str, typer.Option("--model", "-m", help="registered model name")],
-    param: Annotated[list[str] | None, typer.Option("--param", "-p", help="NAME=VALUE hyper-parameter (repeatable)")] = None,
+    model: Annotated[str | None, typer.Option("--model", "-m", help="registered model name (default: the served "
+                                              "version's)")] = None,
+    param: Annotated[list[str] | None, typer.Option("--param", "-p", help="NAME=VALUE hyper-parameter, changing "
+                                                    "the served version's (repeatable)")] = None,
+    default_params: Annotated[bool, typer.Option("--default-params", help="start from the model's defaults, not "
+                                                 "the served version's parameters")] = False,
     base: Annotated[Path | None, typer.Option("--base", help="dataset directory from `zenrec ingest`, read before "
                                                            "the stored events (full mode)")] = None,
     store: Annotated[str | None, typer.Option("--store", help="event store URL (default: the registry's events.db)")] = None,
@@ -556,18 +765,25 @@ def retrain(
     code 0 either way (3 with --fail-if-rejected).
 
       zenrec retrain registry/ --model ease --param reg=500 --base data/
+
+    By default the model and its parameters are the served version's (so a
+    model saved by `zenrec tune --save-best` keeps its tuned parameters);
+    --param changes single ones, --default-params starts from the defaults.
     """
     from zenrec._io import write_json
     from zenrec.models.registry import get_model_class
     from zenrec.retrain import retrain as run_retrain
 
-    get_model_class(model)  # unknown names fail before any data is read
+    if model is not None:
+        get_model_class(model)  # unknown names fail before any data is read
     if window_days is not None and not window_days > 0:
         raise ConfigError(f"--window-days must be a positive number of days; got {window_days}")
-    with err.status(f"retraining {model} ({mode}) from {registry}"):
+    with err.status(f"retraining {model or 'the served model'} ({mode}) from {registry}"):
         report = run_retrain(registry, model, _parse_params(param), base=base, store_url=store, mode=mode,
                              window=None if window_days is None else window_days * 86400.0, metric=metric,
-                             tolerance=tolerance, seed=seed, promote=not no_promote)
+                             tolerance=tolerance, seed=seed, promote=not no_promote,
+                             reuse_params=not default_params)
+    model = report.model
     if report.candidate or report.current:
         t = Table(title=f"retrain {model} ({mode}): gate on {report.metric}")
         t.add_column("metric")

@@ -48,6 +48,26 @@ def _store_url(source: Path | None, store: str | None) -> str:
     return default_store_url(source)
 
 
+def _event_types(source: Path | None):
+    """The event vocabulary of SOURCE's model (a registry's current version), so `buy` counts as `purchase`."""
+    from zenrec._io import read_manifest
+    from zenrec.data.events import EventTypes
+    from zenrec.models.base import MODEL_FORMAT
+    from zenrec.store.registry import ModelRegistry
+
+    if source is None:
+        return EventTypes()
+    path = source
+    if not (source / "manifest.json").is_file():
+        if not (source / "CURRENT.json").is_file():  # not a registry with a promoted version
+            return EventTypes()
+        cur = ModelRegistry(source).current()
+        if cur is None:
+            return EventTypes()
+        path = ModelRegistry(source).info(cur.version).path
+    return EventTypes.from_dict(read_manifest(path, "model", MODEL_FORMAT).get("events"), f"{path}/manifest.json")
+
+
 def _fmt(x: float, pct: bool = False) -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "–"
@@ -89,7 +109,7 @@ def online(
         st.close()
     if not len(lists):
         raise ConfigError(f"no served lists logged in {st.url} for this window; serve some traffic first")
-    rep = online_report(lists, events, bucket_seconds=bucket, control=control)
+    rep = online_report(lists, events, bucket_seconds=bucket, control=control, events_types=_event_types(source))
     t = Table(title=f"online metrics: {len(lists):,} lists", show_edge=False)
     cols = ["version", "lists", "users", "events", "click-through", "conversion", "coverage", "p50 ms", "p99 ms"]
     if bucket is not None:

@@ -3,6 +3,7 @@
 from zenrec.data.clean import CleaningReport, clean_events
 from zenrec.data.dataset import Dataset
 from zenrec.data.interactions import Interactions
+from zenrec.data.items import ItemColumns
 from zenrec.data.readers import read_movielens, read_recbole, read_table
 from zenrec.data.schema import DEFAULT_EVENT_WEIGHTS, CleaningConfig, ColumnMap
 from zenrec.data.splits import (
@@ -24,6 +25,7 @@ __all__ = [
     "DEFAULT_EVENT_WEIGHTS",
     "Dataset",
     "Interactions",
+    "ItemColumns",
     "Split",
     "Vocabulary",
     "clean_events",

@@ -16,11 +16,13 @@ import pyarrow.parquet as pq
 from zenrec import __version__
 from zenrec._io import atomic_dir, read_manifest, write_json
 from zenrec.data.clean import CleaningReport, clean_events
+from zenrec.data.events import EventTypes
 from zenrec.data.interactions import Interactions
+from zenrec.data.items import ItemColumns, check_item_table
 from zenrec.data.readers import Format, _base_suffix, _guess_format, read_table, record_lines
 from zenrec.data.schema import DEFAULT_EVENT_WEIGHTS, CleaningConfig, ColumnMap
 from zenrec.data.vocab import Vocabulary
-from zenrec.errors import ArtifactError
+from zenrec.errors import ArtifactError, DataError
 
 __all__ = ["Dataset", "DATASET_FORMAT"]
 
@@ -31,7 +33,9 @@ DATASET_FORMAT = 1
 class Dataset:
     """Everything ingest produces; models see only :attr:`interactions`.
 
-    ``items`` is an optional side table indexed by item index (e.g. titles).
+    ``item_table`` is an optional side table indexed by item index (e.g. titles);
+    ``item_columns`` declares which of its columns are item features (text,
+    categorical, multi-hot, numeric) for the models that read content.
     """
 
     interactions: Interactions
@@ -44,9 +48,16 @@ class Dataset:
     event_aliases: dict[str, str] = field(default_factory=dict)
     #: the weight of each event type the dataset was cleaned with
     event_weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_EVENT_WEIGHTS))
+    #: the item table's feature columns, declared at ingest (None: the table, if any, is for display)
+    item_columns: ItemColumns | None = None
 
     def __repr__(self) -> str:
         return f"Dataset({self.name!r}, events={len(self.interactions)}, users={len(self.users)}, items={len(self.items)})"
+
+    @property
+    def events(self) -> EventTypes:
+        """The event vocabulary declared at ingest (aliases and weights), carried into models trained on it."""
+        return EventTypes(dict(self.event_weights), dict(self.event_aliases))
 
     @property
     def fingerprint(self) -> str:
@@ -106,19 +117,85 @@ class Dataset:
             lines=lines,
         )
 
-    def with_item_table(self, table: pd.DataFrame, id_column: str) -> Dataset:
-        """Attach item side data (e.g. titles): rows are aligned to item indices."""
-        idx = self.items.index(table[id_column].to_numpy(), missing="mask")
-        aligned = pd.DataFrame(index=pd.RangeIndex(len(self.items)))
+    def with_item_table(
+        self,
+        table: pd.DataFrame,
+        id_column: str,
+        columns: ItemColumns | None = None,
+        *,
+        cold_items: bool | None = None,
+        source: str = "<DataFrame>",
+        label: Callable[[int], int] | None = None,
+    ) -> Dataset:
+        """Attach item side data (titles, features): rows are aligned to item indices.
+
+        ``columns`` declares the table's feature columns (kept with the dataset,
+        see :class:`~zenrec.data.items.ItemColumns`).  With ``cold_items``
+        (default: when ``columns`` declares features), items of the table that
+        have no event join the item vocabulary after the others, with no
+        interactions (**cold items**, which a content model can recommend);
+        otherwise they are left out.  The table is checked first
+        (:func:`~zenrec.data.items.check_item_table`; ``source`` and ``label``
+        name the file and its rows in errors).
+        """
+        columns = columns if columns else None
+        cold_items = columns is not None if cold_items is None else cold_items
+        ids, table = check_item_table(table, id_column, columns, integer_ids=self.items.is_integer and cold_items,
+                                      source=source, label=label)
+        idx = self.items.index(ids, missing="mask")
         keep = idx >= 0
+        if (columns or cold_items) and not keep.any():
+            raise DataError(f"none of the {len(ids):,} item ids of the item table is an item of the log (e.g. "
+                            f"{ids[0].item()!r}; the log has {self.items.ids([0])[0].item()!r}): check --item-key",
+                            source=source, column=id_column)
+        if cold_items and not keep.all():
+            n_old = len(self.items)
+            self.items = Vocabulary(np.concatenate([self.items.to_array(), ids[~keep]]), "item")
+            self.interactions = self.interactions.with_n_items(len(self.items))
+            idx[~keep] = np.arange(n_old, len(self.items))
+            keep[:] = True
+        numeric = set(columns.numeric) if columns else set()
+        aligned = pd.DataFrame(index=pd.RangeIndex(len(self.items)))
         for col in table.columns:
             if col == id_column:
                 continue
             values = pd.Series([None] * len(self.items), dtype=object)
             values.iloc[idx[keep]] = table[col].to_numpy(dtype=object)[keep]
-            aligned[col] = values.astype("string") if table[col].dtype.kind not in "iuf" else values
+            if col in numeric:
+                aligned[col] = values.astype(np.float64)
+            else:
+                aligned[col] = values.astype("string") if table[col].dtype.kind not in "iuf" else values
         self.item_table = aligned
+        self.item_columns = columns
         return self
+
+    def with_item_file(
+        self,
+        path: str | Path,
+        id_column: str,
+        columns: ItemColumns | None = None,
+        *,
+        cold_items: bool | None = None,
+        format: Format | None = None,
+        encoding: str | None = None,
+    ) -> Dataset:
+        """Read an item table (CSV/TSV/Parquet/JSON Lines) and attach it with :meth:`with_item_table`;
+        errors name the file and the line (the row, in Parquet)."""
+        path = Path(path)
+        fmt = format or _guess_format(path)
+        table = read_table(path, fmt, encoding=encoding)
+        label = None
+        if fmt != "parquet":
+            first = 1 if fmt == "jsonl" else 2
+            found: list[np.ndarray | None] = []
+
+            def label(i: int) -> int:
+                if not found:
+                    lines = record_lines(path, fmt, encoding) if fmt in ("csv", "tsv", "jsonl") else None
+                    found.append(lines if lines is not None and len(lines) == len(table) else None)
+                return int(found[0][i]) if found[0] is not None else i + first
+
+        return self.with_item_table(table, id_column, columns, cold_items=cold_items, source=str(path), label=label)
 
     def save(self, path: str | Path) -> None:
         """Write to a directory (Parquet + JSON manifest), atomically."""
@@ -152,6 +229,8 @@ class Dataset:
                     "fingerprint": self.fingerprint,
                     "cleaning": self.report.to_dict(),
                     "events": {"aliases": self.event_aliases, "weights": self.event_weights},
+                    **({"item_features": self.item_columns.to_dict()}
+                       if self.item_columns and self.item_table is not None else {}),
                 },
             )
 
@@ -174,11 +253,25 @@ class Dataset:
             df["timestamp"].to_numpy(), df["weight"].to_numpy(), df["event"].to_numpy(),
             tuple(m.get("event_names", ())),
         )
-        events = m.get("events") or {}  # datasets written before aliases: the defaults they were cleaned with
-        try:
-            aliases = {str(k): str(v) for k, v in dict(events.get("aliases", {})).items()}
-            weights = {str(k): float(v) for k, v in dict(events.get("weights", DEFAULT_EVENT_WEIGHTS)).items()}
-        except (TypeError, ValueError, AttributeError) as exc:
-            raise ArtifactError(f"{path}/manifest.json: corrupted 'events' ({exc})") from None
+        # datasets written before aliases: the defaults they were cleaned with
+        events = EventTypes.from_dict(m.get("events"), f"{path}/manifest.json")
+        aliases, weights = dict(events.aliases), dict(events.weights)
+        item_columns = _item_columns(path, m, table, len(items))
         return cls(inter, users, items, table, CleaningReport.from_dict(m["cleaning"]), m.get("name", path.name),
-                   aliases, weights)
+                   aliases, weights, item_columns=item_columns)
+
+
+def _item_columns(path: Path, manifest: dict, table: pd.DataFrame | None, n_items: int) -> ItemColumns | None:
+    """The declared item feature columns of a saved dataset (None for datasets written before them)."""
+    if table is not None and len(table) != n_items:
+        raise ArtifactError(f"{path}: the item table has {len(table)} rows for {n_items} items")
+    if manifest.get("item_features") is None:
+        return None
+    try:
+        columns = ItemColumns.from_dict(manifest["item_features"])
+    except (TypeError, ValueError) as exc:
+        raise ArtifactError(f"{path}/manifest.json: corrupted 'item_features' ({exc})") from None
+    absent = [c for c in columns.names if table is None or c not in table.columns]
+    if absent:
+        raise ArtifactError(f"{path}: the item table lacks the declared feature column {absent[0]!r}")
+    return columns or None

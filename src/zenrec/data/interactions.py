@@ -125,6 +125,14 @@ class Interactions:
             self.event_names,
         )
 
+    def with_n_items(self, n_items: int) -> Interactions:
+        """The same rows over a catalogue of ``n_items`` (at least the current one: items added without events)."""
+        if n_items < self.n_items:
+            raise ValueError(f"cannot shrink the catalogue from {self.n_items} to {n_items} items")
+        out = self.subset(slice(None))
+        out.n_items = int(n_items)
+        return out
+
     def concat(self, other: Interactions) -> Interactions:
         """All rows of both (same id spaces)."""
         if (other.n_users, other.n_items) != (self.n_users, self.n_items):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from zenrec.data.events import DEFAULT_EVENT_ALIASES, DEFAULT_EVENT_WEIGHTS, EventTypes
+
 __all__ = ["ColumnMap", "CleaningConfig", "DEFAULT_EVENT_WEIGHTS", "DEFAULT_EVENT_ALIASES", "TIMESTAMP_MIN",
            "TIMESTAMP_MAX"]
 
@@ -13,19 +15,6 @@ __all__ = ["ColumnMap", "CleaningConfig", "DEFAULT_EVENT_WEIGHTS", "DEFAULT_EVEN
 TIMESTAMP_MIN = 0
 TIMESTAMP_MAX = 253_402_300_799
 
-#: Default strength of each event type: a purchase says more than a view.
-DEFAULT_EVENT_WEIGHTS: dict[str, float] = {
-    "view": 1.0,
-    "click": 2.0,
-    "favorite": 3.0,
-    "cart": 4.0,
-    "purchase": 8.0,
-    "rating": 1.0,
-}
-
-#: Other spellings of the canonical types that every ingest accepts; a log's own names are declared with
-#: ``CleaningConfig.event_aliases`` (``zenrec ingest --event-alias buy=purchase``).
-DEFAULT_EVENT_ALIASES: dict[str, str] = {"favourite": "favorite"}
 
 
 class ColumnMap(BaseModel):
@@ -102,8 +91,4 @@ class CleaningConfig(BaseModel):
 
     def event_type(self, name: str) -> str | None:
         """The type a raw event name counts as (its alias, a default alias, or itself); None: unknown."""
-        key = name.strip().lower()
-        key = self.event_aliases.get(key, key)
-        if key not in self.event_weights and DEFAULT_EVENT_ALIASES.get(key) in self.event_weights:
-            key = DEFAULT_EVENT_ALIASES[key]
-        return key if key in self.event_weights else None
+        return EventTypes(self.event_weights, self.event_aliases).canonical(name)

@@ -3,12 +3,19 @@
 All are vectorised and deterministic under a seed.  A split can be exported
 as RecBole-style atomic files with raw ids (``NAME.train.inter`` …) so peer
 libraries train on exactly the same rows, and loaded back.
+
+A split may name *target event types* (``split_dataset(ds, target_events="purchase")``):
+the rows of every part stay the same and training still sees every type, but
+only held-out events of those types are evaluation targets (see
+:meth:`Split.targets`).
 """
 
 from __future__ import annotations
 
+import json
 import os
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -18,6 +25,7 @@ import pandas as pd
 from zenrec.data.dataset import Dataset
 from zenrec.data.interactions import Interactions
 from zenrec.data.readers import read_recbole
+from zenrec.data.schema import DEFAULT_EVENT_ALIASES, DEFAULT_EVENT_WEIGHTS
 from zenrec.data.vocab import Vocabulary
 from zenrec.errors import ConfigError, DataError
 
@@ -31,6 +39,7 @@ __all__ = [
     "save_split",
     "load_split",
     "load_split_files",
+    "resolve_event_types",
 ]
 
 Protocol = Literal["general", "temporal", "sequential"]
@@ -44,15 +53,105 @@ class Split:
     valid: Interactions | None
     test: Interactions
     protocol: str = "general"
+    #: canonical event types whose held-out events are evaluation targets; None: every type
+    target_events: tuple[str, ...] | None = None
 
     def __repr__(self) -> str:
         nv = len(self.valid) if self.valid is not None else 0
-        return f"Split({self.protocol}: train={len(self.train)}, valid={nv}, test={len(self.test)})"
+        targets = f", targets={','.join(self.target_events)}" if self.target_events else ""
+        return f"Split({self.protocol}: train={len(self.train)}, valid={nv}, test={len(self.test)}{targets})"
+
+    def present_event_types(self) -> tuple[str, ...]:
+        """The event types with at least one row in some part, in the data's code order."""
+        names = self.train.event_names or self.test.event_names
+        if not names:
+            return ()
+        codes = set()
+        for part in (self.train, self.valid, self.test):
+            if part is not None and len(part):
+                codes.update(np.unique(part.event).tolist())
+        return tuple(n for c, n in enumerate(names) if c in codes)
+
+    def with_target_events(
+        self, types: str | Sequence[str] | None, aliases: Mapping[str, str] | None = None
+    ) -> Split:
+        """The same split with only held-out events of ``types`` as evaluation targets.
+
+        ``types`` is a type name, a comma list (``"purchase,cart"``) or a list;
+        each is a canonical type (view, click, favorite, cart, purchase, rating)
+        or an alias the dataset declares in ``aliases`` (``buy`` → ``purchase``).
+        ``None`` restores every type as a target.  A type absent from the data
+        raises :class:`~zenrec.errors.ConfigError` listing the available ones.
+        """
+        if types is None:
+            return replace(self, target_events=None)
+        return replace(self, target_events=resolve_event_types(types, self.present_event_types(), aliases))
+
+    def targets(self, part: Literal["valid", "test"]) -> Interactions:
+        """The rows of a held-out part that are evaluation targets (of the target types, if any).
+
+        The masking rule (an item already in the user's history is no target)
+        is applied by the evaluator, which knows what it masks.
+        """
+        inter = self.valid if part == "valid" else self.test
+        if part not in ("valid", "test") or inter is None:
+            raise ConfigError(f"no {part!r} part to take targets from; expected 'valid' (when present) or 'test'")
+        if self.target_events is None:
+            return inter
+        names = inter.event_names or self.train.event_names
+        codes = [names.index(t) for t in self.target_events if t in names]
+        if not names or not codes:
+            raise ConfigError(
+                f"the target event types {', '.join(self.target_events)} are not in this split's data; "
+                f"available: {', '.join(self.present_event_types()) or 'none (no event types)'}"
+            )
+        return inter.subset(np.isin(inter.event, codes))
 
     @property
     def train_valid(self) -> Interactions:
         """Training and validation rows together (for refitting before testing)."""
         return self.train if self.valid is None else self.train.concat(self.valid)
+
+
+def resolve_event_types(
+    types: str | Sequence[str],
+    available: Sequence[str],
+    aliases: Mapping[str, str] | None = None,
+) -> tuple[str, ...]:
+    """Canonical event types for user-given names, checked against the ``available`` ones.
+
+    Names match without regard to case and may be aliases the dataset declares
+    (``aliases``: log name → type, e.g. ``{"buy": "purchase"}``) or zenrec's
+    default aliases (``favourite``); a comma-separated string is split.  An
+    unknown or absent name raises :class:`~zenrec.errors.ConfigError` listing
+    what is available (with its aliases).
+    """
+    raw = types.split(",") if isinstance(types, str) else list(types)
+    names = [str(t).strip().lower() for t in raw if str(t).strip()]
+    amap = {str(k).strip().lower(): str(v).strip().lower() for k, v in (aliases or {}).items()}
+    available = tuple(available)
+
+    def listing() -> str:
+        if not available:
+            return "none: this data has no event types (ingest the log with --event COLUMN)"
+        parts = []
+        for t in available:
+            also = sorted(a for a, v in amap.items() if v == t and a != t)
+            parts.append(f"{t} (or {', '.join(also)})" if also else t)
+        return ", ".join(parts)
+
+    if not names:
+        raise ConfigError(f"the target event types must name at least one type; got {types!r}; available: {listing()}")
+    out: list[str] = []
+    for name in names:
+        canon = amap.get(name, name)
+        canon = DEFAULT_EVENT_ALIASES.get(canon, canon) if canon not in available else canon
+        if canon not in available:
+            known = " (a known type, but no row of the data has it)" if canon in DEFAULT_EVENT_WEIGHTS else ""
+            raise ConfigError(f"target event type {name!r} is not in the data{known}; available: {listing()}")
+        if canon not in out:
+            out.append(canon)
+    return tuple(out)
 
 
 def _check_ratios(ratios: tuple[float, ...]) -> np.ndarray:
@@ -138,30 +237,55 @@ def leave_last_out(inter: Interactions, validation: bool = True, min_train: int 
     return _partition(inter, part, "sequential", 2)
 
 
-def split_dataset(dataset: Dataset, protocol: Protocol = "general", seed: int = 2020) -> Split:
-    """The protocol's split of a dataset (see the design's evaluation protocols)."""
+def split_dataset(
+    dataset: Dataset,
+    protocol: Protocol = "general",
+    seed: int = 2020,
+    target_events: str | Sequence[str] | None = None,
+) -> Split:
+    """The protocol's split of a dataset (see the design's evaluation protocols).
+
+    ``target_events`` (e.g. ``"purchase"`` or ``"purchase,cart"``; canonical
+    types or the dataset's aliases such as ``buy``) restricts the evaluation
+    targets to held-out events of those types; the split itself, and what
+    models train on, stay the same (:meth:`Split.with_target_events`).
+    """
     if protocol == "general":
-        return random_split(dataset.interactions, (0.8, 0.1, 0.1), seed)
-    if protocol == "temporal":
-        return temporal_split(dataset.interactions, (0.8, 0.1, 0.1))
-    if protocol == "sequential":
-        return leave_last_out(dataset.interactions)
-    raise ConfigError(f"the 'protocol' parameter must be one of general, temporal, sequential; got {protocol!r}")
+        split = random_split(dataset.interactions, (0.8, 0.1, 0.1), seed)
+    elif protocol == "temporal":
+        split = temporal_split(dataset.interactions, (0.8, 0.1, 0.1))
+    elif protocol == "sequential":
+        split = leave_last_out(dataset.interactions)
+    else:
+        raise ConfigError(
+            f"the 'protocol' parameter must be one of general, temporal, sequential; got {protocol!r}"
+        )
+    if target_events is not None:
+        split = split.with_target_events(target_events, dataset.event_aliases)
+    return split
 
 
 def _frame(inter: Interactions, users: Vocabulary, items: Vocabulary) -> pd.DataFrame:
-    return pd.DataFrame(
-        {
-            "user_id:token": users.ids(inter.user),
-            "item_id:token": items.ids(inter.item),
-            "timestamp:float": inter.timestamp,
-        }
-    )
+    cols = {
+        "user_id:token": users.ids(inter.user),
+        "item_id:token": items.ids(inter.item),
+        "timestamp:float": inter.timestamp,
+    }
+    if inter.event_names:  # the event type of each row, so targets can be chosen from the files too
+        cols["event:token"] = np.asarray(inter.event_names, dtype=object)[inter.event]
+    return pd.DataFrame(cols)
+
+
+def _targets_path(directory: Path, name: str) -> Path:
+    return directory / f"{name}.targets.json"
 
 
 def save_split(split: Split, dataset: Dataset, directory: str | Path, name: str | None = None) -> list[Path]:
     """Write the split as RecBole atomic files with raw ids (``NAME.train.inter`` …).
 
+    Rows carry an ``event:token`` column when the data has event types.  A
+    split with target event types also writes ``NAME.targets.json`` (the
+    types and the dataset's aliases), which :func:`load_split` reads back.
     Every file is written to a temporary name first and renamed only when all
     parts are complete; other files in ``directory`` are left alone."""
     name = name or dataset.name
@@ -177,6 +301,12 @@ def save_split(split: Split, dataset: Dataset, directory: str | Path, name: str 
             tmp = directory / f".{final.name}.tmp-{os.getpid()}"
             staged.append((tmp, final))
             _frame(inter, dataset.users, dataset.items).to_csv(tmp, sep="\t", index=False)
+        if split.target_events is not None:
+            final = _targets_path(directory, name)
+            tmp = directory / f".{final.name}.tmp-{os.getpid()}"
+            staged.append((tmp, final))
+            tmp.write_text(json.dumps({"target_events": list(split.target_events),
+                                       "event_aliases": dict(dataset.event_aliases)}, indent=2) + "\n")
         for tmp, final in staged:
             os.replace(tmp, final)
     except BaseException:
@@ -204,7 +334,9 @@ def load_split_files(
     """Load a split from atomic files with raw ids; ids are coded over their union.
 
     Ids stay integers when every id in every part is an integer written
-    plainly (``42``); otherwise they are text (``007`` keeps its zeros)."""
+    plainly (``42``); otherwise they are text (``007`` keeps its zeros).
+    An ``event`` column, when every part has one, gives the rows their event
+    types (canonical types first, in zenrec's order)."""
     frames = {}
     for part, path in (("train", train), ("valid", valid), ("test", test)):
         if path is not None:
@@ -222,6 +354,7 @@ def load_split_files(
     iids, _ = _raw_ids(frames, "item_id")
     users, _ = Vocabulary.from_values(np.concatenate(list(uids.values())), "user")
     items, _ = Vocabulary.from_values(np.concatenate(list(iids.values())), "item")
+    event_names, event_codes = _event_codes(frames, {"train": train, "valid": valid, "test": test})
     parts = {}
     for part, df in frames.items():
         u = users.index(uids[part])
@@ -238,18 +371,51 @@ def load_split_files(
                     column="timestamp",
                 )
             ts = tsv.astype(np.int64)
-        parts[part] = Interactions(u, i, len(users), len(items), ts)
+        ev = event_codes.get(part)
+        parts[part] = Interactions(u, i, len(users), len(items), ts, event=ev, event_names=event_names)
     split = Split(parts["train"], parts.get("valid"), parts["test"], protocol)
     whole = split.train_valid.concat(split.test)
     return split, Dataset(whole, users, items, name=Path(train).name.split(".")[0])
 
 
+def _event_codes(
+    frames: dict[str, pd.DataFrame], paths: Mapping[str, str | Path | None]
+) -> tuple[tuple[str, ...], dict[str, np.ndarray]]:
+    """Event type names and each part's codes from the ``event`` columns (none unless every part has one)."""
+    if not frames or not all("event" in df.columns for df in frames.values()):
+        return (), {}
+    texts = {}
+    for part, df in frames.items():
+        col = df["event"].astype("string").str.strip().str.lower()
+        if col.isna().any() or (col == "").any():
+            row = int(np.flatnonzero((col.isna() | (col == "")).to_numpy())[0])
+            raise DataError(f"expected an event type; got an empty value (line {row + 2})",
+                            source=str(paths[part]), row=row + 2, column="event")
+        texts[part] = col.to_numpy(dtype=object).astype(str)
+    found = set(np.unique(np.concatenate(list(texts.values()))).tolist())
+    order = list(DEFAULT_EVENT_WEIGHTS)
+    names = tuple(sorted(found, key=lambda t: (order.index(t) if t in order else len(order), t)))
+    if len(names) > 127:
+        raise DataError(f"{len(names)} distinct event types; at most 127 are supported", column="event")
+    return names, {p: pd.Categorical(t, categories=list(names)).codes.astype(np.int8) for p, t in texts.items()}
+
+
 def load_split(directory: str | Path, name: str | None = None) -> tuple[Split, Dataset]:
-    """Load files written by :func:`save_split`."""
+    """Load files written by :func:`save_split` (with its target event types, when it wrote them)."""
     directory = Path(directory)
     trains = sorted(directory.glob(f"{name or '*'}.train.inter"))
     if not trains:
         raise DataError("no NAME.train.inter file here (expected a split written by `zenrec split`)", source=str(directory))
     stem = trains[0].name[: -len(".train.inter")]
     valid = directory / f"{stem}.valid.inter"
-    return load_split_files(trains[0], directory / f"{stem}.test.inter", valid if valid.exists() else None)
+    split, ds = load_split_files(trains[0], directory / f"{stem}.test.inter", valid if valid.exists() else None)
+    targets = _targets_path(directory, stem)
+    if targets.exists():
+        try:
+            meta = json.loads(targets.read_text())
+            types, aliases = list(meta["target_events"]), dict(meta.get("event_aliases") or {})
+        except (ValueError, KeyError, TypeError) as exc:
+            raise DataError(f"not a target-events file ({exc})", source=str(targets)) from None
+        ds.event_aliases = {str(k): str(v) for k, v in aliases.items()}
+        split = split.with_target_events(types, ds.event_aliases)
+    return split, ds

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from zenrec.data.events import EventTypes
 from zenrec.errors import ConfigError
 
 __all__ = ["VersionStats", "Comparison", "OnlineReport", "online_report", "compare_versions"]
@@ -156,8 +157,12 @@ def compare_versions(flags: pd.DataFrame, control: str, treatment: str, metric: 
 def online_report(lists: pd.DataFrame, events: pd.DataFrame, bucket_seconds: float | None = None,
                   control: str | None = None, click_types: Sequence[str] = CLICK_TYPES,
                   conversion_types: Sequence[str] = CONVERSION_TYPES, draws: int = 2000,
-                  seed: int = 0) -> OnlineReport:
+                  seed: int = 0, events_types: EventTypes | None = None) -> OnlineReport:
     """Online metrics per version (and per ``bucket_seconds`` window of serving time), plus A/B comparisons.
+
+    Event types are matched after reading them through ``events_types``
+    (the model's vocabulary declared at ingest; default: the canonical
+    types and their default aliases), so a log's ``buy`` is a ``purchase``.
 
     With two or more versions each is compared with ``control`` (default:
     the version that served first in the window) on click-through and
@@ -165,6 +170,10 @@ def online_report(lists: pd.DataFrame, events: pd.DataFrame, bucket_seconds: flo
     """
     if bucket_seconds is not None and not (bucket_seconds > 0):
         raise ConfigError(f"bucket_seconds must be a positive number of seconds; got {bucket_seconds!r}")
+    if len(events):
+        vocab = events_types or EventTypes()
+        names = {t: vocab.canonical(t) or str(t).strip().lower() for t in events["event"].dropna().unique()}
+        events = events.assign(event=events["event"].map(names))
     flags, unmatched = _list_flags(lists, events, click_types, conversion_types)
     rows: list[VersionStats] = []
     order = list(dict.fromkeys(flags.sort_values("created")["model_version"]))

@@ -3,7 +3,16 @@
 Every model is fitted on ``split.train`` (with ``split.valid`` for early
 stopping), then evaluated by the same protocol on the validation and test
 parts (:func:`~zenrec.evaluate.evaluator.evaluate_split`), so the rows
-compare.  Fit and evaluation wall times are recorded beside the metrics.
+compare.  Fit and evaluation wall times are recorded beside the metrics, and
+so are the targets each part counted (the masking rule of
+:mod:`~zenrec.evaluate.evaluator` removes held-out items already in the
+user's history; a split may restrict targets to some event types).
+
+Every row is also compared with the best row (by the headline metric,
+``ndcg@10`` by default) user by user, per metric: a paired Wilcoxon
+signed-rank p-value and a seeded bootstrap interval of the mean difference
+(:mod:`~zenrec.evaluate.significance`), shown as the ``p`` column of the
+table and kept in the JSON.
 
 >>> from zenrec.data import split_dataset
 >>> from zenrec.datasets import load_ml100k
@@ -14,6 +23,7 @@ compare.  Fit and evaluation wall times are recorded beside the metrics.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -29,9 +39,12 @@ import numpy as np
 from zenrec.data.splits import Split
 from zenrec.errors import ConfigError
 from zenrec.evaluate.evaluator import DEFAULT_METRICS, evaluate_split
+from zenrec.evaluate.significance import TEST_NAME, paired_comparisons
 
 if TYPE_CHECKING:
     import pandas as pd
+    from rich.console import Console, ConsoleOptions, RenderResult
+    from rich.measure import Measurement
     from rich.table import Table
 
     from zenrec.models.base import Recommender, TrainOptions
@@ -71,6 +84,11 @@ class LeaderboardRow:
     test: dict[str, float]
     n_valid_users: int = 0
     n_test_users: int = 0
+    #: per part, the targets counted (``EvalResult.targets``: held_out, other_type, seen, kept, users_without_target)
+    targets: dict[str, dict[str, int]] = field(default_factory=dict)
+    #: per part and metric, this row against the part's reference (best) row:
+    #: ``{"diff", "ci_low", "ci_high", "p", "n_users"}`` (see :attr:`Leaderboard.significance`)
+    significance: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
 
     def metrics(self, part: Part = "test") -> dict[str, float]:
         """The metrics of one part (``"valid"`` or ``"test"``)."""
@@ -84,6 +102,10 @@ class LeaderboardRow:
             return float(getattr(self, key))
         return float(self.metrics(part).get(key, math.nan))
 
+    def p_value(self, key: str, part: Part = "test") -> float:
+        """The paired p-value of ``key`` against the part's best row (1.0 for that row); NaN when not computed."""
+        return float(self.significance.get(part, {}).get(key, {}).get("p", math.nan))
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
         return {
@@ -96,6 +118,8 @@ class LeaderboardRow:
             "n_test_users": self.n_test_users,
             "valid": dict(self.valid),
             "test": dict(self.test),
+            "targets": {p: dict(c) for p, c in self.targets.items()},
+            "significance": {p: {k: dict(v) for k, v in m.items()} for p, m in self.significance.items()},
         }
 
 
@@ -107,7 +131,14 @@ class Leaderboard:
     negatives per user); sampled numbers are higher than and not comparable
     with full-ranking ones, which every rendering says.
     ``fitted`` holds the fitted models when :func:`compare` was asked to keep
-    them (never serialised).
+    them (never serialised).  ``target_events`` names the event types that
+    were targets (None: all).  ``headline`` is the metric that picks the best
+    row; ``significance`` describes, per part, how every row was compared
+    with that best row (``reference``, ``metric``, ``test``, ``confidence``,
+    ``resamples``, ``seed``, ``n_users``), the numbers being in each row's
+    :attr:`LeaderboardRow.significance`.  ``per_user`` holds, per part, each
+    row's per-user metric values over the same users (``users``), from which
+    :meth:`compute_significance` works (never serialised).
     """
 
     rows: list[LeaderboardRow]
@@ -115,6 +146,11 @@ class Leaderboard:
     mode: str = "full"
     protocol: str = "general"
     fitted: dict[str, Recommender] = field(default_factory=dict, repr=False)
+    target_events: tuple[str, ...] | None = None
+    headline: str | None = None
+    significance: dict[str, dict[str, Any]] = field(default_factory=dict)
+    per_user: dict[str, dict[str, dict[str, np.ndarray]]] = field(default_factory=dict, repr=False)
+    users: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -157,13 +193,61 @@ class Leaderboard:
         _, i = max(vals, key=lambda vi: (sign * vi[0], -vi[1]))
         return self.rows[i]
 
+    def relabel(self, labels: Sequence[str]) -> None:
+        """Rename the rows, in order (and every place that names them: fitted models, per-user values, references)."""
+        labels = list(labels)
+        if len(labels) != len(self.rows) or len(set(labels)) != len(labels):
+            raise ConfigError(f"relabel needs {len(self.rows)} distinct labels; got {labels}")
+        old = {r.label: new for r, new in zip(self.rows, labels, strict=True)}
+        for row, new in zip(self.rows, labels, strict=True):
+            row.label = new
+        self.fitted = {old.get(k, k): v for k, v in self.fitted.items()}
+        self.per_user = {p: {old.get(k, k): v for k, v in per.items()} for p, per in self.per_user.items()}
+        for info in self.significance.values():
+            info["reference"] = old.get(info.get("reference"), info.get("reference"))
+
+    def compute_significance(
+        self, metric: str | None = None, resamples: int = 1000, seed: int = 0, confidence: float = 0.95
+    ) -> None:
+        """Compare every row with the best row of each part, user by user, for every per-user metric.
+
+        The best row is the one with the best ``metric`` (default: :attr:`headline`).
+        Per metric, a row gets the mean per-user difference (row − best), a
+        percentile bootstrap interval of it (``resamples`` resamples of the
+        users, seeded with ``seed``) and the two-sided Wilcoxon signed-rank
+        p-value; zero differences are dropped (Wilcoxon's rule) and a row with
+        no non-zero difference — the best row itself, or an identical model —
+        gets p = 1 exactly.  Needs :attr:`per_user` (kept by :func:`compare`).
+        """
+        metric = metric or self.headline
+        if metric is None:
+            raise ConfigError("no headline metric to pick the best row by; pass 'metric'")
+        if not self.per_user:
+            raise ConfigError("this leaderboard has no per-user values (compare(..., significance=True) keeps them)")
+        self.headline = metric
+        for part, per in self.per_user.items():
+            ref = self.best(metric, part)  # type: ignore[arg-type]
+            base = per.get(ref.label)
+            if base is None or metric not in base:
+                raise ConfigError(f"no per-user values of {metric!r} for {ref.label!r} on the {part} part")
+            for row in self.rows:
+                found = paired_comparisons(per.get(row.label, {}), base, resamples, seed, confidence)
+                row.significance[part] = {key: c.to_dict() for key, c in found.items()}
+            self.significance[part] = {
+                "reference": ref.label, "metric": metric, "test": TEST_NAME, "confidence": confidence,
+                "resamples": int(resamples), "seed": int(seed), "n_users": int(len(base[metric])),
+            }
+
     # ---------------------------------------------------------------- exports
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form: protocol, mode, ks and one dict per row."""
+        """JSON-ready form: protocol, mode, ks, targets, headline, significance and one dict per row."""
         return {
             "protocol": self.protocol,
             "mode": self.mode,
             "ks": list(self.ks),
+            "target_events": list(self.target_events) if self.target_events is not None else None,
+            "headline": self.headline,
+            "significance": {p: dict(v) for p, v in self.significance.items()},
             "rows": [r.to_dict() for r in self.rows],
         }
 
@@ -180,10 +264,13 @@ class Leaderboard:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Leaderboard:
-        """Inverse of :meth:`to_dict`."""
+        """Inverse of :meth:`to_dict`; leaderboards written before targets and significance load too."""
         try:
             rows = [LeaderboardRow(**r) for r in data["rows"]]
-            return cls(rows, tuple(data["ks"]), data["mode"], data["protocol"])
+            targets = data.get("target_events")
+            return cls(rows, tuple(data["ks"]), data["mode"], data["protocol"],
+                       target_events=tuple(targets) if targets is not None else None,
+                       headline=data.get("headline"), significance=dict(data.get("significance") or {}))
         except (KeyError, TypeError) as exc:
             raise ConfigError(f"not a leaderboard dict ({exc})") from None
 
@@ -225,7 +312,8 @@ class Leaderboard:
             how = f"SAMPLED ranking ({n} negatives per user) — not comparable with full ranking"
         else:
             how = "full ranking, seen items masked"
-        return f"{self.protocol} split · {part} · {how}"
+        targets = f" · targets: {', '.join(self.target_events)}" if self.target_events else ""
+        return f"{self.protocol} split · {part}{targets} · {how}"
 
     def default_metric_keys(self, part: Part = "test") -> list[str]:
         """The columns a terminal table shows by default."""
@@ -241,36 +329,44 @@ class Leaderboard:
         """A :class:`rich.table.Table`, best value per column in bold green.
 
         Sampled mode is named in the title (and the caption) so that its
-        numbers are not mistaken for full-ranking ones.
+        numbers are not mistaken for full-ranking ones.  When the rows were
+        compared with the best one, a ``p`` column follows the headline metric
+        (the paired p-value against the best row, ``ref`` on that row).
+        Numbers are never cut: printed narrower than it needs (an 80-column
+        terminal), the table hides its last columns first — times, then the
+        metric columns from the right, never the headline metric and its
+        ``p`` — and names them in the caption; long model labels wrap.
         """
-        from rich.table import Table
-
         keys = list(metric_keys) if metric_keys is not None else self.default_metric_keys(part)
         cols = keys + (["fit_seconds", "eval_seconds"] if times else [])
-        table = Table(title=self.title(part), title_justify="left")
-        if self.sampled:
-            table.caption = f"mode {self.mode}: sampled metrics overstate full-ranking quality"
-        table.add_column("model", style="bold")
-        for key in cols:
-            header = {"fit_seconds": "fit s", "eval_seconds": "eval s"}.get(key, key)
-            table.add_column(header, justify="right")
         best: dict[str, float] = {}
         for key in cols:
             vals = [r.value(key, part) for r in self.rows]
             vals = [v for v in vals if not math.isnan(v)]
             if vals:
                 best[key] = max(vals) if _higher_is_better(key) else min(vals)
-        for row in self.rows:
-            cells = [row.label]
-            for key in cols:
+        columns: dict[str, tuple[str, list[str]]] = {}
+        for key in cols:
+            cells = []
+            for row in self.rows:
                 v = row.value(key, part)
                 if math.isnan(v):
                     cells.append("–")
                     continue
                 text = _fmt(key, v)
                 cells.append(f"[bold green]{text}[/bold green]" if key in best and v == best[key] else text)
-            table.add_row(*cells)
-        return table
+            columns[key] = ({"fit_seconds": "fit s", "eval_seconds": "eval s"}.get(key, key), cells)
+        order = list(cols)
+        notes = [f"mode {self.mode}: sampled metrics overstate full-ranking quality"] if self.sampled else []
+        info = self.significance.get(part, {})
+        p_key = self.headline if self.headline in keys and info.get("metric") == self.headline else None
+        if p_key is not None:
+            ref = info.get("reference")
+            columns["p"] = ("p", [("ref" if r.label == ref else _fmt_p(r.p_value(p_key, part))) for r in self.rows])
+            order.insert(order.index(p_key) + 1, "p")
+            notes.append(f"p: per-user {p_key} vs {ref} (best), paired Wilcoxon signed-rank test")
+        droppable = [c for c in reversed(cols) if c != p_key]
+        return _fitting_table()(self.title(part), self.labels, columns, order, droppable, notes)
 
 
 def _fmt(key: str, v: float) -> str:
@@ -279,6 +375,106 @@ def _fmt(key: str, v: float) -> str:
     if key.startswith(("avg_pop@", "novelty@")):
         return f"{v:.2f}"
     return f"{v:.4f}"
+
+
+def _fmt_p(p: float) -> str:
+    if math.isnan(p):
+        return "–"
+    return "<.001" if p < 0.001 else f"{p:.3f}"
+
+
+def _cell_width(text: str) -> int:
+    from rich.text import Text
+
+    return Text.from_markup(text).cell_len
+
+
+@functools.cache
+def _fitting_table() -> type[Table]:
+    """The table class of :meth:`Leaderboard.to_rich_table` (built on first use, so rich loads lazily)."""
+    from rich.table import Table
+
+    class FittingTable(Table):
+        """A leaderboard table that, printed narrower than it needs, hides its lowest-priority columns.
+
+        Numeric columns never wrap, so a number is shown whole or not at all;
+        the hidden columns are named in the caption.
+        """
+
+        def __init__(
+            self,
+            title: str,
+            labels: list[str],
+            columns: dict[str, tuple[str, list[str]]],
+            order: list[str],
+            droppable: list[str],
+            notes: list[str],
+        ) -> None:
+            super().__init__(title=title, title_justify="left", caption_justify="left")
+            self._spec = (title, labels, columns, order, droppable, notes)
+            _fill(self, labels, columns, order, notes, [])
+
+        def fitted(self, max_width: int) -> Table:
+            """This table, or a copy without the columns that do not fit in ``max_width``."""
+            title, labels, columns, order, droppable, notes = self._spec
+            shown = list(order)
+            for key in droppable:
+                if _needed_width(labels, columns, shown) <= max_width:
+                    break
+                shown.remove(key)
+            if shown == order:
+                return self
+            table = Table(title=title, title_justify="left", caption_justify="left")
+            hidden = [columns[k][0] for k in order if k not in shown]
+            _fill(table, labels, columns, shown, notes, hidden)
+            return table
+
+        def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+            table = self.fitted(options.max_width)
+            if table is self:
+                yield from super().__rich_console__(console, options)
+            else:
+                yield from table.__rich_console__(console, options)
+
+        def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
+            table = self.fitted(options.max_width)
+            if table is self:
+                return super().__rich_measure__(console, options)
+            return table.__rich_measure__(console, options)
+
+    return FittingTable
+
+
+#: the narrowest the model column may get (longer labels wrap)
+_LABEL_MIN = 12
+
+
+def _needed_width(labels: list[str], columns: dict[str, tuple[str, list[str]]], shown: list[str]) -> int:
+    """Characters a table needs with ``shown`` columns: cells and padding (2 each), labels at their
+    narrowest, and one border per column plus one."""
+    label = min(max([len("model"), *(len(x) for x in labels)]), _LABEL_MIN) + 2
+    cells = sum(max(_cell_width(h), *(_cell_width(c) for c in cs)) + 2 for h, cs in (columns[k] for k in shown))
+    return label + cells + len(shown) + 2
+
+
+def _fill(
+    table: Table,
+    labels: list[str],
+    columns: dict[str, tuple[str, list[str]]],
+    shown: list[str],
+    notes: list[str],
+    hidden: list[str],
+) -> None:
+    table.add_column("model", style="bold", overflow="fold")
+    for key in shown:
+        table.add_column(columns[key][0], justify="right", no_wrap=True)
+    for i, label in enumerate(labels):
+        table.add_row(label, *(columns[key][1][i] for key in shown))
+    lines = list(notes)
+    if hidden:
+        lines.append(f"hidden at this width: {', '.join(hidden)}")
+    if lines:
+        table.caption = "\n".join(lines)
 
 
 def _short(params: Mapping[str, Any]) -> str:
@@ -357,6 +553,9 @@ def compare(
     beyond: bool = True,
     seed: int = 0,
     keep_models: bool = False,
+    headline: str | None = None,
+    significance: bool = True,
+    resamples: int = 1000,
 ) -> Leaderboard:
     """Fit each model on ``split.train`` and evaluate it on the validation and test parts.
 
@@ -368,6 +567,17 @@ def compare(
     ``"evaluate"`` and ``"done"``.  ``seed`` seeds the negative sampling of
     sampled mode.  With ``keep_models`` the fitted models are kept in
     :attr:`Leaderboard.fitted`.
+
+    The targets are those of the split (:meth:`Split.targets
+    <zenrec.data.splits.Split.targets>`: every held-out event, or those of
+    its target event types), less the items already in the user's masked
+    history (the masking rule; the counts are in :attr:`LeaderboardRow.targets`).
+    ``headline`` (``NAME@K``; default ``ndcg@10``, or ``ndcg`` at the first
+    cut-off) picks the best row.  With ``significance`` every row is compared
+    with the best row of each part, per metric and user by user
+    (:meth:`Leaderboard.compute_significance`, ``resamples`` bootstrap
+    resamples seeded with ``seed``); the per-user values stay in
+    :attr:`Leaderboard.per_user`.
     """
     from zenrec.models.base import TrainOptions
     from zenrec.models.registry import create_model
@@ -376,10 +586,17 @@ def compare(
         raise ConfigError(f"the 'split' parameter must be a Split; got {type(split).__name__}")
     specs = normalize_specs(models)
     ks = _check_eval_args(ks, metrics, sampled)
+    headline = _headline(headline, ks, tuple(metrics))
+    if isinstance(resamples, bool) or not isinstance(resamples, (int, np.integer)) or resamples <= 0:
+        raise ConfigError(f"the 'resamples' parameter must be a positive integer; got {resamples!r}")
     options = options or TrainOptions()
-    eval_kw = {"ks": ks, "metrics": tuple(metrics), "beyond": beyond, "sampled": sampled, "seed": seed}
+    keep = bool(significance and headline is not None)
+    eval_kw = {"ks": ks, "metrics": tuple(metrics), "beyond": beyond, "sampled": sampled, "seed": seed,
+               "per_user_metrics": keep}
     rows: list[LeaderboardRow] = []
     fitted: dict[str, Recommender] = {}
+    per_user: dict[str, dict[str, dict[str, np.ndarray]]] = {}
+    users: dict[str, np.ndarray] = {}
     mode = "full" if sampled is None else f"sampled-{sampled}"
     total = len(specs)
     for i, (label, name, params) in enumerate(specs):
@@ -407,12 +624,37 @@ def compare(
                 test=dict(test.metrics),
                 n_valid_users=valid.n_users if valid is not None else 0,
                 n_test_users=test.n_users,
+                targets={p: dict(r.targets) for p, r in (("valid", valid), ("test", test)) if r is not None},
             )
         )
+        for p, r in (("valid", valid), ("test", test)):
+            if keep and r is not None and r.users is not None:
+                if p in users and not np.array_equal(users[p], r.users):  # never expected: users depend on data only
+                    raise ConfigError(f"{label} was evaluated on other {p} users than the rows before it")
+                users[p] = r.users
+                per_user.setdefault(p, {})[label] = r.per_user
         log.info("%s: fit %.2fs, eval %.2fs, test %s", label, fit_s, eval_s,
                  {k: round(v, 4) for k, v in test.metrics.items() if k.startswith("ndcg")})
         if keep_models:
             fitted[label] = model
         if progress:
             progress(label, "done", i, total)
-    return Leaderboard(rows, ks, mode, split.protocol, fitted)
+    board = Leaderboard(rows, ks, mode, split.protocol, fitted, target_events=split.target_events,
+                        headline=headline, per_user=per_user, users=users)
+    if keep:
+        board.compute_significance(headline, resamples=int(resamples), seed=seed)
+    return board
+
+
+def _headline(headline: str | None, ks: tuple[int, ...], metrics: tuple[str, ...]) -> str | None:
+    """The metric that picks the best row: the given one (checked), else ``ndcg@10`` or its nearest kin."""
+    if headline is not None:
+        name, sep, k = str(headline).partition("@")
+        if not sep or name not in metrics or not k.isdigit() or int(k) not in ks:
+            raise ConfigError(f"the 'headline' parameter must be NAME@K with NAME one of the metrics "
+                              f"({', '.join(metrics)}) and K one of the ks {list(ks)}; got {headline!r}")
+        return headline
+    if not metrics:
+        return None
+    name = "ndcg" if "ndcg" in metrics else metrics[0]
+    return f"{name}@{10 if 10 in ks else ks[0]}"

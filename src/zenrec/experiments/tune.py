@@ -371,7 +371,9 @@ def tune(
     gets ``n_trials`` trials of a TPE sampler seeded with ``seed`` (and at
     most ``timeout`` seconds, per model); trial 0 is the default
     parameters.  ``metric`` (``NAME@K``) is maximised on validation with
-    training items masked.  ``options`` (seed, device, threads) apply to every
+    training items masked; the targets are the split's (only its target
+    event types, when it has some: ``split_dataset(..., target_events=...)``),
+    less the items already in the user's training history.  ``options`` (seed, device, threads) apply to every
     fit.  ``progress(label, "trial", trial_number, n_trials)`` is called after
     each trial.
     """
@@ -420,8 +422,5 @@ def tuned_leaderboard(
         raise ConfigError("the 'results' parameter holds no tuning result")
     specs = [(r.model, dict(r.best_params)) for r in results.values()]
     board = compare(split, specs, ks=ks, options=options, sampled=sampled, progress=progress, **compare_kwargs)
-    for row, label in zip(board.rows, results, strict=True):
-        row.label = label
-    if board.fitted:
-        board.fitted = dict(zip(results, board.fitted.values(), strict=True))
+    board.relabel(list(results))  # rows, fitted models, per-user values and the significance reference
     return board

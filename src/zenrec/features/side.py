@@ -10,7 +10,8 @@ see :class:`UserFeatures`; :class:`Side` holds both):
 * **categorical / multi-hot** — :class:`MultiHot`: up to ``k`` codes per item
   into a value vocabulary (a genre, or ``"Action|Comedy"`` split on ``|``);
 * **vectors** — precomputed float vectors (image embeddings, …), one per item;
-* **text_vectors** — sentence vectors of ``text`` when already encoded.
+* **text_vectors** — sentence vectors of ``text`` when already encoded;
+* **numeric** — one float per item per column (a price), NaN = missing.
 
 Everything is a plain numpy array (unicode for strings), so a model can
 store what it needs in its ``.npz`` state without pickle.
@@ -161,9 +162,11 @@ class ItemFeatures:
     categorical: Mapping[str, MultiHot] = field(default_factory=dict)
     vectors: Mapping[str, np.ndarray] = field(default_factory=dict)
     text_vectors: np.ndarray | None = None
+    numeric: Mapping[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         n = self.n_items
+        _check_numeric("ItemFeatures", n, self.numeric)
         if self.text is not None:
             text = np.asarray(self.text)
             if text.shape != (n,) or text.dtype.kind != "U":
@@ -189,6 +192,7 @@ class ItemFeatures:
         parts += [f"{k}[{v.shape[1]}d]" for k, v in self.vectors.items()]
         if self.text_vectors is not None:
             parts.append(f"text_vectors[{self.text_vectors.shape[1]}d]")
+        parts += [f"{k}[num]" for k in self.numeric]
         return f"ItemFeatures({', '.join(parts)})"
 
     # ------------------------------------------------------------ building
@@ -204,6 +208,7 @@ class ItemFeatures:
         vectors: Sequence[str] = (),
         id_column: str | None = None,
         items: Vocabulary | None = None,
+        numeric: Sequence[str] = (),
     ) -> ItemFeatures:
         """Features from a table.
 
@@ -215,25 +220,43 @@ class ItemFeatures:
         ``text`` columns are joined with ``". "``; each ``categorical`` column
         holds one value per item; each ``multi_hot`` column holds a string split
         on its separator (``{"genres": "|"}``) or a list; each ``vectors``
-        column holds one equal-length numeric sequence per item (missing = zeros).
+        column holds one equal-length numeric sequence per item (missing = zeros);
+        each ``numeric`` column one number per item (missing = NaN).
         """
         multi_hot = dict(multi_hot or {})
         text_cols = [text] if isinstance(text, str) else list(text)
-        cols = _Columns(table, "item", n_items, [*text_cols, *categorical, *multi_hot, *vectors], id_column, items)
+        cols = _Columns(table, "item", n_items, [*text_cols, *categorical, *multi_hot, *vectors, *numeric],
+                        id_column, items)
         text_arr = None
         if text_cols:
             parts = [cols.column(c) for c in text_cols]
             joined = [". ".join(str(v).strip() for v in row if not _missing(v) and str(v).strip())
                       for row in zip(*parts, strict=True)]
             text_arr = np.asarray(joined, dtype=np.str_) if cols.n else np.zeros(0, dtype="<U1")
-        return cls(cols.n, text_arr, cols.categorical(categorical, multi_hot), cols.vectors(vectors))
+        return cls(cols.n, text_arr, cols.categorical(categorical, multi_hot), cols.vectors(vectors),
+                   numeric=cols.numeric(numeric))
 
     @classmethod
     def from_dataset(cls, dataset: Dataset, **columns) -> ItemFeatures:
-        """Features from ``dataset.item_table`` (see :meth:`from_frame` for ``columns``)."""
+        """Features from ``dataset.item_table`` (see :meth:`from_frame` for ``columns``); without
+        ``columns``, the feature columns declared at ingest (``dataset.item_columns``)."""
         if dataset.item_table is None:
             raise DataError(f"dataset {dataset.name!r} has no item table; attach one with with_item_table()")
+        if not columns:
+            declared = dataset.item_columns
+            if not declared:
+                raise DataError(f"dataset {dataset.name!r} declares no item feature columns; name them "
+                                "(text=, categorical=, ...) or ingest with --item-text/--item-cat/...")
+            columns = {"text": declared.text, "categorical": declared.categorical,
+                       "multi_hot": dict(declared.multi_hot), "numeric": declared.numeric}
         return cls.from_frame(dataset.item_table, len(dataset.items), **columns)
+
+    @classmethod
+    def declared(cls, dataset: Dataset) -> ItemFeatures | None:
+        """The features declared at ingest (``dataset.item_columns``), or None when it declares none."""
+        if dataset.item_table is None or not dataset.item_columns:
+            return None
+        return cls.from_dataset(dataset)
 
     def with_text_vectors(self, encoder: SentenceEncoder | None = None) -> ItemFeatures:
         """A copy with ``text_vectors`` filled by the sentence encoder (default: bundled MiniLM, cached)."""
@@ -254,7 +277,17 @@ class ItemFeatures:
             {k: MultiHot(m.codes[items], m.values) for k, m in self.categorical.items()},
             {k: v[items] for k, v in self.vectors.items()},
             None if self.text_vectors is None else self.text_vectors[items],
+            {k: np.asarray(v)[items] for k, v in self.numeric.items()},
         )
+
+
+def _check_numeric(what: str, n: int, numeric: Mapping[str, np.ndarray]) -> None:
+    for name, v in numeric.items():
+        v = np.asarray(v)
+        if v.shape != (n,) or v.dtype.kind not in "fiu":
+            raise ConfigError(f"{what}.numeric[{name!r}] must be {n} numbers; got {v.dtype} of shape {v.shape}")
+        if np.isinf(v).any():
+            raise DataError("numeric features must be finite or NaN (missing)", column=name)
 
 
 def _check_table(what: str, n: int, categorical: Mapping[str, MultiHot], vectors: Mapping[str, np.ndarray]) -> None:
@@ -287,13 +320,7 @@ class UserFeatures:
     def __post_init__(self) -> None:
         n = self.n_users
         _check_table("UserFeatures", n, self.categorical, self.vectors)
-        for name, v in self.numeric.items():
-            v = np.asarray(v)
-            if v.shape != (n,) or v.dtype.kind not in "fiu":
-                raise ConfigError(f"UserFeatures.numeric[{name!r}] must be {n} numbers; "
-                                  f"got {v.dtype} of shape {v.shape}")
-            if np.isinf(v).any():
-                raise DataError("numeric features must be finite or NaN (missing)", column=name)
+        _check_numeric("UserFeatures", n, self.numeric)
         if not (self.categorical or self.numeric or self.vectors):
             raise ConfigError("UserFeatures needs at least one categorical, numeric or vector column")
 

@@ -36,7 +36,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -48,6 +48,10 @@ from zenrec.errors import ArtifactError, ConfigError, DataError, NotFittedError,
 from zenrec.models.query import Query, Recommendations, Vectors
 from zenrec.models.similarity import ItemSimilarity
 from zenrec.retrieval.score import filtered_topk
+
+if TYPE_CHECKING:
+    from zenrec.models.estimate import FitEstimate
+    from zenrec.train.progress import Callback
 
 __all__ = ["ModelConfig", "Recommender", "TrainOptions", "MODEL_FORMAT"]
 
@@ -69,13 +73,31 @@ class ModelConfig(BaseModel):
 
 @dataclass
 class TrainOptions:
-    """How to train, as opposed to what to learn: not saved with the model."""
+    """How to train, as opposed to what to learn: not saved with the model.
+
+    ``validation`` is what a model that early-stops (``early_stops``: the
+    PyTorch models) does when ``fit`` gets no validation part: True holds one
+    out of the training data (each user's last event for sequence models, a
+    random 10% of each user's events otherwise; see
+    :func:`zenrec.train.holdout.hold_out`), a float sets that share, False
+    trains every epoch of the config on everything.  ``progress`` shows
+    training on stderr (a bar on a terminal, plain lines otherwise);
+    ``callback`` gets a :class:`~zenrec.train.progress.TrainEvent` after every
+    step and epoch, and the estimate before a large closed-form fit.
+    """
 
     seed: int = 2020
     device: str | None = None  # None: CUDA when available, else CPU
     threads: int | None = None
     progress: bool = False
     verbose: bool = False
+    validation: bool | float = True
+    callback: Callback | None = None
+
+    def __post_init__(self) -> None:
+        from zenrec.train.holdout import check_validation
+
+        self.validation = check_validation(self.validation)
 
 
 def _config_error(cls_name: str, exc: ValidationError) -> ConfigError:
@@ -104,6 +126,9 @@ class Recommender(ABC):
     uses_side: ClassVar[bool] = False
     #: True for models trained with PyTorch (they need the ``torch`` package)
     uses_torch: ClassVar[bool] = False
+    #: True for models that stop on a validation metric: given no validation part they hold one out
+    #: (``TrainOptions.validation``)
+    early_stops: ClassVar[bool] = False
     #: hyper-parameters small enough for the conformance suite to fit the model in seconds
     test_config: ClassVar[dict[str, Any]] = {}
     #: parameters removed from ``Config``, with the value the model now always behaves as: a saved model that
@@ -123,6 +148,8 @@ class Recommender(ABC):
         self.n_items_: int | None = None
         self.popularity_: np.ndarray | None = None
         self.fit_seconds_: float | None = None
+        #: how training went (epochs, best epoch, validation), saved in the manifest; None: nothing to tell
+        self.training_: dict[str, Any] | None = None
 
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in self.config.model_dump().items() if k != "on_unknown_user")
@@ -138,6 +165,12 @@ class Recommender(ABC):
     ) -> Recommender:
         """Learn from ``train`` (``valid`` for early stopping where the model uses it).
 
+        A model that early-stops (``early_stops``) and gets no ``valid`` holds
+        a validation slice out of ``train`` (``options.validation``) and still
+        scores from every event of ``train``.  Before a large closed-form fit
+        (EASE, ItemKNN) its estimated time and peak memory go to the
+        ``zenrec.train`` logger and ``options.callback``.
+
         ``side`` carries side information (item/user features, text) for the
         models that declare ``uses_side``; it is kept as ``self.side_``.
         """
@@ -151,8 +184,10 @@ class Recommender(ABC):
         self.n_users_, self.n_items_ = train.n_users, train.n_items
         counts = train.item_counts().astype(np.float32)
         self.popularity_ = counts / max(float(counts.max()), 1.0)
+        options = options or TrainOptions()
+        self._announce_estimate(train, options)
         t0 = time.perf_counter()
-        self._fit(train, valid, options or TrainOptions())
+        self._fit(train, valid, options)
         self.fit_seconds_ = time.perf_counter() - t0
         log.info("fitted %r in %.2fs", self, self.fit_seconds_)
         return self
@@ -160,6 +195,25 @@ class Recommender(ABC):
     @abstractmethod
     def _fit(self, train: Interactions, valid: Interactions | None, options: TrainOptions) -> None:
         """Learn the model's state from integer-coded interactions."""
+
+    def estimate_fit(self, n_users: int, n_items: int, nnz: int) -> FitEstimate | None:
+        """Expected time and peak memory of fitting on ``nnz`` user-item pairs, for a model whose fit is one
+        long step with no progress of its own; None (the default): no estimate."""
+        return None
+
+    def _announce_estimate(self, train: Interactions, options: TrainOptions) -> None:
+        """Before a large fit (:func:`zenrec.models.estimate.worth_telling`), say what it will cost: an INFO
+        line on the ``zenrec.train`` logger and an ``"estimate"`` event to ``options.callback``."""
+        from zenrec.models.estimate import worth_telling
+        from zenrec.train.progress import TrainEvent
+
+        est = self.estimate_fit(train.n_users, train.n_items, int(train.binary.nnz))
+        if est is None or not worth_telling(est):
+            return
+        line = est.line()
+        logging.getLogger("zenrec.train").info("%s", line)
+        if options.callback is not None:
+            options.callback(TrainEvent("estimate", self.name, message=line))
 
     @property
     def is_fitted(self) -> bool:
@@ -397,6 +451,7 @@ class Recommender(ABC):
                     "n_users": self.n_users_,
                     "n_items": self.n_items_,
                     "fit_seconds": self.fit_seconds_,
+                    **({"training": self.training_} if self.training_ else {}),
                     "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                     "arrays": sorted(arrays),
                     **(metadata or {}),
@@ -449,6 +504,7 @@ class Recommender(ABC):
         model = cls(config)
         model.n_users_, model.n_items_ = n_users, n_items
         model.fit_seconds_ = manifest.get("fit_seconds")
+        model.training_ = manifest["training"] if isinstance(manifest.get("training"), dict) else None
         state = {k[6:]: v for k, v in arrays.items() if k.startswith("model.")}
         check_arrays(path, {k: v for k, v in arrays.items() if not k.startswith("extra.")},
                      {f"model.{k}": b for k, b in model._index_bounds(state).items()},

@@ -20,9 +20,11 @@ import pandas as pd
 import scipy.sparse as sp
 
 from zenrec.data.dataset import Dataset
+from zenrec.data.events import EventTypes
 from zenrec.data.sparse import pack_csr, row_items, unpack_csr
 from zenrec.data.vocab import Vocabulary
 from zenrec.errors import ArtifactError, ConfigError, UnknownIdError
+from zenrec.features.side import ItemFeatures
 from zenrec.models.base import Recommender, TrainOptions
 from zenrec.models.query import Query, Recommendations
 from zenrec.models.registry import create_model, load_model
@@ -41,6 +43,8 @@ class ModelBundle:
     seen: sp.csr_matrix
     titles: np.ndarray | None = None
     manifest: dict[str, Any] | None = None
+    #: the event vocabulary of the data it was trained on (aliases and weights), read by the server and retrain
+    events: EventTypes = field(default_factory=EventTypes)
     _similarity: ItemSimilarity | None = field(default=None, repr=False, compare=False)
 
     def save(self, path: str | Path, metadata: dict[str, Any] | None = None) -> Path:
@@ -52,7 +56,7 @@ class ModelBundle:
         }
         if self.titles is not None:
             extra["item_titles"] = self.titles.astype(str)
-        return self.model.save(path, metadata=metadata, extra=extra)
+        return self.model.save(path, metadata={**(metadata or {}), "events": self.events.to_dict()}, extra=extra)
 
     @classmethod
     def load(cls, path: str | Path) -> ModelBundle:
@@ -68,7 +72,8 @@ class ModelBundle:
             ) from None
         if len(items) != model.n_items_ or len(users) != model.n_users_:
             raise ArtifactError(f"{path}: vocabularies do not match the model's arrays")
-        return cls(model, users, items, seen, extra.get("item_titles"), manifest)
+        events = EventTypes.from_dict(manifest.get("events"), f"{path}/manifest.json")
+        return cls(model, users, items, seen, extra.get("item_titles"), manifest, events)
 
     # ------------------------------------------------------------- queries
     def item_indices(self, items: Any, what: str = "item") -> np.ndarray:
@@ -220,9 +225,20 @@ def _plain(x: Any) -> Any:
 def train_bundle(
     dataset: Dataset, model: str, params: dict[str, Any] | None = None, options: TrainOptions | None = None
 ) -> ModelBundle:
-    """Fit a registered model on every interaction of ``dataset`` and bundle it."""
-    m = create_model(model, **(params or {})).fit(dataset.interactions, None, options)
+    """Fit a registered model on every interaction of ``dataset`` and bundle it.
+
+    A model that reads side information (``uses_side``: the two-tower) gets
+    the item features the dataset declared at ingest (``dataset.item_columns``);
+    other models ignore them.  Titles come from the item table's ``title``
+    column, else its first declared text column.
+    """
+    m = create_model(model, **(params or {}))
+    side = ItemFeatures.declared(dataset) if m.uses_side else None
+    m.fit(dataset.interactions, None, options, side=side)
     titles = None
-    if dataset.item_table is not None and "title" in dataset.item_table.columns:
-        titles = dataset.item_table["title"].astype("string").fillna("").to_numpy(dtype=str)
-    return ModelBundle(m, dataset.users, dataset.items, dataset.interactions.binary, titles)
+    table, declared = dataset.item_table, dataset.item_columns
+    title = "title" if table is not None and "title" in table.columns else (declared.text[0] if declared and
+                                                                            declared.text else None)
+    if table is not None and title is not None:
+        titles = table[title].astype("string").fillna("").to_numpy(dtype=str)
+    return ModelBundle(m, dataset.users, dataset.items, dataset.interactions.binary, titles, events=dataset.events)

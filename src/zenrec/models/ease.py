@@ -13,6 +13,7 @@ from zenrec.data.interactions import Interactions
 from zenrec.data.sparse import pack_csr, row_items, unpack_csr
 from zenrec.errors import ConfigError
 from zenrec.models.base import ModelConfig, Recommender, TrainOptions
+from zenrec.models.estimate import FitEstimate, ease_estimate
 from zenrec.models.similarity import ItemSimilarity
 
 __all__ = ["EASE", "EASEConfig", "ease_memory_bytes", "regularised_gram_inverse", "user_row_weights"]
@@ -102,6 +103,13 @@ class EASE(Recommender):
     Config = EASEConfig
     test_config = {}  # one matrix solve: nothing to shrink
     supports_history = True
+
+    def estimate_fit(self, n_users: int, n_items: int, nnz: int) -> FitEstimate | None:
+        """Time and peak memory of the fit (:func:`~zenrec.models.estimate.ease_estimate`); None below 1,000
+        items (under 10⁹ flops: about a second at most) and above ``max_items`` (the fit refuses)."""
+        if n_items < 1000 or n_items > self.config.max_items:
+            return None
+        return ease_estimate(n_users, n_items, nnz)
 
     def _fit(self, train: Interactions, valid: Interactions | None, options: TrainOptions) -> None:
         c = self.config

@@ -11,6 +11,7 @@ from pydantic import Field
 from zenrec.data.interactions import Interactions
 from zenrec.data.sparse import pack_csr, row_items, unpack_csr
 from zenrec.models.base import ModelConfig, Recommender, TrainOptions
+from zenrec.models.estimate import FitEstimate, itemknn_estimate
 from zenrec.models.similarity import ItemSimilarity
 from zenrec.retrieval.topk import topk
 
@@ -43,6 +44,13 @@ class ItemKNN(Recommender):
     Config = ItemKNNConfig
     test_config = {"k": 20}  # fewer neighbours than the fixture's items: the pruning path runs too
     supports_history = True
+
+    def estimate_fit(self, n_users: int, n_items: int, nnz: int) -> FitEstimate | None:
+        """Time and peak memory of the fit (:func:`~zenrec.models.estimate.itemknn_estimate`); None below 2,000
+        items (a few million similarities: about a second at most)."""
+        if n_items < 2000:
+            return None
+        return itemknn_estimate(n_users, n_items, nnz, self.config.k, self.config.block_size)
 
     def _fit(self, train: Interactions, valid: Interactions | None, options: TrainOptions) -> None:
         c = self.config

@@ -109,6 +109,9 @@ class LogisticMF(TorchRecommender):
     def _after_fit(self) -> None:
         del self.net_, self._pairs, self._gen, self._sampler  # the factors are the model
 
+    def _n_batches(self) -> int:
+        return -(-len(self._pairs[0]) // self.config.batch_size)
+
     def _score(self, users: np.ndarray) -> np.ndarray:
         return self.user_factors_[users] @ self.item_factors_.T + self.item_bias_[None, :]
 

@@ -252,11 +252,7 @@ class MultiTask(TorchRecommender):
                 f"{list(c.purchase_events)}; the event names are {list(train.event_names)}"
             )
         self.task_rates_ = np.array([(labels.data >= 1).mean(), (labels.data == 2).mean()], dtype=np.float32)
-        hist = train.binary  # the user's engaged items feed the history input
-        if train.event_names:
-            engaged = labels.data >= 1
-            hist = sp.csr_matrix((np.ones(int(engaged.sum()), dtype=np.float32),
-                                  (labels.row[engaged], labels.col[engaged])), shape=labels.shape)
+        hist = self._engaged(train, labels)  # the user's engaged items feed the history input
         self.hist_ = hist.tocsr().astype(np.float32)
         self.hist_.sort_indices()
         self._wide = None
@@ -336,6 +332,31 @@ class MultiTask(TorchRecommender):
 
     def _after_fit(self) -> None:
         del self.net_, self._wide, self._gen, self._samples, self._hist, self._sampler
+
+    def _engaged(self, inter: Interactions, labels: sp.coo_matrix | None = None) -> sp.csr_matrix:
+        """The items each user engaged with (the history input and the wide part's input): every pair, or the
+        click-labelled ones when the log has event types."""
+        if not inter.event_names:
+            return inter.binary
+        c = self.config
+        labels = labels if labels is not None else task_labels(inter, c.purchase_events, c.exposure_events).tocoo()
+        engaged = labels.data >= 1
+        return sp.csr_matrix((np.ones(int(engaged.sum()), dtype=np.float32),
+                              (labels.row[engaged], labels.col[engaged])), shape=labels.shape)
+
+    def _remember(self, full: Interactions) -> None:
+        """Score from every event: the history input and the wide part read the held-out validation events too."""
+        import torch
+
+        hist = self._engaged(full)
+        self.hist_ = hist.tocsr().astype(np.float32)
+        self.hist_.sort_indices()
+        device = self._hist[0].device
+        self._hist = (torch.as_tensor(hist.indptr, dtype=torch.long, device=device),
+                      torch.as_tensor(hist.indices, dtype=torch.long, device=device))
+
+    def _n_batches(self) -> int:
+        return -(-len(self._samples[0]) // self.config.batch_size)
 
     def _fit_wide(self, x: sp.csr_matrix, labels: sp.coo_matrix) -> np.ndarray:
         """``2 × n × n`` float32: the zero-diagonal ridge regressions of clicks and purchases on ``x``.

@@ -15,7 +15,32 @@ epoch's weights.  A model writes its network and its batches:
   (before each validation and once after training; nothing by default);
 * ``_after_fit()`` — drop what only training needed;
 * ``_validation(train, valid, seed)`` — what validation NDCG@10 is measured
-  on (by default the held-out items, training items masked).
+  on (by default the held-out items, training items masked);
+* ``_remember(full)`` — after training on part of the data (below), store
+  the per-user history scoring reads from every event;
+* ``_n_batches()`` — batches per epoch, for progress (None: learnt from the
+  first epoch).
+
+**Validation by default.**  Fitted without a validation part (``fit(train)``,
+``train_bundle``, ``zenrec train``), a model holds one out of ``train`` unless
+``TrainOptions.validation`` is False (:func:`zenrec.train.holdout.hold_out`):
+each user's last event for sequence models, a seeded random 10% of each
+user's events otherwise (users with two events or more, at most 10,000 of
+them).  It trains on the rest, stops after ``patience`` epochs without a
+gain in validation NDCG@10 and **keeps the best epoch's weights**; it does
+not refit on everything for ``best_epoch`` epochs.  Why: the weights served
+are the ones whose quality was measured, while a refit's would be
+unvalidated (its epochs have more steps, so the best epoch count does not
+carry over exactly); and a refit would repeat most of the training, which
+is the cost early stopping exists to cut.  What is held out is small and is
+not lost: the stored histories scoring reads (a sequence model's recent
+items, the two-tower's and multi-task model's history inputs; see
+``_remember``) and a bundle's seen items are built from every event, so a
+user's held-out events are context and are masked when recommending.  Only
+the weights do not learn from them (e.g. LogisticMF's user factors miss 10%
+of their user's events).  To train the weights on everything, fit with
+``TrainOptions(validation=False)`` and ``epochs`` set to the reported best
+epoch (``training_["best_epoch"]``).
 
 ``weight_decay`` means one thing everywhere: the decay the optimiser
 applies (coupled in Adam and SGD, decoupled in AdamW).  A config without
@@ -29,6 +54,7 @@ zenrec`` never imports torch.
 
 from __future__ import annotations
 
+import logging
 from abc import abstractmethod
 from collections.abc import Iterable
 from typing import Any, ClassVar
@@ -38,13 +64,24 @@ import numpy as np
 from zenrec.data.interactions import Interactions
 from zenrec.models.base import Recommender, TrainOptions
 
+log = logging.getLogger("zenrec.train")
+
 __all__ = ["TorchRecommender"]
 
 
 class TorchRecommender(Recommender):
-    """A model trained by :func:`~zenrec.train.loop.fit_loop` (see the module docstring)."""
+    """A model trained by :func:`~zenrec.train.loop.fit_loop` (see the module docstring).
+
+    Fitted with no validation part, it holds one out of the training data
+    (``TrainOptions.validation``), early-stops on it and keeps the best
+    epoch's weights rather than refitting on everything: the served weights
+    are the validated ones and training is not repeated.  The histories it
+    scores from still hold every event (module docstring, "Validation by
+    default").
+    """
 
     uses_torch = True
+    early_stops = True
     #: torch's CPU threads when ``TrainOptions.threads`` is not given (None: every core this process may use)
     default_threads: ClassVar[int | None] = None
 
@@ -55,11 +92,26 @@ class TorchRecommender(Recommender):
 
         c: Any = self.config
         seed_everything(options.seed)
+        full, held = train, "given"
+        if valid is None and options.validation is not False:
+            from zenrec.train.holdout import DEFAULT_SHARE, hold_out
+
+            share = DEFAULT_SHARE if options.validation is True else float(options.validation)
+            part = hold_out(train, self.sequential, share, options.seed)
+            if len(part.valid):
+                train, valid, held = part.train, part.valid, part.description
+                log.info("%s: validation held out of the training data: %s", self.name, held)
+            else:
+                held = "none (no user has two events)"
+        elif valid is None:
+            held = "none (validation=False)"
+        target = self._validation(train, valid, options.seed)
+        if target is None and train is not full:  # nothing to validate on in the slice: train on everything
+            train, held = full, "none (nothing to validate on in the held-out slice)"
         self.device_ = pick_device(options.device, options.threads or self.default_threads)
         self.net_ = self._build(train, self.device_, options.seed)
         opt = make_optimizer(self.net_.parameters(), c.optimizer, c.lr, getattr(c, "weight_decay", 0.0))
         validate = None
-        target = self._validation(train, valid, options.seed)
         if target is not None:
             truth, seen, users = target
 
@@ -68,9 +120,15 @@ class TorchRecommender(Recommender):
                 return validation_ndcg(self._score, truth, seen, users=users)
 
         result = fit_loop(self.net_, opt, self._batches, self._loss, c.epochs, validate, c.patience,
-                          options.progress, name=self.name)
+                          options.progress, name=self.name, callback=options.callback, steps=self._n_batches())
         self.epochs_trained_ = result.epochs
+        self.best_epoch_ = result.best_epoch
         self.train_history_ = result.history
+        self.training_ = {"epochs": result.epochs, "max_epochs": c.epochs, "best_epoch": result.best_epoch,
+                          "valid_ndcg@10": result.best_value, "validation": held,
+                          "stopped_early": result.epochs < c.epochs}
+        if train is not full:
+            self._remember(full)  # scoring reads every event; the weights are the best epoch's
         self._publish()  # the best epoch's weights, restored by the loop
         self._after_fit()
 
@@ -92,6 +150,14 @@ class TorchRecommender(Recommender):
 
     def _after_fit(self) -> None:
         """Drop what only training needed (nothing by default)."""
+
+    def _remember(self, full: Interactions) -> None:
+        """After training on part of ``full`` (a held-out validation slice), store the per-user history scoring
+        reads from every event of ``full`` (nothing by default: the model stores none)."""
+
+    def _n_batches(self) -> int | None:
+        """Batches in one epoch, once ``_build`` ran (None: unknown until the first epoch ends)."""
+        return None
 
     def _validation(self, train: Interactions, valid: Interactions | None,
                     seed: int) -> tuple[Interactions, Interactions, np.ndarray | None] | None:

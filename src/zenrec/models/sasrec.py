@@ -7,7 +7,7 @@ from typing import Any
 from pydantic import Field
 
 from zenrec.models.sequential import SequentialConfig, SequentialRecommender
-from zenrec.train.params import LearningRate
+from zenrec.train.params import LearningRate, Patience
 
 __all__ = ["SASRec", "SASRecConfig"]
 
@@ -21,6 +21,7 @@ class SASRecConfig(SequentialConfig):
                                  "as in the SASRec paper)")
     # see docs/benchmark-notes.md, "Defaults chosen on these benchmarks"
     lr: LearningRate = 1e-2
+    patience: Patience = 10
 
 
 class SASRec(SequentialRecommender):

@@ -118,6 +118,13 @@ class SequentialRecommender(TorchRecommender):
     def _after_fit(self) -> None:
         del self._windows, self._rng, self._log_q, self._sampler
 
+    def _remember(self, full: Interactions) -> None:
+        """Score from every event: the stored sequences end with the held-out validation items too."""
+        self._keep_sequences(full)
+
+    def _n_batches(self) -> int:
+        return -(-len(self._windows[0]) // self.config.batch_size)
+
     def _training_windows(self, train: Interactions) -> Windows:
         """The training examples: windows of ``max_len + 1`` items (ids + 1, left-padded), and for each
         the first of its transitions to train (see :func:`~zenrec.train.sequences.training_windows`)."""

@@ -6,8 +6,8 @@
   multi-hot (mean of value embeddings per column), numeric (standardised)
   and precomputed vectors.
 * **Item tower** — the item's id embedding plus a content vector: an MLP over
-  its categorical / multi-hot features, its text and any precomputed
-  vectors.  Text is read one of two ways: ``text_encoder="cnn"`` learns token
+  its categorical / multi-hot features, numeric features (standardised), its
+  text and any precomputed vectors.  Text is read one of two ways: ``text_encoder="cnn"`` learns token
   embeddings and a 1-D convolution over the words (max-pooled); ``"minilm"``
   feeds frozen 384-d MiniLM sentence vectors
   (:class:`~zenrec.features.text.SentenceEncoder`, cached on disk).
@@ -141,6 +141,7 @@ class TwoTower(TorchRecommender):
             if items.n_items != n_items:
                 raise ConfigError(f"side information describes {items.n_items} items; the interactions have {n_items}")
             out.update(_categorical_arrays("", items.categorical))
+            out.update(_numeric_arrays("", items.numeric))
             for name, v in items.vectors.items():
                 out[f"vec.{name}"] = np.asarray(v, dtype=np.float32)
             if c.text_encoder == "cnn" and items.text is not None:
@@ -158,13 +159,7 @@ class TwoTower(TorchRecommender):
             out.update(_categorical_arrays("user.", users.categorical))
             for name, v in users.vectors.items():
                 out[f"user.vec.{name}"] = np.asarray(v, dtype=np.float32)
-            for name, v in users.numeric.items():
-                v = np.asarray(v, dtype=np.float32)
-                ok = v[np.isfinite(v)]
-                mean = float(ok.mean()) if len(ok) else 0.0
-                std = float(ok.std()) if len(ok) > 1 else 0.0
-                out[f"user.num.{name}"] = v
-                out[f"user.num.{name}.stats"] = np.asarray([mean, std if std > 0 else 1.0], dtype=np.float32)
+            out.update(_numeric_arrays("user.", users.numeric))
         return out
 
     def _make_net(self, n_users: int, n_items: int, inputs: dict[str, np.ndarray], seen: np.ndarray,
@@ -265,6 +260,17 @@ class TwoTower(TorchRecommender):
 
     def _after_fit(self) -> None:
         del self._pairs, self._seqs, self._csr, self._log_q, self._gen
+
+    def _remember(self, full: Interactions) -> None:
+        """Score from every event: the stored histories end with the held-out validation items too (which items
+        have a trained id embedding, ``seen_``, stays as trained)."""
+        from zenrec.train.sequences import last_items
+
+        self.sequences_ = last_items(full, np.arange(full.n_users), self.config.history_len).astype(np.int32)
+        self._user_vectors = None
+
+    def _n_batches(self) -> int:
+        return -(-len(self._pairs[0]) // self.config.batch_size)
 
     def _user_seen(self) -> np.ndarray:
         """Users with a training interaction (the only ones with a trained id embedding)."""
@@ -447,6 +453,19 @@ class TwoTower(TorchRecommender):
     def _may_hold_nan(self, state: dict[str, np.ndarray]) -> set[str]:
         # numeric side features keep their missing values (filled with the mean when used)
         return {k for k in state if k.startswith("in.") and ".num." in f".{k[3:]}" and not k.endswith(".stats")}
+
+
+def _numeric_arrays(prefix: str, numeric: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Each numeric column (NaN = missing) and its mean and standard deviation over the known values."""
+    out: dict[str, np.ndarray] = {}
+    for name, v in numeric.items():
+        v = np.asarray(v, dtype=np.float32)
+        ok = v[np.isfinite(v)]
+        mean = float(ok.mean()) if len(ok) else 0.0
+        std = float(ok.std()) if len(ok) > 1 else 0.0
+        out[f"{prefix}num.{name}"] = v
+        out[f"{prefix}num.{name}.stats"] = np.asarray([mean, std if std > 0 else 1.0], dtype=np.float32)
+    return out
 
 
 def _categorical_arrays(prefix: str, categorical: Mapping[str, MultiHot]) -> dict[str, np.ndarray]:

@@ -22,7 +22,10 @@
    user's window items not seen before.  A user or item a model does not know
    it simply cannot rank: unknown users get its popularity fallback, unknown
    items are misses — the same rule for both models.  Metrics come from
-   :func:`zenrec.evaluate.evaluator.evaluate`.
+   :func:`zenrec.evaluate.evaluator.evaluate`.  Window events that answer
+   lists the current version served (their ``list_id`` was one of its lists)
+   favour it, since users acted on what it showed them; the report's notes
+   count them.
 4. **Gate** — the candidate passes when its metric is at least the current
    version's minus ``tolerance``.  Then the model is fitted once more on *all*
    rows (window included), registered and promoted.  Otherwise the
@@ -39,9 +42,12 @@ Every version written here keeps its training log in its directory
 (``training_log.npz``: plain arrays, no pickle) and records in
 ``registry.json`` its ``last_event_seq`` (the largest store seq it was
 trained on: a server replays only later events) and ``trained_until`` (the
-largest event timestamp).  Store event types weigh as in ``zenrec ingest``
-(:data:`~zenrec.data.schema.DEFAULT_EVENT_WEIGHTS`); a type not listed there
-weighs 1.
+largest event timestamp).  Store event types are read through the event
+vocabulary of the served version (else the base dataset's; see
+:class:`~zenrec.data.events.EventTypes`): an alias counts as its type and
+weighs as it did at ingest; a stored type the vocabulary does not know is
+left out, and the report's notes count it.  Each new version carries the
+vocabulary forward.
 """
 
 from __future__ import annotations
@@ -56,6 +62,7 @@ from pathlib import Path
 from typing import Any
 
 from zenrec.data.dataset import Dataset
+from zenrec.data.events import EventTypes
 from zenrec.errors import ConfigError
 from zenrec.models.base import TrainOptions
 from zenrec.models.bundle import ModelBundle, train_bundle
@@ -175,7 +182,7 @@ def _open_registry(root: str | Path) -> ModelRegistry:
 
 def retrain(
     registry_root: str | Path,
-    model: str,
+    model: str | None = None,
     params: Mapping[str, Any] | None = None,
     base: str | Path | None = None,
     store_url: str | None = None,
@@ -185,8 +192,15 @@ def retrain(
     tolerance: float = 0.0,
     seed: int = 2020,
     promote: bool = True,
+    reuse_params: bool = True,
 ) -> RetrainReport:
     """Train ``model`` on the registry's data, judge it against the served version, promote only if not worse.
+
+    ``model`` defaults to the served version's model.  With ``reuse_params``
+    (the default) a model of the served version's kind starts from the
+    served version's parameters (e.g. those ``zenrec tune --save-best``
+    chose) and ``params`` change only the ones they name; otherwise
+    ``params`` are taken alone over the model's defaults.
 
     ``base`` is a dataset directory from ``zenrec ingest`` read before the
     store's events (mode ``full`` only); ``store_url`` defaults to the
@@ -203,7 +217,8 @@ def retrain(
     metric_name, metric_k = parse_metric(metric)
     metric = f"{metric_name}@{metric_k}"
     params = dict(params or {})
-    create_model(model, **params)  # an unknown model or parameter fails before any data is read
+    if model is not None:
+        create_model(model, **params)  # an unknown model or parameter fails before any data is read
     if mode not in ("full", "incremental"):
         raise ConfigError(f"the 'mode' parameter must be 'full' or 'incremental'; got {mode!r}")
     if isinstance(tolerance, bool) or not isinstance(tolerance, numbers.Real) or not math.isfinite(tolerance):
@@ -215,7 +230,27 @@ def retrain(
     info = reg.info(cur.version) if cur is not None else None
     cur_bundle = ModelBundle.load(info.path) if info is not None else None
     notes: list[str] = []
-    log, n_read, base_ds = gather_training_log(reg, info, mode, base, store_url)
+    if model is None:
+        if cur_bundle is None:
+            raise ConfigError("no version is served to take the model from; name the model to train")
+        model = cur_bundle.model.name
+    if reuse_params and cur_bundle is not None and info is not None and cur_bundle.model.name == model:
+        served = {k: v for k, v in cur_bundle.model.config.model_dump(mode="json").items()}
+        changed = sorted(k for k, v in params.items() if served.get(k) != v)
+        params = {**served, **params}
+        create_model(model, **params)
+        notes.append(f"parameters of the served version {info.id}"
+                     + (f", with {', '.join(changed)} changed" if changed else "")
+                     + " (reuse_params=False / --default-params starts from the defaults)")
+    dropped: dict[str, int] = {}
+    log, n_read, base_ds = gather_training_log(reg, info, mode, base, store_url,
+                                               cur_bundle.events if cur_bundle is not None else None, dropped)
+    # the vocabulary declared at ingest travels from version to version
+    events = cur_bundle.events if cur_bundle is not None else base_ds.events if base_ds is not None else EventTypes()
+    if dropped:
+        notes.append(f"left out {sum(dropped.values()):,} stored events of types the event vocabulary does not know ("
+                     + ", ".join(f"{t!r} ×{n}" for t, n in sorted(dropped.items(), key=lambda kv: -kv[1])[:5])
+                     + f"); accepted: {events.accepted()}")
     titles = _titles(*([(base_ds.items, _dataset_titles(base_ds))] if base_ds is not None else []),
                      *([(cur_bundle.items, cur_bundle.titles)] if cur_bundle is not None else []))
     # a version keeps the id types of the data it descends from (the served one, else the base dataset)
@@ -242,7 +277,7 @@ def retrain(
                 "window": {k: v for k, v in report.window.items() if k != "description"}}
 
     def register_all(metrics: dict[str, float], note: str) -> str:
-        ds = log.to_dataset(titles, name=f"retrain-{mode}", integer_ids=integer_ids)
+        ds = log.to_dataset(titles, name=f"retrain-{mode}", integer_ids=integer_ids, events=events)
         bundle = train_bundle(ds, model, params, options)
         report.registered, report.training_events = "all data", len(log)
         report.last_event_seq, report.trained_until = log.last_event_seq, log.trained_until
@@ -266,6 +301,10 @@ def retrain(
                      "evaluated_users": 0}
     if seconds is not None:
         notes.extend(_leak_notes(log, choice, info))
+    answered = int((choice.mask & (log.served_by == info.id)).sum())
+    if answered:  # the feedback loop: users acted on what the current version showed them
+        notes.append(f"{answered:,} of the window's {int(choice.mask.sum()):,} events answer lists the current "
+                     f"version {info.id} served: the comparison favours it (see docs/guide/retraining.md)")
     if not choice.mask.any():
         report.decision = "nothing_to_evaluate"
         report.reason = (f"no event in the window ({choice.description}): nothing trained, {info.id} stays; "
@@ -284,7 +323,7 @@ def retrain(
                          f"trained, {info.id} stays")
         return finish()
 
-    cand_ds = pre.to_dataset(titles, name=f"retrain-{mode}-evaluation", integer_ids=integer_ids)
+    cand_ds = pre.to_dataset(titles, name=f"retrain-{mode}-evaluation", integer_ids=integer_ids, events=events)
     cand = train_bundle(cand_ds, model, params, options)
     report.candidate, report.scoring["candidate"] = evaluate_window(cand, ew, metric)
     report.current, report.scoring["current"] = evaluate_window(cur_bundle, ew, metric)

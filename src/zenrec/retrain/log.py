@@ -1,7 +1,7 @@
 """The training log: the raw rows a version is trained on, read from a base dataset and the event store.
 
 :class:`TrainingLog` holds them (user, item, timestamp, weight, event type,
-store seq) and is kept in every version written by
+store seq, the version whose served list the event answers) and is kept in every version written by
 :func:`zenrec.retrain.retrain` as :data:`TRAINING_LOG_FILE`.
 :func:`gather_training_log` builds a run's log (mode ``full`` or
 ``incremental``); :func:`read_store_events` reads store events page by page.
@@ -10,7 +10,7 @@ store seq) and is kept in every version written by
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 
 from zenrec.data.dataset import Dataset
+from zenrec.data.events import EventTypes
 from zenrec.data.interactions import Interactions
-from zenrec.data.schema import DEFAULT_EVENT_WEIGHTS
 from zenrec.data.vocab import Vocabulary
 from zenrec.errors import ArtifactError, ConfigError, DataError
 from zenrec.store.events import EventStore
@@ -64,7 +64,10 @@ class TrainingLog:
 
     Ids are text (a base dataset's integer ids become their decimal form).
     ``weight`` is the strength the model trains on; ``seq`` is the store seq,
-    0 for rows of the base dataset.
+    0 for rows of the base dataset.  ``served_by`` is the model version whose
+    served list the event answers (its ``list_id`` was one of that version's
+    lists), ``""`` for other rows; logs written before it existed read as all
+    ``""``.
     """
 
     user: np.ndarray
@@ -73,8 +76,13 @@ class TrainingLog:
     weight: np.ndarray
     event: np.ndarray
     seq: np.ndarray
+    served_by: np.ndarray = field(default=None)  # type: ignore[assignment]  # None: no row answers a list
 
-    _COLUMNS = ("user", "item", "timestamp", "weight", "event", "seq")
+    _COLUMNS = ("user", "item", "timestamp", "weight", "event", "seq", "served_by")
+
+    def __post_init__(self) -> None:
+        if self.served_by is None:
+            object.__setattr__(self, "served_by", np.full(len(self.user), "", dtype="<U1"))
 
     def __len__(self) -> int:
         return len(self.user)
@@ -97,16 +105,32 @@ class TrainingLog:
         )
 
     @classmethod
-    def from_records(cls, records: Sequence[Any]) -> TrainingLog:
-        """Rows of store events (:class:`~zenrec.store.events.EventRecord`), in the order given."""
-        if not records:
+    def from_records(cls, records: Sequence[Any], events: EventTypes | None = None,
+                     dropped: dict[str, int] | None = None) -> TrainingLog:
+        """Rows of store events (:class:`~zenrec.store.events.EventRecord`), in the order given.
+
+        Each type is read through ``events`` (the vocabulary declared at ingest; default: the canonical
+        types): an alias becomes its type and weighs as it, a name the vocabulary does not know is left out
+        and counted in ``dropped`` (the rule of ``zenrec ingest`` and of the server, which refuses it).
+        """
+        events = events or EventTypes()
+        kept, types = [], []
+        for r in records:
+            t = events.canonical(r.type)
+            if t is None:
+                if dropped is not None:
+                    dropped[r.type] = dropped.get(r.type, 0) + 1
+                continue
+            kept.append(r)
+            types.append(t)
+        if not kept:
             return cls.empty()
-        types = [r.type for r in records]
         return cls(
-            _text([r.user for r in records]), _text([r.item for r in records]),
-            np.asarray([r.timestamp for r in records], dtype=np.float64),
-            np.asarray([DEFAULT_EVENT_WEIGHTS.get(t.lower(), 1.0) for t in types], dtype=np.float32),
-            _text(types), np.asarray([r.seq for r in records], dtype=np.int64),
+            _text([r.user for r in kept]), _text([r.item for r in kept]),
+            np.asarray([r.timestamp for r in kept], dtype=np.float64),
+            np.asarray([events.weights[t] for t in types], dtype=np.float32),
+            _text(types), np.asarray([r.seq for r in kept], dtype=np.int64),
+            np.asarray([r.model_version or "" for r in kept], dtype=str),
         )
 
     def concat(self, other: TrainingLog) -> TrainingLog:
@@ -143,7 +167,8 @@ class TrainingLog:
 
         try:
             with np.load(path, allow_pickle=False) as z:
-                cols = [z[c] for c in cls._COLUMNS]
+                # served_by is absent from logs written before it existed
+                cols = [z[c] for c in cls._COLUMNS if c in z.files or c != "served_by"]
         except FileNotFoundError:
             raise ArtifactError(f"{path}: missing") from None
         except (ValueError, OSError, KeyError, zipfile.BadZipFile, EOFError) as exc:
@@ -153,7 +178,7 @@ class TrainingLog:
         return cls(*cols)
 
     def to_dataset(self, titles: Mapping[str, str] | None = None, name: str = "retrain",
-                   integer_ids: tuple[bool, bool] = (False, False)) -> Dataset:
+                   integer_ids: tuple[bool, bool] = (False, False), events: EventTypes | None = None) -> Dataset:
         """Code the rows into a :class:`Dataset` (ids in first-seen order), with item titles when given.
 
         ``integer_ids`` (users, items): the data the version descends from had integer ids, so ids that are
@@ -174,18 +199,25 @@ class TrainingLog:
         table = None
         if titles:
             table = pd.DataFrame({"title": pd.Series([titles.get(x, "") for x in items.all_ids], dtype="string")})
-        return Dataset(inter, users, items, table, name=name)
+        ev = events or EventTypes()
+        return Dataset(inter, users, items, table, name=name, event_aliases=dict(ev.aliases),
+                       event_weights=dict(ev.weights))
 
 
-def read_store_events(store: EventStore, after_seq: int = 0, page: int = _PAGE) -> TrainingLog:
-    """Every event stored after ``after_seq``, in ``seq`` order, read page by page (``seq`` ascending)."""
+def read_store_events(store: EventStore, after_seq: int = 0, page: int = _PAGE, events: EventTypes | None = None,
+                      dropped: dict[str, int] | None = None) -> TrainingLog:
+    """Every event stored after ``after_seq``, in ``seq`` order, read page by page (``seq`` ascending).
+
+    Types are read through ``events`` as :meth:`TrainingLog.from_records` does (unknown ones counted in
+    ``dropped``).
+    """
     parts = []
     seq = int(after_seq)
     while True:
         records = store.events_since(seq, limit=page)
         if not records:
             break
-        parts.append(TrainingLog.from_records(records))
+        parts.append(TrainingLog.from_records(records, events, dropped))
         seq = records[-1].seq
         if len(records) < page:
             break
@@ -224,12 +256,15 @@ def _training_log_of(info: VersionInfo) -> TrainingLog:
 
 
 def gather_training_log(reg: ModelRegistry, info: VersionInfo | None, mode: str, base: str | Path | None,
-                        store_url: str | None) -> tuple[TrainingLog, int, Dataset | None]:
+                        store_url: str | None, events: EventTypes | None = None,
+                        dropped: dict[str, int] | None = None) -> tuple[TrainingLog, int, Dataset | None]:
     """The training log of a run, how many store events it read, and the base dataset (full mode).
 
     ``full``: the base dataset's rows, then every stored event.  ``incremental``:
     the current version ``info``'s training log, then only the events stored
-    after its ``last_event_seq``.
+    after its ``last_event_seq``.  Store event types are read through
+    ``events`` (default: the base dataset's vocabulary, else the canonical
+    types); unknown ones are left out and counted in ``dropped``.
     """
     if mode == "incremental":
         if info is None:
@@ -246,7 +281,8 @@ def gather_training_log(reg: ModelRegistry, info: VersionInfo | None, mode: str,
         after = int(info.last_event_seq or 0)
     store = EventStore(store_url or reg.events_url())
     try:
-        new = read_store_events(store, after)
+        vocab = events or (base_ds.events if base_ds is not None else None)
+        new = read_store_events(store, after, events=vocab, dropped=dropped)
     finally:
         store.close()
     log = log.concat(new)

@@ -58,7 +58,7 @@ def _parse_rule(rule: str | Mapping[str, Any]) -> list[tuple[str, str, Any]]:
                 value: Any = _unquote(m.group("value"))
             else:
                 op = "not_in" if m.group("word").lower().startswith("not") else "in"
-                value = [_unquote(v.strip()) for v in m.group("value").split("|")]
+                value = _checked_value(col, op, [_unquote(v.strip()) for v in m.group("value").split("|")])
             clauses.append((col, op, value))
     elif isinstance(rule, Mapping):
         for col, spec in rule.items():
@@ -173,7 +173,8 @@ def _apply(series: pd.Series, col: str, op: str, value: Any) -> np.ndarray:
             }[op]()
     except TypeError:
         raise ConfigError(f"filter: cannot compare column {col!r} ({series.dtype}) with {value!r}") from None
-    return out.fillna(False).to_numpy(dtype=bool) if hasattr(out, "fillna") else np.asarray(out, dtype=bool)
+    # a missing value passes only "ne" (as NaN != v does), in text columns (pd.NA) as in numeric ones
+    return out.fillna(op == "ne").to_numpy(dtype=bool) if hasattr(out, "fillna") else np.asarray(out, dtype=bool)
 
 
 def attribute_filter(item_table: pd.DataFrame, rule: str | Mapping[str, Any], n_items: int | None = None) -> np.ndarray:
@@ -185,7 +186,8 @@ def attribute_filter(item_table: pd.DataFrame, rule: str | Mapping[str, Any], n_
     ``"genre=Comedy, price<20"``, ``"genre in Comedy|Drama"``,
     ``"genres~Comedy"`` (a list cell holds the value, or a ``|``-separated
     text such as ``"Action|Comedy"`` has it as one part).  All clauses must
-    hold; a missing value (NaN) never passes a comparison.  Unknown columns,
+    hold; a missing value (NaN, None) passes ``ne`` and ``not_in`` and fails
+    every other operator.  Unknown columns,
     operators and values of the wrong type raise :class:`ConfigError`.
     """
     import pandas as pd

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from zenrec.train.early_stopping import EarlyStopping
+from zenrec.train.progress import Callback, Reporter, TrainEvent
 
 __all__ = ["fit_loop", "LoopResult", "make_optimizer"]
 
@@ -59,6 +60,8 @@ def fit_loop(
     progress: bool = False,
     name: str = "model",
     checkpoint: str | Path | None = None,
+    callback: Callback | None = None,
+    steps: int | None = None,
 ) -> LoopResult:
     """Train ``net`` for up to ``epochs`` epochs, keeping the best validated weights.
 
@@ -69,6 +72,14 @@ def fit_loop(
     ``checkpoint``, the net and optimiser state are written there after every
     epoch (tensors only; ``torch.load(weights_only=True)`` reads them) and a
     run resumes from it.
+
+    Progress (:mod:`zenrec.train.progress`): ``callback`` gets a
+    :class:`~zenrec.train.progress.TrainEvent` after every step and epoch and
+    at the end; the ``zenrec.train`` logger gets a line per epoch and one
+    every few seconds inside a long epoch; ``progress=True`` shows a bar on a
+    terminal's stderr, else those lines on stderr.  ``steps`` (batches per
+    epoch) gives the first epoch a total and an ETA; later epochs use the
+    count of the one before.
     """
     import torch
 
@@ -83,13 +94,13 @@ def fit_loop(
         log.info("%s: resumed from %s at epoch %d", name, checkpoint, start_epoch)
     t0 = time.perf_counter()
     train_seconds = 0.0
-    bar = _Progress(name, epochs) if progress else None
+    report = Reporter(name, progress, callback)
     epoch = start_epoch
     try:
         for epoch in range(start_epoch, epochs):
             net.train()
             t_epoch = time.perf_counter()
-            total, count = 0.0, 0
+            total, count, samples = 0.0, 0, 0
             for batch in batches(epoch):
                 loss = loss_fn(batch)
                 optimizer.zero_grad(set_to_none=True)
@@ -97,7 +108,17 @@ def fit_loop(
                 optimizer.step()
                 total += float(loss.detach())
                 count += 1
-            train_seconds += time.perf_counter() - t_epoch
+                samples += _batch_size(batch)
+                spent = time.perf_counter() - t_epoch
+                rate = count / spent if spent > 0 else None
+                report(TrainEvent(
+                    "step", name, epoch + 1, epochs, count, steps, total / count,
+                    rate=rate, samples_rate=samples / spent if samples and spent > 0 else None,
+                    eta=max(steps - count, 0) / rate if steps is not None and rate else None,
+                    elapsed=time.perf_counter() - t0))
+            spent = time.perf_counter() - t_epoch
+            train_seconds += spent
+            steps = count
             row = {"epoch": epoch + 1, "loss": total / max(count, 1), "seconds": time.perf_counter() - t0,
                    "train_seconds": train_seconds}
             stop = False
@@ -109,19 +130,26 @@ def fit_loop(
                 state = {k: v.detach().clone() for k, v in net.state_dict().items()}
                 stop = stopper.step(value, state)
             hist.append(row)
-            log.info("%s epoch %d: loss %.4f%s", name, epoch + 1, row["loss"],
-                     f", valid {row['valid']:.4f}" if "valid" in row else "")
-            if bar:
-                bar.update(row)
+            best_epoch = stopper.best_epoch + 1 + start_epoch if validate is not None else None
+            stop_by = epochs if best_epoch is None else min(epochs, best_epoch + patience)
+            per_epoch = (time.perf_counter() - t0) / (epoch + 1 - start_epoch)
+            report(TrainEvent(
+                "epoch", name, epoch + 1, epochs, count, steps, row["loss"], row.get("valid"),
+                None if validate is None else stopper.best, best_epoch, stop_by,
+                rate=count / spent if spent > 0 else None,
+                samples_rate=samples / spent if samples and spent > 0 else None,
+                eta_run=per_epoch * (stop_by - epoch - 1), elapsed=time.perf_counter() - t0))
             if checkpoint is not None:
                 tmp = Path(str(checkpoint) + ".tmp")
                 torch.save({"net": net.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch + 1}, tmp)
                 tmp.replace(checkpoint)
             if stop:
                 break
+        best = None if validate is None else stopper.best_epoch + 1 + start_epoch
+        report(TrainEvent("end", name, epoch + 1, epochs, best=None if validate is None else stopper.best,
+                          best_epoch=best, elapsed=time.perf_counter() - t0))
     finally:
-        if bar:
-            bar.close()
+        report.close()
     if stopper.best_state is not None:
         net.load_state_dict(stopper.best_state)
     net.eval()
@@ -134,25 +162,11 @@ def fit_loop(
     )
 
 
-class _Progress:
-    """A rich progress bar with the loss and validation metric of the last epoch."""
-
-    def __init__(self, name: str, total: int) -> None:
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self.p = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                          TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=Console(stderr=True),
-                          transient=True)
-        self.task = self.p.add_task(name, total=total, info="")
-        self.p.start()
-
-    def update(self, row: dict[str, float]) -> None:
-        info = f"loss {row['loss']:.4f}" + (f" · valid {row['valid']:.4f}" if "valid" in row else "")
-        self.p.update(self.task, completed=row["epoch"], info=info)
-
-    def close(self) -> None:
-        self.p.stop()
+def _batch_size(batch: Any) -> int:
+    """Examples in a batch: the length of its first array (0 when it does not tell)."""
+    first = batch[0] if isinstance(batch, (tuple, list)) and batch else batch
+    shape = getattr(first, "shape", None)
+    return int(shape[0]) if shape else 0
 
 
 def batch_indices(n: int, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:

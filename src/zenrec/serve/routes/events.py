@@ -28,7 +28,8 @@ class EventIn(BaseModel):
 
     user: Id = Field(description="raw user id (a new user is fine)")
     item: Id = Field(description="raw item id (one the model does not know is stored but not scored)")
-    type: str = Field("click", description="view, click, cart, purchase, rating, …")
+    type: str = Field("click", description="view, click, favorite, cart, purchase, rating, or an alias declared at "
+                      "ingest (e.g. buy); stored as the type it names, an unknown name is refused with 422")
     value: float | None = Field(None, description="strength or rating (default 1)")
     timestamp: float | None = Field(None, description="epoch seconds (default: now)")
     event_id: str | None = Field(None, description="client id: the same id twice is stored once")
@@ -81,10 +82,16 @@ async def post_events(
     given = body.events if isinstance(body, EventBatch) else [body]
     events = []
     now = time.time()
+    vocab = state.view.live.bundle.events  # the event names declared at ingest, carried by the model
     for i, e in enumerate(given):
         data = e.model_dump(exclude_none=True)
         data["model_version"] = state.lists.version_of(e.list_id)
         where = f"events[{i}]: " if isinstance(body, EventBatch) else ""
+        kind = vocab.canonical(e.type)
+        if kind is None:
+            raise ApiError(422, "invalid_event", f"{where}unknown event type {e.type!r}; expected one of "
+                           f"{vocab.accepted()} (declare a log's own names at ingest with --event-alias NAME=TYPE)")
+        data["type"] = kind
         try:
             events.append(Event(**data))
         except DataError as exc:
