@@ -56,7 +56,7 @@ def test_train_prints_the_estimate_of_a_large_fit_on_stderr(wide, tmp_path):
     assert r.exit_code == 0, r.output
     line = next(x for x in r.stderr.splitlines() if x.startswith("ease on 1,200 items: about "))
     assert re.search(r"about \d+ MB peak memory and \S+ \(estimate; memory: two float32 1,200² matrices", line)
-    assert "GFLOP/s, measured by a 768×768 Cholesky inverse here" in line
+    assert "GFLOP/s, measured by a 1536×1536 Cholesky inverse here" in line
     assert "peak memory" not in r.stdout
     quiet = run("train", wide, "--model", "ease", "-o", tmp_path / "m2",
                 env={"ZENREC_ESTIMATE_SECONDS": "1e9", "ZENREC_ESTIMATE_MB": "1e9"})

@@ -87,7 +87,7 @@ def test_a_large_fit_is_announced_to_the_callback_and_the_logger(monkeypatch, ca
     with caplog.at_level(logging.INFO, logger="zenrec.train"):
         EASE().fit(data, options=TrainOptions(callback=events.append))
     assert [e.kind for e in events] == ["estimate"]
-    assert events[0].message.startswith("ease on 1,200 items: about ") and "measured by a 768×768" in events[0].message
+    assert events[0].message.startswith("ease on 1,200 items: about ") and "measured by a 1536×1536" in events[0].message
     assert any(r.getMessage() == events[0].message for r in caplog.records)
 
 

@@ -80,3 +80,27 @@ def test_the_real_minilm_encoder_loads_offline(shop, monkeypatch, tmp_path):
     np.testing.assert_allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-5)
     assert len(list((tmp_path / "text").rglob("*.npy"))) == 20, "every item text encoded once, into the cache"
     assert cold_share(bundle) >= 0.9
+
+
+def test_compare_and_tune_give_the_declared_features_to_the_twotower(shop, tmp_path):
+    """The leaderboard's two-tower reads the product columns as `train` does; the other models get none."""
+    from zenrec.cli.main import _declared_side
+    from zenrec.data import split_dataset
+    from zenrec.experiments.leaderboard import compare
+    from zenrec.experiments.tune import tune
+    from zenrec.features.side import ItemFeatures
+
+    side = ItemFeatures.declared(shop)
+    split = split_dataset(shop, "general", seed=3)
+    board = compare(split, [("twotower", {**SMALL, "epochs": 3}), "pop"], options=FAST, side=side, keep_models=True)
+    assert board.fitted["twotower"].side_ is side and board.fitted["pop"].side_ is None
+    assert "text.tokens" in board.fitted["twotower"].inputs_
+    # tune's trial (the defaults, seeded) scores differently with the features than without: they reach the model
+    spec = [("twotower", {**SMALL, "epochs": 2})]
+    with_side = tune(split, spec, n_trials=1, options=FAST, side=side)["twotower"].best_value
+    assert with_side != tune(split, spec, n_trials=1, options=FAST)["twotower"].best_value
+    # the CLI loads them for a model that reads them, and only then
+    shop.save(tmp_path / "data")
+    assert _declared_side(tmp_path / "data", None, ["pop", "ease"]) is None
+    got = _declared_side(tmp_path / "data", None, ["pop", "twotower"])
+    assert got is not None and got.text is not None and len(got.text) == len(shop.items)

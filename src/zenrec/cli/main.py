@@ -144,6 +144,16 @@ def _load_dataset(path: Path):
     return Dataset.load(path)
 
 
+def _declared_side(data: Path, split_dir: Path | None, names: list[str]) -> Any:
+    """The item features declared at ingest, for the models that read them (None when none does or with --split)."""
+    from zenrec.features.side import ItemFeatures
+    from zenrec.models.registry import get_model_class
+
+    if split_dir is not None or not any(get_model_class(n).uses_side for n in names):
+        return None
+    return ItemFeatures.declared(_load_dataset(data))
+
+
 def _load_split(data: Path, protocol: str, seed: int, split_dir: Path | None, target_event: str | None = None):
     from zenrec.data.splits import load_split, split_dataset
 
@@ -328,7 +338,8 @@ def compare(
                   transient=True) as progress:
         task = progress.add_task("starting", total=len(names))
         board = run_compare(s, specs, ks=_parse_ks(ks), options=TrainOptions(seed=seed, callback=_print_estimates),
-                            sampled=sampled, progress=_progress_callback(progress, task))
+                            sampled=sampled, progress=_progress_callback(progress, task),
+                            side=_declared_side(data, split_dir, names))
     if part not in ("test", "valid"):
         raise ConfigError(f"--part must be test or valid; got {part!r}")
     keys = _parse_list(metrics, "--metrics") if metrics else None
@@ -387,8 +398,9 @@ def tune(
         def cb(label: str, stage: str, i: int, total: int) -> None:
             progress.update(task, description=f"tuning {label}", completed=i + 1, total=total)
 
+        side = _declared_side(data, split_dir, names)
         results = run_tune(s, specs, n_trials=trials, metric=metric, seed=seed, timeout=timeout,
-                           options=TrainOptions(seed=seed), progress=cb)
+                           options=TrainOptions(seed=seed), progress=cb, side=side)
     t = Table(title=f"best parameters on validation ({metric}, {trials} trials each)")
     for col in ("model", "defaults", "tuned", "parameters"):
         t.add_column(col)
@@ -397,7 +409,7 @@ def tune(
                   ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                             for k, v in r.best_params.items() if k != "on_unknown_user"))
     out.print(t)
-    board = tuned_leaderboard(s, results, options=TrainOptions(seed=seed))
+    board = tuned_leaderboard(s, results, options=TrainOptions(seed=seed), side=side)
     out.print(board.to_rich_table())
     if json_out is not None:
         write_json(json_out, {"tuning": {k: r.to_dict() for k, r in results.items()}, "leaderboard": board.to_dict()})

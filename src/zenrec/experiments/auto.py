@@ -24,6 +24,7 @@ from zenrec.errors import ConfigError
 from zenrec.experiments.best import save_best
 from zenrec.experiments.leaderboard import ProgressFn
 from zenrec.experiments.tune import TuneResult, tune
+from zenrec.features.side import ItemFeatures
 
 if TYPE_CHECKING:
     from zenrec.data.dataset import Dataset
@@ -100,6 +101,7 @@ def auto(
     options = options or TrainOptions(seed=seed)
     t0 = time.perf_counter()
     split = split_dataset(dataset, protocol, seed, **(split_kwargs or {}))  # type: ignore[arg-type]
+    side = ItemFeatures.declared(dataset)  # the two-tower reads the product columns declared at ingest
     results: dict[str, TuneResult] = {}
     for i, name in enumerate(names):
         left = budget - (time.perf_counter() - t0)
@@ -108,6 +110,6 @@ def auto(
             continue
         share = max(left, 1.0) / (len(names) - i)
         results.update(tune(split, [name], n_trials=trials, metric=metric, seed=seed, timeout=share, options=options,
-                            progress=progress))
+                            progress=progress, side=side))
     label, bundle = save_best(dataset, results, path, options, data_ref=data_ref)
     return AutoResult(results, label, bundle, time.perf_counter() - t0, skipped)

@@ -556,8 +556,12 @@ def compare(
     headline: str | None = None,
     significance: bool = True,
     resamples: int = 1000,
+    side: Any = None,
 ) -> Leaderboard:
     """Fit each model on ``split.train`` and evaluate it on the validation and test parts.
+
+    ``side`` (e.g. :meth:`ItemFeatures.declared(dataset) <zenrec.features.side.ItemFeatures.declared>`)
+    goes to the models that read side information (``uses_side``: the two-tower); the others fit without it.
 
     ``models`` are registry names or ``(name, params)`` pairs; all are checked
     before anything is fitted.  ``options`` (seed, device, threads) apply to
@@ -604,7 +608,7 @@ def compare(
             progress(label, "fit", i, total)
         model = create_model(name, **params)
         t0 = time.perf_counter()
-        model.fit(split.train, split.valid, options)
+        model.fit(split.train, split.valid, options, side=side if model.uses_side else None)
         fit_s = time.perf_counter() - t0
         if progress:
             progress(label, "evaluate", i, total)

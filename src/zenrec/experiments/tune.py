@@ -304,6 +304,7 @@ def _tune_one(
     sampled: int | None,
     progress: ProgressFn | None,
     label: str,
+    side: Any = None,
 ) -> TuneResult:
     import optuna
 
@@ -315,7 +316,7 @@ def _tune_one(
     def objective(trial: optuna.Trial) -> float:
         params = {**space(_FixedTrial(trial, fixed) if fixed else trial), **fixed}
         model = create_model(name, **params)
-        model.fit(split.train, split.valid, options)
+        model.fit(split.train, split.valid, options, side=side if model.uses_side else None)
         res = evaluate_split(
             model, split, "valid", ks=(k,), metrics=(mname,), beyond=False, sampled=sampled, seed=seed
         )
@@ -363,8 +364,11 @@ def tune(
     options: TrainOptions | None = None,
     sampled: int | None = None,
     progress: ProgressFn | None = None,
+    side: Any = None,
 ) -> dict[str, TuneResult]:
     """Tune each model on ``split.valid`` with the same budget: label → :class:`TuneResult`.
+
+    ``side`` goes to the models that read side information, as in :func:`compare`.
 
     ``model_names`` are registry names or ``(name, fixed_params)`` pairs; fixed
     parameters are not tuned (e.g. ``("lmf", {"epochs": 20})``).  Each model
@@ -397,7 +401,7 @@ def tune(
     with _quiet_optuna():
         for label, name, fixed in specs:
             results[label] = _tune_one(
-                split, name, fixed, int(n_trials), metric, seed, timeout, options, sampled, progress, label
+                split, name, fixed, int(n_trials), metric, seed, timeout, options, sampled, progress, label, side
             )
             r = results[label]
             log.info("tuned %s: %s %.4f (defaults %.4f) with %s", label, metric, r.best_value,
