@@ -168,6 +168,18 @@ def _register(reg: ModelRegistry, bundle: ModelBundle, log: TrainingLog, ds: Dat
     return reg.add(_VersionWriter(bundle, log, metadata), metrics=metrics, note=note, extra=extra)
 
 
+def _with_item_content(ds: Dataset, base: Dataset | None) -> Dataset:
+    """``ds`` with the product columns the base dataset declared at ingest (and its cold items), so a retrained
+    two-tower reads the same content; unchanged when the base declares none."""
+    if base is None or not base.item_columns or base.item_table is None:
+        return ds
+    key = "__zenrec_item_id"
+    ids = base.items.to_array()
+    table = base.item_table.copy()
+    table.insert(0, key, ids if ds.items.is_integer else ids.astype(str))
+    return ds.with_item_table(table, key, base.item_columns)
+
+
 def _open_registry(root: str | Path) -> ModelRegistry:
     """An existing registry root (never creates one: a typo must not start an empty registry)."""
     p = Path(root)
@@ -277,7 +289,8 @@ def retrain(
                 "window": {k: v for k, v in report.window.items() if k != "description"}}
 
     def register_all(metrics: dict[str, float], note: str) -> str:
-        ds = log.to_dataset(titles, name=f"retrain-{mode}", integer_ids=integer_ids, events=events)
+        ds = _with_item_content(log.to_dataset(titles, name=f"retrain-{mode}", integer_ids=integer_ids,
+                                               events=events), base_ds)
         bundle = train_bundle(ds, model, params, options)
         report.registered, report.training_events = "all data", len(log)
         report.last_event_seq, report.trained_until = log.last_event_seq, log.trained_until
@@ -323,7 +336,8 @@ def retrain(
                          f"trained, {info.id} stays")
         return finish()
 
-    cand_ds = pre.to_dataset(titles, name=f"retrain-{mode}-evaluation", integer_ids=integer_ids, events=events)
+    cand_ds = _with_item_content(pre.to_dataset(titles, name=f"retrain-{mode}-evaluation", integer_ids=integer_ids,
+                                                events=events), base_ds)
     cand = train_bundle(cand_ds, model, params, options)
     report.candidate, report.scoring["candidate"] = evaluate_window(cand, ew, metric)
     report.current, report.scoring["current"] = evaluate_window(cur_bundle, ew, metric)
