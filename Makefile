@@ -20,14 +20,18 @@ $(STAMP): pyproject.toml
 	$(PIP) install -q -e '.[dev]'
 	touch $(STAMP)
 
-# ends by serving the demo model at http://127.0.0.1:8000 (OpenAPI at /docs); Ctrl-C stops it
+# ends by serving the demo model at http://127.0.0.1:8000 (OpenAPI at /docs) and printing the web page's
+# URL (http://127.0.0.1:8000/: recommendations, feedback, the model and its leaderboard); Ctrl-C stops it
 demo: $(STAMP)
 	$(ZENREC) demo --out out/demo
-	$(ZENREC) serve out/demo/model-ease --data out/demo/data --host 127.0.0.1 --port 8000
+	$(ZENREC) serve out/demo/model-ease --data out/demo/data --leaderboard out/demo/leaderboard.json \
+		--host 127.0.0.1 --port 8000
 
-# the PostgreSQL store tests must run here, not skip: ZENREC_REQUIRE_POSTGRES=1 fails them without a server
+# the PostgreSQL store tests must run here, not skip: ZENREC_REQUIRE_POSTGRES=1 fails them without a server;
+# so must the browser tests: Debian's chromium is installed when missing, ZENREC_REQUIRE_BROWSER=1 fails them without it
 test: $(STAMP)
-	ZENREC_REQUIRE_POSTGRES=1 $(WITH_PG) $(PY) -m pytest -q -n 2 --durations=15
+	bash scripts/ensure_chromium.sh
+	ZENREC_REQUIRE_POSTGRES=1 ZENREC_REQUIRE_BROWSER=1 $(WITH_PG) $(PY) -m pytest -q -n 2 --durations=15
 
 test-store: $(STAMP)
 	ZENREC_REQUIRE_POSTGRES=1 $(WITH_PG) $(PY) -m pytest -q tests/store --durations=5

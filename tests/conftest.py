@@ -88,3 +88,49 @@ def cluster_shop():
         taste = "space" if u % 2 == 0 else "love"
         rows += [(f"u{u}", f"{taste[0]}{j}", 1_700_000_000 + 10 * u + int(j)) for j in rng.choice(8, 6, replace=False)]
     return pd.DataFrame(rows, columns=["user_id", "item_id", "ts"]), pd.DataFrame(items)
+
+
+#: Debian's Chromium, which the browser tests drive (Playwright cannot download its own browsers here)
+CHROMIUM = Path(os.environ.get("ZENREC_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+
+
+@pytest.fixture
+def browser(tmp_path):
+    """A headless Chromium context (Playwright over Debian's chromium, a fresh profile); yields
+    ``(context, shot)`` where ``shot(page, name)`` saves a screenshot under the test's tmp dir and, when
+    ZENREC_ARTIFACTS is set, copies it there.  Without Chromium or Playwright: a skip, or a failure under
+    ``make test`` (ZENREC_REQUIRE_BROWSER=1)."""
+    import shutil
+
+    why = None
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        why = "the playwright package is not installed (pip install -e '.[dev]')"
+    if why is None and not os.access(CHROMIUM, os.X_OK):
+        why = f"no Chromium at {CHROMIUM} (apt-get install chromium)"
+    if why is not None:
+        if os.environ.get("ZENREC_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"browser tests must run here: {why}", pytrace=False)
+        pytest.skip(why)
+    shots = tmp_path / "screenshots"
+    shots.mkdir()
+
+    def shot(page, name: str) -> Path:
+        path = shots / f"{name}.png"
+        page.screenshot(path=str(path), full_page=True)
+        target = os.environ.get("ZENREC_ARTIFACTS")
+        if target:
+            Path(target).mkdir(parents=True, exist_ok=True)
+            shutil.copy(path, Path(target) / path.name)
+        return path
+
+    with sync_playwright() as pw:
+        context = pw.chromium.launch_persistent_context(
+            str(tmp_path / "chromium-profile"), executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield context, shot
+        finally:
+            context.close()

@@ -227,6 +227,10 @@ def ingest(
                                                          "split on --multi-sep, e.g. tags")] = None,
     multi_sep: Annotated[str, typer.Option(help="separator of the --item-multi values")] = "|",
     item_num: Annotated[list[str] | None, typer.Option(help="--items columns holding a number, e.g. price")] = None,
+    pseudonymise_users: Annotated[bool, typer.Option("--pseudonymise-users", help="store each user id as its keyed "
+                                                     "hash (HMAC-SHA256 with --key-file), never the raw id")] = False,
+    key_file: Annotated[Path | None, typer.Option("--key-file", help="the secret of --pseudonymise-users (mode 0600, "
+                                                  "kept outside the data)")] = None,
 ) -> None:
     """Read, clean and code an interaction log into a dataset directory.
 
@@ -241,6 +245,13 @@ def ingest(
     from zenrec.data.schema import DEFAULT_EVENT_WEIGHTS, CleaningConfig, ColumnMap
 
     check_encoding(encoding)  # an unknown name fails before anything is read
+    pseudonym_key = None
+    if pseudonymise_users or key_file is not None:
+        from zenrec.store.erasure import read_key_file
+
+        if not (pseudonymise_users and key_file is not None):
+            raise ConfigError("--pseudonymise-users and --key-file go together: give both")
+        pseudonym_key = read_key_file(key_file)  # a missing or loose key fails before anything is read
     item_columns = _item_columns(items, item_text, item_cat, item_multi, multi_sep, item_num)
     weights = dict(DEFAULT_EVENT_WEIGHTS)
     for k, v in _parse_params(event_weight).items():
@@ -262,6 +273,10 @@ def ingest(
         if items is not None:
             # with declared features, the table's items without events join the catalogue (cold items)
             ds.with_item_file(items, item_key, item_columns, encoding=encoding)
+        if pseudonym_key is not None:
+            from zenrec.store.erasure import pseudonymise_users as pseudonymise
+
+            ds = pseudonymise(ds, pseudonym_key)
         ds.save(output)
     out.print(_report_table(ds.report.to_dict()))
     for note in ds.report.notes:
@@ -317,6 +332,8 @@ def compare(
     ] = None,
     param: Annotated[list[str] | None, typer.Option("--param", "-p", help="MODEL.NAME=VALUE for one model, e.g. "
                                                     "sasrec.epochs=20 (repeatable)")] = None,
+    report: Annotated[Path | None, typer.Option("--report", help="also write a self-contained HTML report with "
+                                                "tables and plots")] = None,
 ) -> None:
     """Fit several models on one split and print a full-ranking leaderboard.
 
@@ -333,6 +350,10 @@ def compare(
 
     names = _parse_list(models, "--models")
     specs = _model_specs(names, param)
+    if report is not None:
+        from zenrec.experiments.report import check_report
+
+        check_report(report)  # now, not after the fits
     s = _load_split(data, protocol, seed, split_dir, target_event)
     with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=err,
                   transient=True) as progress:
@@ -351,6 +372,11 @@ def compare(
     if json_out is not None:
         board.to_json(json_out)
         out.print(f"wrote {json_out}")
+    if report is not None:
+        from zenrec.experiments.report import write_report
+
+        write_report(board, report, title=f"zenrec compare · {data.name}")
+        out.print(f"wrote {report}")
 
 
 @command
@@ -369,6 +395,8 @@ def tune(
                                                     "model, e.g. sasrec.epochs=20 (repeatable)")] = None,
     save_best: Annotated[Path | None, typer.Option("--save-best", help="refit the model that won on validation on "
                                                    "every event, as `zenrec train` would, and save it here")] = None,
+    report: Annotated[Path | None, typer.Option("--report", help="also write a self-contained HTML report with "
+                                                "tables and plots")] = None,
 ) -> None:
     """Tune each model with optuna on the validation split, then refit and test the best.
 
@@ -390,6 +418,10 @@ def tune(
         raise ConfigError(f"--trials must be a positive integer; got {trials}")
     if save_best is not None:
         check_dir_target(save_best)  # a bad path fails now, not after the tuning
+    if report is not None:
+        from zenrec.experiments.report import check_report
+
+        check_report(report)
     s = _load_split(data, protocol, seed, split_dir, target_event)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=err, transient=True) as progress:
@@ -414,6 +446,11 @@ def tune(
     if json_out is not None:
         write_json(json_out, {"tuning": {k: r.to_dict() for k, r in results.items()}, "leaderboard": board.to_dict()})
         out.print(f"wrote {json_out}")
+    if report is not None:
+        from zenrec.experiments.report import write_report
+
+        write_report(board, report, title=f"zenrec tune · {data.name}", tuning=results)
+        out.print(f"wrote {report}")
     if save_best is not None:
         from zenrec.experiments.best import best_result, train_command
         from zenrec.experiments.best import save_best as run_save_best
@@ -577,6 +614,8 @@ def recommend(
     k: Annotated[int, typer.Option("-k", help="list length")] = 10,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="write recommendations as CSV")] = None,
     include_seen: Annotated[bool, typer.Option(help="allow items the user already interacted with")] = False,
+    reasons: Annotated[bool, typer.Option("--reasons", help="explain each item by the user's items behind it "
+                                          "(a 'because' column; a JSON 'reasons' column in the CSV)")] = False,
 ) -> None:
     """Top-k items for one user (a table) or many users (a CSV)."""
     from zenrec._io import atomic_file
@@ -591,7 +630,17 @@ def recommend(
         raw = [_coerce_id(user, bundle)]
     else:
         raw = _user_list(users, bundle)  # type: ignore[arg-type]
-    recs = bundle.recommend_users(raw, k=k, exclude_seen=not include_seen)
+    why: list[Any] = []
+    if reasons:
+        from zenrec.models.query import Query, Recommendations
+
+        lists = bundle.recommend_batch([Query(user=_plain_id(u), k=k, exclude_seen=not include_seen, reasons=True)
+                                        for u in raw])
+        recs = Recommendations.frame(lists)
+        why = [r for lst in lists for r in (lst.reasons or [[] for _ in range(len(lst))])]
+        recs["reasons"] = [json.dumps(r) for r in why]
+    else:
+        recs = bundle.recommend_users(raw, k=k, exclude_seen=not include_seen)
     if output is not None:
         with atomic_file(output) as tmp:
             recs.to_csv(tmp, index=False)
@@ -599,11 +648,65 @@ def recommend(
         return
     fallback = bool(len(recs)) and recs["fallback"].iloc[0] != ""
     t = Table(title=f"top-{k} for user {user}" + (" (unknown user: popular items)" if fallback else ""))
-    for col in ("rank", "item", "title", "score"):
+    for col in ("rank", "item", "title", "score") + (("because",) if reasons else ()):
         t.add_column(col, justify="right" if col in ("rank", "score") else "left")
-    for r in recs.itertuples():
-        t.add_row(str(r.rank), str(r.item_id), str(getattr(r, "title", "")), f"{r.score:.4f}")
+    for j, r in enumerate(recs.itertuples()):
+        row = [str(r.rank), str(r.item_id), str(getattr(r, "title", "")), f"{r.score:.4f}"]
+        if reasons:
+            row.append(", ".join(str(x.get("title") or x["item"]) for x in why[j]) or "-")
+        t.add_row(*row)
     out.print(t)
+
+
+def _plain_id(x: Any) -> Any:
+    return x.item() if hasattr(x, "item") and not isinstance(x, (str, bytes)) else x
+
+
+@command
+def explain(
+    model_dir: Annotated[Path, typer.Argument(help="model directory from `zenrec train`")],
+    user: Annotated[str, typer.Option(help="one raw user id (known to the model)")],
+    item: Annotated[list[str], typer.Option(help="raw item id to explain (repeat for several)")],
+    as_json: Annotated[bool, typer.Option("--json", help="print the explanation as JSON")] = False,
+    top: Annotated[int, typer.Option(help="contributions shown in the table")] = 10,
+) -> None:
+    """Why the model scores ITEM as it does for USER: a sentence and the contributions behind the score."""
+    from rich.markup import escape
+
+    from zenrec.errors import UnknownIdError
+    from zenrec.models.bundle import ModelBundle
+    from zenrec.models.explain import METHODS
+    from zenrec.models.query import Query
+
+    if top < 1:
+        raise ConfigError(f"--top must be at least 1; got {top}")
+    bundle = ModelBundle.load(model_dir)
+    uid = _coerce_id(user, bundle)
+    if bundle.user_index(uid) < 0:
+        raise UnknownIdError(f"unknown user {user!r}: the model does not know it")
+    items = [int(x) if bundle.items.is_integer and x.lstrip("-").isdigit() else x for x in item]
+    exps = bundle.explain(Query(user=uid), items)
+    if as_json:
+        body = [e.to_dict() for e in exps]
+        typer.echo(json.dumps(body[0] if len(body) == 1 else body, ensure_ascii=False))
+        return
+    for e in exps:
+        out.print(f"[bold]{escape(str(e.title or e.item))}[/bold] for user {escape(user)}: {escape(e.sentence)}",
+                  highlight=False)
+        out.print(f"score {e.score:.4f} = baseline {e.baseline:.4f} + contributions {e.total:.4f} + residual "
+                  f"{e.residual:.4f}" if e.additive else f"score {e.score:.4f} (the weights are not parts of it)",
+                  highlight=False, markup=False)
+        t = Table()
+        for col in ("contributor", "title", "weight", "share"):
+            t.add_column(col, justify="right" if col in ("weight", "share") else "left")
+        total = e.total if e.additive and e.total else None
+        for c in e.contributions[:top]:
+            t.add_row(str(c.item if c.item is not None else c.name), c.title or "", f"{c.weight:.4f}",
+                      "" if total is None else f"{c.weight / total:.1%}")
+        out.print(t)
+        out.print(f"method: {e.method} ({METHODS.get(e.method, '')})", highlight=False, markup=False)
+        if e.note:
+            out.print(f"note: {e.note}", highlight=False, markup=False)
 
 
 def _user_list(path: Path, bundle: Any) -> Any:
@@ -699,6 +802,8 @@ def serve(
     log_session_lists: Annotated[bool, typer.Option("--log-session-lists/--no-log-session-lists",
                                                     help="log the lists of POST /recommendations (anonymous "
                                                     "sessions)")] = True,
+    leaderboard: Annotated[Path | None, typer.Option("--leaderboard", help="a leaderboard JSON file (`zenrec compare "
+                                                     "--json`) for the web page's model view and GET /model")] = None,
 ) -> None:
     """Serve Top-N over HTTP with real-time events (FastAPI + uvicorn; OpenAPI at /docs).
 
@@ -731,8 +836,9 @@ def serve(
                       log_sessions=log_session_lists, log_anonymous_reads=log_anonymous_reads,
                       served_max_rows=served_max_rows or None,
                       served_max_age_s=served_max_age_days * 86_400.0 if served_max_age_days else None,
-                      served_prune_s=served_prune_seconds)
+                      served_prune_s=served_prune_seconds, leaderboard=leaderboard)
     out.print(f"serving {model_dir} at http://{host}:{port}  (OpenAPI: http://{host}:{port}/docs; Ctrl-C stops)")
+    out.print(f"web page: http://{host}:{port}/")
     try:
         uvicorn.Server(uvicorn.Config(app_, host=host, port=port, log_level="info", access_log=access_log)).run()
     except SystemExit:  # uvicorn's exit on a failed start (a port in use, a model it cannot serve)
@@ -821,6 +927,40 @@ def retrain(
         out.print(f"wrote {json_out}")
     if fail_if_rejected and report.decision == "rejected":
         raise typer.Exit(EXIT_REJECTED)
+
+
+@command
+def forget(
+    user: Annotated[str, typer.Argument(help="the raw user id to erase")],
+    registry: Annotated[Path, typer.Option("--registry", "-r", help="model registry root (or a served model "
+                                           "directory) to erase the user from")],
+    store: Annotated[str | None, typer.Option("--store", help="event store URL (default: the registry's events.db)")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="also write the counts as JSON (no raw id)")] = None,
+) -> None:
+    """Erase a user: their events and served lists in the store, their rows in every version's files and
+    training log; their keyed hash joins the tombstones, so no later retrain sees them.
+
+      zenrec forget user-42 --registry registry/
+
+    Idempotent: running it again (e.g. after a crash midway) completes the erasure; a user never seen gives
+    zero counts.  The key of the hash is ZENREC_ERASURE_KEY, else REGISTRY/erasure/erasure.key (created 0600).
+    A running server keeps the user's state in memory until it is restarted: use DELETE /users/{id} there.
+    """
+    from zenrec._io import write_json
+    from zenrec.data.ids import normalize_id
+    from zenrec.retrain.erasure import forget as run_forget
+
+    try:
+        user = normalize_id(user)
+    except ValueError as exc:
+        raise ConfigError(f"USER {exc}") from None
+    report = run_forget(registry, user, store)
+    n = len(report.versions)
+    out.print(f"forgot user {report.user_hash[:16]}…: {report.events:,} events, {report.served_lists:,} served "
+              f"lists, {report.training_log_rows:,} training-log rows, {n} version{'s' * (n != 1)} rewritten; "
+              f"audit: {registry / 'erasure' / 'audit.jsonl'}", highlight=False, soft_wrap=True)
+    if json_out is not None:
+        write_json(json_out, {"user_hash": report.user_hash, **report.counts()})
 
 
 from zenrec.cli.report import report_app  # noqa: E402 - the sub-commands use this module's console

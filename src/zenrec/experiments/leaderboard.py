@@ -89,6 +89,8 @@ class LeaderboardRow:
     #: per part and metric, this row against the part's reference (best) row:
     #: ``{"diff", "ci_low", "ci_high", "p", "n_users"}`` (see :attr:`Leaderboard.significance`)
     significance: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
+    #: a neural model's per-epoch training log (``train_history_``: epoch, loss, seconds, valid); empty otherwise
+    history: list[dict[str, float]] = field(default_factory=list)
 
     def metrics(self, part: Part = "test") -> dict[str, float]:
         """The metrics of one part (``"valid"`` or ``"test"``)."""
@@ -120,6 +122,7 @@ class LeaderboardRow:
             "test": dict(self.test),
             "targets": {p: dict(c) for p, c in self.targets.items()},
             "significance": {p: {k: dict(v) for k, v in m.items()} for p, m in self.significance.items()},
+            "history": [dict(h) for h in self.history],
         }
 
 
@@ -629,6 +632,7 @@ def compare(
                 n_valid_users=valid.n_users if valid is not None else 0,
                 n_test_users=test.n_users,
                 targets={p: dict(r.targets) for p, r in (("valid", valid), ("test", test)) if r is not None},
+                history=[dict(h) for h in getattr(model, "train_history_", None) or []],
             )
         )
         for p, r in (("valid", valid), ("test", test)):

@@ -9,7 +9,14 @@ from pydantic import Field
 from zenrec.data.interactions import Interactions
 from zenrec.data.sparse import padded_row_blocks
 from zenrec.models.base import ModelConfig, Recommender, TrainOptions
-from zenrec.models.query import Vectors
+from zenrec.models.explain import (
+    Explanation,
+    factor_explanations,
+    item_explanations,
+    own_scores,
+    popular_explanations,
+)
+from zenrec.models.query import Query, Vectors
 
 __all__ = ["ALS", "ALSConfig"]
 
@@ -83,6 +90,36 @@ class ALS(Recommender):
     def _score_history(self, users: np.ndarray, history: Interactions) -> np.ndarray:
         rows = (history.csr if self.config.use_weights else history.binary)[users]
         return self.fold_in(rows) @ self.item_factors_.T
+
+    def explain(self, query: Query, items: np.ndarray) -> list[Explanation]:
+        """Per-history-item terms of the user's solve.
+
+        With a ``history`` the score is ``y_i · x_u`` with
+        ``x_u = A⁻¹ Σ_j c_uj y_j`` and ``A = YᵀY + Σ_j (c_uj − 1) y_j y_jᵀ + λI``
+        (:meth:`fold_in`), so history item j contributes exactly
+        ``c_uj · y_iᵀ A⁻¹ y_j``.  A known user without one is split by latent
+        factors of its trained vector (the model keeps no training items; a
+        :class:`~zenrec.models.bundle.ModelBundle` passes them).
+        """
+        self._check_fitted()
+        items = np.asarray(items, dtype=np.int64).reshape(-1)
+        scores, fallback = own_scores(self, query, items)
+        if fallback is not None:
+            return popular_explanations(items, scores)
+        if query.history is None or not len(query.history):
+            return factor_explanations(self.user_factors_[int(query.user)], self.item_factors_, None, items, scores)
+        c = self.config
+        h = np.asarray(query.history, dtype=np.int64).reshape(-1)
+        inter = Interactions(np.zeros(len(h), dtype=np.int64), h, 1, int(self.n_items_), timestamp=np.arange(len(h)))
+        row = (inter.csr if c.use_weights else inter.binary)[0]
+        hist = row.indices.astype(np.int64)
+        conf = c.alpha * (row.data.astype(np.float64) if c.use_weights else np.ones(len(hist)))
+        v = self.item_factors_.astype(np.float64)
+        vh = v[hist]
+        a = v.T @ v + c.regularization * np.eye(v.shape[1]) + (vh * (conf - 1.0)[:, None]).T @ vh
+        solved = np.linalg.solve(a, v[items].T)  # d × items: A⁻¹ y_i (A is symmetric)
+        weights = conf[:, None] * (vh @ solved)  # history × items
+        return item_explanations("als-solve", items, hist, weights, scores)
 
     def vectors(self) -> Vectors:
         """Scores are ``user_factors · item_factors``."""

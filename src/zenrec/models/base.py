@@ -51,6 +51,7 @@ from zenrec.retrieval.score import filtered_topk
 
 if TYPE_CHECKING:
     from zenrec.models.estimate import FitEstimate
+    from zenrec.models.explain import Explanation
     from zenrec.train.progress import Callback
 
 __all__ = ["ModelConfig", "Recommender", "TrainOptions", "MODEL_FORMAT"]
@@ -413,8 +414,15 @@ class Recommender(ABC):
         """
         return None
 
-    def explain(self, query: Query, items: np.ndarray) -> Any:
-        """Per-item contributions behind the scores of ``items`` for ``query``; None: not supported."""
+    def explain(self, query: Query, items: np.ndarray) -> list[Explanation] | None:
+        """Why the model scores ``items`` (indices) as it does for an index-level ``query``: one
+        :class:`~zenrec.models.explain.Explanation` per item, computed from the model's own scoring (history
+        items, factors or parts, see :data:`~zenrec.models.explain.METHODS`); None (the default): not supported.
+
+        A query with a ``history`` is explained as the model scores it (from that history); a known user
+        without one, from the model's stored state.  Callers above the model
+        (:meth:`~zenrec.models.bundle.ModelBundle.explain`) pass the history and reconcile the scores.
+        """
         return None
 
     # ------------------------------------------------------------ persistence

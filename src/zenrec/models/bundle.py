@@ -26,6 +26,7 @@ from zenrec.data.vocab import Vocabulary
 from zenrec.errors import ArtifactError, ConfigError, UnknownIdError
 from zenrec.features.side import ItemFeatures
 from zenrec.models.base import Recommender, TrainOptions
+from zenrec.models.explain import Contribution, Explanation, popular_explanations
 from zenrec.models.query import Query, Recommendations
 from zenrec.models.registry import create_model, load_model
 from zenrec.models.similarity import ItemSimilarity
@@ -145,8 +146,77 @@ class ModelBundle:
         if query.reasons:
             hist = index_query.history if index_query.history is not None else self.stored_history(
                 self.user_index(query.user))
-            reasons = self.reasons(np.asarray(hist, dtype=np.int64), recs.items)
+            reasons = self.reasons(np.asarray(hist, dtype=np.int64), recs.items, user=index_query.user)
         return self.raw(recs).with_(user=query.user, reasons=reasons)
+
+    def _raw_reasons(self, reasons: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        for r in reasons:
+            idx = int(r["item"])
+            r["item"] = _plain(self.items.ids([idx])[0])
+            if self.titles is not None:
+                r["title"] = str(self.titles[idx])
+        return reasons
+
+    def explain(self, query: Query, items: Any, n_similar: int = 5, new: np.ndarray | None = None) -> list[Explanation]:
+        """Why the model scores raw ``items`` as it does for a raw-id ``query``: one
+        :class:`~zenrec.models.explain.Explanation` per item, with raw ids, titles and the score a list shows.
+
+        The model explains itself from the history the bundle knows (the
+        stored one plus ``query.history``) when it can
+        (:meth:`Recommender.explain`); its scores are then reconciled with the
+        served ones (a gap goes to ``residual``).  A model that cannot split
+        its scores gets the ``n_similar`` history items most similar to each
+        item (``method="similarity"``, not additive); a user the model cannot
+        score gets ``method="popular"``.  Unknown items raise
+        :class:`~zenrec.errors.UnknownIdError`.  ``new``: item indices of events since training (the
+        server's), as in :meth:`to_index_query`.
+        """
+        idx = self.item_indices(list(items) if not isinstance(items, np.ndarray) else items)
+        iq = self.to_index_query(query.with_(exclude=None, filter=None), new=new)
+        rows, fallback = self.model.score_queries([iq])
+        served = rows[0][idx].astype(np.float64)
+        u = self.user_index(query.user)
+        hist = np.asarray(iq.history, dtype=np.int64) if iq.history is not None else self.stored_history(u)
+        if fallback[0] is not None or not len(hist):
+            exps = popular_explanations(idx, served)
+        else:
+            # as the model scores the query; a model that splits only its stored user vector (by factors) is
+            # asked again with the user's items, and a split by history items is preferred
+            exps = self.model.explain(iq, idx)
+            if iq.history is None and not _by_items(exps):
+                by_items = self.model.explain(iq.with_(history=hist), idx)
+                exps = by_items if _by_items(by_items) or exps is None else exps
+            if exps is None:
+                exps = self._similarity_explanations(hist, idx, served, n_similar)
+            else:
+                note = ("the listed score comes from the model's trained user vector; the split is of the score "
+                        "re-solved from the user's items, the residual is the difference")
+                exps = [e.reconciled(s, note) for e, s in zip(exps, served, strict=True)]
+        return [self._raw_explanation(e, query.user) for e in exps]
+
+    def _similarity_explanations(self, hist: np.ndarray, idx: np.ndarray, served: np.ndarray,
+                                 n: int) -> list[Explanation]:
+        sim = self.item_similarity()
+        h = np.unique(hist)
+        aff = sim.between(h, idx)
+        out = []
+        for j, i in enumerate(idx):
+            col = np.asarray(aff[:, j], dtype=np.float64)
+            top = [b for b in np.argsort(-col, kind="stable")[:n] if col[b] > 0]
+            parts = tuple(Contribution(float(col[b]), item=int(h[b])) for b in top)
+            out.append(Explanation(int(i), float(served[j]), "similarity", parts, additive=False,
+                                   note=f"the model does not split its scores; weights are item similarities "
+                                        f"({sim.method})"))
+        return out
+
+    def _raw_explanation(self, e: Explanation, user: Any) -> Explanation:
+        def title(i: int) -> str | None:
+            return None if self.titles is None else str(self.titles[i])
+
+        parts = tuple(c if c.item is None else c.__class__(c.weight, _plain(self.items.ids([int(c.item)])[0]),
+                                                          c.name, title(int(c.item))) for c in e.contributions)
+        return e.with_(item=_plain(self.items.ids([int(e.item)])[0]), title=title(int(e.item)), user=user,
+                       contributions=parts, model=self.model.name)
 
     def recommend(self, query: Query) -> Recommendations:
         """Top-k for one raw-id :class:`Query` (see :meth:`to_index_query`).
@@ -174,18 +244,28 @@ class ModelBundle:
             self._similarity = self.model.item_similarity() or ItemSimilarity.from_cooccurrence(self.seen)
         return self._similarity
 
-    def reasons(self, history: np.ndarray, recs: np.ndarray, n: int = 3) -> list[list[dict[str, Any]]]:
-        """For each recommended item index, up to ``n`` history items most related to it, strongest first.
+    def reasons(self, history: np.ndarray, recs: np.ndarray, n: int = 3,
+                user: int | None = None) -> list[list[dict[str, Any]]]:
+        """For each recommended item index, up to ``n`` history items behind it, strongest first.
 
-        A reason is ``{"item", "title"?, "weight", "method"}``: the history item
-        (raw id) and its similarity to the recommended item by
-        :meth:`item_similarity`.  Only positive evidence is listed, so a reason
-        list may be empty (e.g. popular fallbacks).
+        When the model explains itself by history items (:meth:`Recommender.explain`: EASE, ItemKNN, ALS,
+        transition, sequence models, two-tower), a reason is one of its contributions:
+        ``{"item", "title"?, "weight", "method", "share"?}`` with the item's part of the score and the
+        explanation's method.  Otherwise (or for a popular fallback) it is the history item's similarity to
+        the recommended item by :meth:`item_similarity` (``method``: embedding, weights or cooccurrence).
+        ``history`` is oldest first; ``user`` the model's index of a known user, if any.  Only positive
+        evidence is listed, so a reason list may be empty.
         """
-        hist = np.unique(np.asarray(history, dtype=np.int64))
+        ordered = np.asarray(history, dtype=np.int64).reshape(-1)
+        hist = np.unique(ordered)
         recs = np.asarray(recs, dtype=np.int64)
         if not len(recs) or not len(hist):
             return [[] for _ in range(len(recs))]
+        known = user is not None and 0 <= int(user) < int(self.model.n_users_)
+        if self.model.supports_history or known:
+            exps = self.model.explain(Query(user=int(user) if known else None, history=ordered), recs)
+            if _by_items(exps):
+                return [self._raw_reasons(e.reasons(n)) for e in exps]  # type: ignore[union-attr]
         sim = self.item_similarity()
         aff = sim.between(hist, recs)
         raw = self.items.ids(hist)
@@ -215,6 +295,11 @@ class ModelBundle:
         if self.titles is not None:
             out["title"] = self.titles[cols]
         return out
+
+
+def _by_items(exps: list[Explanation] | None) -> bool:
+    """Whether explanations credit history items (not factors or parts)."""
+    return exps is not None and any(c.item is not None for e in exps for c in e.contributions)
 
 
 def _plain(x: Any) -> Any:

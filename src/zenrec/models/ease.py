@@ -14,6 +14,8 @@ from zenrec.data.sparse import pack_csr, row_items, unpack_csr
 from zenrec.errors import ConfigError
 from zenrec.models.base import ModelConfig, Recommender, TrainOptions
 from zenrec.models.estimate import FitEstimate, ease_estimate
+from zenrec.models.explain import Explanation, weights_explanations
+from zenrec.models.query import Query
 from zenrec.models.similarity import ItemSimilarity
 
 __all__ = ["EASE", "EASEConfig", "ease_memory_bytes", "regularised_gram_inverse", "user_row_weights"]
@@ -138,6 +140,10 @@ class EASE(Recommender):
         """EASE's own item-item weights B: entry (i, j) is how much item i supports item j."""
         self._check_fitted()
         return ItemSimilarity.from_weights(self.weights_)
+
+    def explain(self, query: Query, items: np.ndarray) -> list[Explanation]:
+        """Each history item j contributes its weight ``B[j, i]``: the contributions sum to the score."""
+        return weights_explanations(self, query, items, lambda h, i: self.weights_[np.ix_(h, i)])
 
     def history(self, user: int) -> np.ndarray:
         """The user's training items (in item order: EASE keeps no time order)."""

@@ -12,6 +12,8 @@ from zenrec.data.interactions import Interactions
 from zenrec.data.sparse import pack_csr, row_items, unpack_csr
 from zenrec.models.base import ModelConfig, Recommender, TrainOptions
 from zenrec.models.estimate import FitEstimate, itemknn_estimate
+from zenrec.models.explain import Explanation, weights_explanations
+from zenrec.models.query import Query
 from zenrec.models.similarity import ItemSimilarity
 from zenrec.retrieval.topk import topk
 
@@ -92,6 +94,10 @@ class ItemKNN(Recommender):
         """The kept neighbour similarities: entry (i, j) is how much item i supports item j."""
         self._check_fitted()
         return ItemSimilarity.from_weights(self.sim_)
+
+    def explain(self, query: Query, items: np.ndarray) -> list[Explanation]:
+        """Each history item j contributes its kept similarity ``W[j, i]``: the contributions sum to the score."""
+        return weights_explanations(self, query, items, lambda h, i: self.sim_[h][:, i].toarray())
 
     def history(self, user: int) -> np.ndarray:
         """The user's training items (in item order: ItemKNN keeps no time order)."""

@@ -8,23 +8,25 @@ from typing import Any, Literal
 
 import numpy as np
 import scipy.sparse as sp
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from zenrec.data.interactions import Interactions
 from zenrec.data.sparse import padded_row_blocks
 from zenrec.models.base import ModelConfig
+from zenrec.models.explain import Explanation, factor_explanations, own_scores, popular_explanations
 from zenrec.models.neural import TorchRecommender
-from zenrec.models.query import Vectors
+from zenrec.models.query import Query, Vectors
 from zenrec.train.negatives import SamplerKind
 from zenrec.train.params import BatchSize, EmbeddingL2, Epochs, LearningRate, Optimizer, Patience
+from zenrec.train.privacy import DPParams
 
 __all__ = ["LogisticMF", "LogisticMFConfig"]
 
 log = logging.getLogger(__name__)
 
 
-class LogisticMFConfig(ModelConfig):
-    """Hyper-parameters of :class:`LogisticMF`."""
+class LogisticMFConfig(ModelConfig, DPParams):
+    """Hyper-parameters of :class:`LogisticMF` (``dp_*``: differentially private training, docs/guide/privacy.md)."""
 
     factors: int = Field(64, ge=1, description="embedding size")
     negatives: int = Field(4, ge=1, description="sampled negatives per positive")
@@ -41,6 +43,15 @@ class LogisticMFConfig(ModelConfig):
     epochs: Epochs = 100
     patience: Patience = 5
     init_std: float = Field(0.05, gt=0, description="std of the initial embeddings")
+
+    @model_validator(mode="after")
+    def _check_private(self) -> LogisticMFConfig:
+        if self.dp_epsilon is not None:
+            if self.sampler != "uniform":
+                raise ValueError("dp_epsilon needs sampler='uniform' (popularity negatives read private item counts)")
+            if self.batch_size < 32:
+                raise ValueError("dp_epsilon needs batch_size >= 32 (Poisson-sampled batches)")
+        return self
 
 
 class LogisticMF(TorchRecommender):
@@ -72,6 +83,8 @@ class LogisticMF(TorchRecommender):
                        torch.as_tensor(x.col, dtype=torch.long, device=device))
         self._gen = torch.Generator(device=device).manual_seed(seed)
         net = LMFNet(train.n_users, train.n_items, c.factors, c.init_std, self._gen).to(device)
+        if c.dp_epsilon is not None:
+            net.bias.requires_grad_(False)  # a bare parameter Opacus cannot clip per example; ranking ignores it
         counts = np.bincount(x.col, minlength=train.n_items) if c.sampler == "popularity" else None
         self._sampler = NegativeSampler(train.n_items, c.sampler, counts, device=device, generator=self._gen)
         return net
@@ -81,6 +94,12 @@ class LogisticMF(TorchRecommender):
         import torch
 
         c, (users, items) = self.config, self._pairs
+        if c.dp_epsilon is not None:  # DP-SGD: Poisson-sampled batches, as the accountant assumes
+            from zenrec.train.privacy import poisson_batches
+
+            for b in poisson_batches(len(users), c.batch_size, self._gen):
+                yield users[b], torch.cat([items[b][:, None], self._sampler.sample((len(b), c.negatives))], dim=1)
+            return
         perm = torch.randperm(len(users), device=users.device, generator=self._gen)
         for s in range(0, len(perm), c.batch_size):
             b = perm[s : s + c.batch_size]
@@ -111,6 +130,9 @@ class LogisticMF(TorchRecommender):
 
     def _n_batches(self) -> int:
         return -(-len(self._pairs[0]) // self.config.batch_size)
+
+    def _n_examples(self) -> int:
+        return len(self._pairs[0])  # the unit of privacy: one (user, item) pair
 
     def _score(self, users: np.ndarray) -> np.ndarray:
         return self.user_factors_[users] @ self.item_factors_.T + self.item_bias_[None, :]
@@ -151,6 +173,28 @@ class LogisticMF(TorchRecommender):
 
     def _score_history(self, users: np.ndarray, history: Interactions) -> np.ndarray:
         return self.fold_in(history.binary[users]) @ self.item_factors_.T + self.item_bias_[None, :]
+
+    def explain(self, query: Query, items: np.ndarray) -> list[Explanation]:
+        """The score ``u·v_i + b_i`` split by latent factor (``u_k·v_ik``), the item bias as baseline.
+
+        The user vector is the trained one, or with a ``history`` the vector
+        :meth:`fold_in` fits to it: a non-linear fit, so it is not split into
+        per-item terms; the factors are labelled as what they are.
+        """
+        self._check_fitted()
+        items = np.asarray(items, dtype=np.int64).reshape(-1)
+        scores, fallback = own_scores(self, query, items)
+        if fallback is not None:
+            return popular_explanations(items, scores)
+        if query.history is not None and len(query.history):
+            h = np.unique(np.asarray(query.history, dtype=np.int64))
+            user = self.fold_in(sp.csr_matrix((np.ones(len(h), np.float32), (np.zeros(len(h), np.int64), h)),
+                                              shape=(1, int(self.n_items_))))[0]
+            note = "the user vector is fitted to the user's items (non-linearly), not a sum of per-item terms"
+        else:
+            user = self.user_factors_[int(query.user)]
+            note = "the user's trained vector; latent factors have no names, only weights"
+        return factor_explanations(user, self.item_factors_, self.item_bias_, items, scores, note=note)
 
     def vectors(self) -> Vectors:
         """Scores are ``user_factors · item_factors + item_bias`` (the logit of σ(u·v + b))."""

@@ -53,8 +53,9 @@ from zenrec.data.interactions import Interactions
 from zenrec.data.sparse import pack_csr, unpack_csr
 from zenrec.errors import ConfigError, DataError
 from zenrec.models.base import ModelConfig
+from zenrec.models.explain import Contribution, Explanation, own_scores, popular_explanations
 from zenrec.models.neural import TorchRecommender
-from zenrec.models.query import Vectors
+from zenrec.models.query import Query, Vectors
 from zenrec.train.negatives import SamplerKind
 from zenrec.train.params import BatchSize, EmbeddingL2, Epochs, LearningRate, Optimizer, Patience
 
@@ -428,6 +429,28 @@ class MultiTask(TorchRecommender):
         for t in range(2):
             if w[t]:
                 out += np.float32(w[t]) * _log_sigmoid(self._logits(users, t))
+        return out
+
+    def explain(self, query: Query, items: np.ndarray) -> list[Explanation]:
+        """The ranking score split into its task terms ``w_t · log σ(logit_t)``: the ``click`` part and the
+        ``purchase`` part (``purchase after click`` with ``objective="esmm"``); they sum to the score."""
+        self._check_fitted()
+        items = np.asarray(items, dtype=np.int64).reshape(-1)
+        scores, fallback = own_scores(self, query, items)
+        if fallback is not None:
+            return popular_explanations(items, scores)
+        u = np.asarray([int(query.user)])
+        w = self.config.ranking_weights
+        names = ("click", "purchase after click" if self.config.objective == "esmm" else "purchase")
+        terms = [np.float32(w[t]) * _log_sigmoid(self._logits(u, t))[0, items] if w[t] else np.zeros(len(items))
+                 for t in range(2)]
+        out = []
+        for j, i in enumerate(items):
+            parts = tuple(sorted((Contribution(float(terms[t][j]), name=names[t]) for t in range(2) if w[t]),
+                                 key=lambda c: -abs(c.weight)))
+            total = float(sum(c.weight for c in parts))
+            out.append(Explanation(int(i), float(scores[j]), "tasks", parts, 0.0, float(scores[j]) - total,
+                                   note="log-probability terms: the one nearest 0 pulls the item up the least"))
         return out
 
     def score_task(self, users: np.ndarray | list[int], task: str = "purchase") -> np.ndarray:

@@ -93,7 +93,10 @@ class TorchRecommender(Recommender):
         c: Any = self.config
         seed_everything(options.seed)
         full, held = train, "given"
-        if valid is None and options.validation is not False:
+        dp_epsilon = getattr(c, "dp_epsilon", None)
+        if dp_epsilon is not None:  # DP-SGD: fixed epochs, no weights picked by (private) data; see train.privacy
+            valid, held = None, "none (differential privacy: every epoch is trained, no epoch is picked by data)"
+        elif valid is None and options.validation is not False:
             from zenrec.train.holdout import DEFAULT_SHARE, hold_out
 
             share = DEFAULT_SHARE if options.validation is True else float(options.validation)
@@ -111,6 +114,13 @@ class TorchRecommender(Recommender):
         self.device_ = pick_device(options.device, options.threads or self.default_threads)
         self.net_ = self._build(train, self.device_, options.seed)
         opt = make_optimizer(self.net_.parameters(), c.optimizer, c.lr, getattr(c, "weight_decay", 0.0))
+        private = None
+        if dp_epsilon is not None:
+            from zenrec.train.privacy import make_private
+
+            private = make_private(self.net_, opt, self._n_examples(), c.batch_size, c.epochs, dp_epsilon,
+                                   c.dp_delta, c.dp_max_grad_norm)
+            opt, self._private = private.optimizer, private
         validate = None
         if target is not None:
             truth, seen, users = target
@@ -127,6 +137,11 @@ class TorchRecommender(Recommender):
         self.training_ = {"epochs": result.epochs, "max_epochs": c.epochs, "best_epoch": result.best_epoch,
                           "valid_ndcg@10": result.best_value, "validation": held,
                           "stopped_early": result.epochs < c.epochs}
+        if private is not None:
+            self.training_["privacy"] = private.spent(result.epochs)
+            log.info("%s: differential privacy: ε=%.3f spent at δ=%g (noise multiplier %.3f)", self.name,
+                     self.training_["privacy"]["epsilon"], c.dp_delta, private.noise_multiplier)
+            del self._private
         if train is not full:
             self._remember(full)  # scoring reads every event; the weights are the best epoch's
         self._publish()  # the best epoch's weights, restored by the loop
@@ -154,6 +169,16 @@ class TorchRecommender(Recommender):
     def _remember(self, full: Interactions) -> None:
         """After training on part of ``full`` (a held-out validation slice), store the per-user history scoring
         reads from every event of ``full`` (nothing by default: the model stores none)."""
+
+    @property
+    def privacy_(self) -> dict[str, Any] | None:
+        """After a differentially private fit (``dp_epsilon``): the ε spent at ``delta``, the noise multiplier,
+        clipping norm, epochs and sample rate (saved in the manifest with ``training_``); None otherwise."""
+        return (self.training_ or {}).get("privacy")
+
+    def _n_examples(self) -> int:
+        """Training examples, the unit of privacy, once ``_build`` ran (models that support ``dp_epsilon``)."""
+        raise NotImplementedError(f"{self.name} does not train with differential privacy")
 
     def _n_batches(self) -> int | None:
         """Batches in one epoch, once ``_build`` ran (None: unknown until the first epoch ends)."""

@@ -6,6 +6,8 @@ import numpy as np
 
 from zenrec.data.interactions import Interactions
 from zenrec.models.base import ModelConfig, Recommender, TrainOptions
+from zenrec.models.explain import Explanation, own_scores, popular_explanations
+from zenrec.models.query import Query
 
 __all__ = ["Popularity", "PopularityConfig"]
 
@@ -26,6 +28,12 @@ class Popularity(Recommender):
 
     def _score(self, users: np.ndarray) -> np.ndarray:
         return np.broadcast_to(self.counts_, (len(users), len(self.counts_))).copy()
+
+    def explain(self, query: Query, items: np.ndarray) -> list[Explanation]:
+        """Popularity explains itself: the score is the item's count of users, nothing of the user."""
+        self._check_fitted()
+        items = np.asarray(items, dtype=np.int64).reshape(-1)
+        return popular_explanations(items, own_scores(self, query, items)[0])
 
     def _state(self) -> dict[str, np.ndarray]:
         return {"counts": self.counts_}

@@ -9,6 +9,14 @@ from pydantic import Field
 from zenrec.data.interactions import Interactions
 from zenrec.data.sparse import pack_csr, unpack_csr
 from zenrec.models.base import ModelConfig, Recommender, TrainOptions
+from zenrec.models.explain import (
+    Explanation,
+    item_explanations,
+    own_scores,
+    popular_explanations,
+    query_history,
+)
+from zenrec.models.query import Query
 
 __all__ = ["Transition", "TransitionConfig"]
 
@@ -66,6 +74,20 @@ class Transition(Recommender):
 
     def _score_history(self, users: np.ndarray, history: Interactions) -> np.ndarray:
         return self._from_last(self._last(history, users))
+
+    def explain(self, query: Query, items: np.ndarray) -> list[Explanation]:
+        """The last item of the history carries the whole transition count; popularity (the tie-break) is the
+        baseline.  Without a last item the list is popularity alone."""
+        self._check_fitted()
+        items = np.asarray(items, dtype=np.int64).reshape(-1)
+        scores, fallback = own_scores(self, query, items)
+        hist = query_history(self, query)
+        base = 1e-3 * self.popularity_[items].astype(np.float64)
+        if fallback is not None or hist is None or not len(hist):
+            return popular_explanations(items, scores)
+        last = int(hist[-1])
+        weights = self.transitions_[[last]][:, items].toarray().astype(np.float64)
+        return item_explanations("transition", items, np.asarray([last]), weights, scores, base)
 
     def history(self, user: int) -> np.ndarray:
         """The one item the model keeps of a user: its last training item (none when it has no event)."""

@@ -49,8 +49,9 @@ from zenrec.data.interactions import Interactions
 from zenrec.errors import ConfigError
 from zenrec.features.side import ItemFeatures, MultiHot, Side, UserFeatures
 from zenrec.models.base import ModelConfig
+from zenrec.models.explain import Contribution, Explanation, own_scores, popular_explanations
 from zenrec.models.neural import TorchRecommender
-from zenrec.models.query import Vectors
+from zenrec.models.query import Query, Vectors
 from zenrec.train.params import BatchSize, Epochs, LearningRate, Optimizer, OptimizerWeightDecay, Patience
 
 __all__ = ["TwoTower", "TwoTowerConfig"]
@@ -402,6 +403,61 @@ class TwoTower(TorchRecommender):
             dev = probe.seen.device
             uv = probe.users(torch.arange(n, device=dev), torch.as_tensor(seqs, device=dev))
         return (uv.float().cpu().numpy() @ self.item_vectors_.T).astype(np.float32)
+
+    # ------------------------------------------------------------ explaining
+    def explain(self, query: Query, items: np.ndarray) -> list[Explanation]:
+        """The additive split of ``u · v_i``: the user vector is the pooled history (a weighted sum of one
+        vector per history item) + the id embedding + the user-feature vector, so each history item, ``user
+        id`` and ``user features`` contribute their dot product with ``v_i`` (method ``parts``).  The item side's
+        split (``item id`` vs ``item features``, ``u · part``) is in ``extra``."""
+        import torch
+
+        self._check_fitted()
+        items = np.asarray(items, dtype=np.int64).reshape(-1)
+        scores, fallback = own_scores(self, query, items)
+        if fallback is not None:
+            return popular_explanations(items, scores)
+        L = self.config.history_len
+        u = -1 if query.user is None else int(query.user)
+        known = 0 <= u < int(self.n_users_)
+        if query.history is not None and len(query.history):
+            h = np.asarray(query.history, dtype=np.int64).reshape(-1)[-L:] + 1
+            seq = np.pad(h, (L - len(h), 0))
+        else:
+            seq = self.sequences_[u].astype(np.int64) if known else np.zeros(L, np.int64)
+        net = self.net_
+        dev = net.seen.device
+        with torch.no_grad():
+            s = torch.as_tensor(seq[None], device=dev)
+            valid = (s > 0) & (net.seen_pad[s] > 0)
+            w = valid.float() / valid.sum(1, keepdim=True).clamp(min=1)
+            per_pos = (w[..., None] * net.hist(s))[0].float().cpu().numpy()  # L × d
+            row = torch.as_tensor([max(u, 0)], device=dev)
+            uid = (net.user(row) * (net.user_seen[row] * float(known))[:, None])[0].float().cpu().numpy()
+            content = net.ucontent.content(row)
+            ufeat = None if content is None or not known else content[0].float().cpu().numpy()
+            idx = torch.as_tensor(items, device=dev)
+            v_id = (net.item(idx) * net.seen[idx][:, None]).float().cpu().numpy()
+        v = self.item_vectors_[items].astype(np.float64)
+        user = per_pos.sum(0) + uid + (0 if ufeat is None else ufeat)
+        pos_items = seq - 1
+        used = np.flatnonzero(valid[0].cpu().numpy())
+        out = []
+        for j, i in enumerate(items):
+            weights: dict[Any, float] = {}
+            for p in used:
+                weights[int(pos_items[p])] = weights.get(int(pos_items[p]), 0.0) + float(per_pos[p] @ v[j])
+            parts = [Contribution(x, item=k) for k, x in weights.items()]
+            if known:
+                parts.append(Contribution(float(uid @ v[j]), name="user id"))
+            if ufeat is not None:
+                parts.append(Contribution(float(ufeat @ v[j]), name="user features"))
+            parts.sort(key=lambda c: -abs(c.weight))
+            total = float(sum(c.weight for c in parts))
+            item_side = {"item id": float(user @ v_id[j]), "item features": float(user @ (v[j] - v_id[j]))}
+            out.append(Explanation(int(i), float(scores[j]), "parts", tuple(parts), 0.0, float(scores[j]) - total,
+                                   extra={"item_side": item_side}))
+        return out
 
     # -------------------------------------------------------- persistence
     def vectors(self) -> Vectors:

@@ -22,6 +22,7 @@ from zenrec.data.events import EventTypes
 from zenrec.data.interactions import Interactions
 from zenrec.data.vocab import Vocabulary
 from zenrec.errors import ArtifactError, ConfigError, DataError
+from zenrec.store.erasure import TOMBSTONES, ErasureLog, erasure_dir
 from zenrec.store.events import EventStore
 from zenrec.store.registry import ModelRegistry, VersionInfo
 
@@ -255,6 +256,13 @@ def _training_log_of(info: VersionInfo) -> TrainingLog:
     return TrainingLog.load(f)
 
 
+def _tombstones(root: Path) -> ErasureLog | None:
+    """The erasure log of a registry when it holds tombstones (`zenrec forget`), else None."""
+    if not (erasure_dir(root) / TOMBSTONES).is_file():
+        return None
+    return ErasureLog(erasure_dir(root), create_key=False)
+
+
 def gather_training_log(reg: ModelRegistry, info: VersionInfo | None, mode: str, base: str | Path | None,
                         store_url: str | None, events: EventTypes | None = None,
                         dropped: dict[str, int] | None = None) -> tuple[TrainingLog, int, Dataset | None]:
@@ -286,6 +294,9 @@ def gather_training_log(reg: ModelRegistry, info: VersionInfo | None, mode: str,
     finally:
         store.close()
     log = log.concat(new)
+    stones = _tombstones(reg.root)
+    if stones is not None:  # users erased by `zenrec forget` stay out of every later retrain
+        log = log.subset(stones.keep_mask(log.user))
     if len(log) == 0:
         raise DataError(f"nothing to train on: the event store {store.url} holds no events"
                         + (" and no base dataset was given" if base is None else ""))

@@ -118,6 +118,8 @@ class ServeState:
     log_sessions: bool = True
     #: log the lists of reads that came without the API key too (off: only reads with the key are logged)
     log_anonymous_reads: bool = True
+    #: the model directory or registry root served (``DELETE /users/{id}`` erases under it)
+    source: Path | None = None
 
     def served(self, out: Any, live: LiveModel, kind: str, started: float) -> dict[str, Any]:
         """Count, time and log one served list (``out``: :class:`~zenrec.models.query.Recommendations`); returns
@@ -300,6 +302,7 @@ def create_app(
     served_prune_s: float = 60.0,
     score_cache_mb: float = 64.0,
     durability: str = "fsync",
+    leaderboard: str | Path | dict[str, Any] | None = None,
 ) -> FastAPI:
     """A FastAPI app serving a model directory (``zenrec train``) or a registry root's promoted version.
 
@@ -336,6 +339,8 @@ def create_app(
     user's next event (:mod:`zenrec.serve.cache`; 0 turns it off).
     ``durability`` (``fsync`` or ``os``) is what an acknowledged event
     survives; see :class:`~zenrec.store.events.EventStore`.
+    ``leaderboard`` (a ``zenrec compare --json`` file or its dict) is shown by
+    ``GET /model`` and the web page at ``/``.
     """
     from zenrec._io import read_manifest
     from zenrec.models.base import MODEL_FORMAT
@@ -362,6 +367,9 @@ def create_app(
     cache_bytes = int(score_cache_mb * (1 << 20))
     check_served_bounds(served_max_rows, served_max_age_s, served_prune_s)  # now rather than when the server starts
     check_durability(durability)  # now rather than when the server starts
+    from zenrec.serve.routes.model_info import read_leaderboard
+
+    board = read_leaderboard(leaderboard) if leaderboard is not None else None  # a bad file fails now
     key = api_key if api_key is not None else os.environ.get(API_KEY_ENV) or None
     if key is not None and not key.strip():
         raise ConfigError("the API key must not be empty")
@@ -399,7 +407,7 @@ def create_app(
                                replayed=replayed[0], served_log=ServedLog(store, max_rows=served_max_rows,
                                                                     max_age_s=served_max_age_s,
                                                                     prune_every_s=served_prune_s) if log_lists else None,
-                               log_sessions=log_sessions, log_anonymous_reads=log_anonymous_reads)
+                               log_sessions=log_sessions, log_anonymous_reads=log_anonymous_reads, source=source)
             for v, m in view.models.items():
                 metrics.model_info.labels(v, m.model.name).set(1)
             if registry is not None:  # polled when poll_seconds > 0; state.watcher.check() swaps on demand
@@ -458,14 +466,20 @@ def create_app(
     install_error_handlers(app)
     from fastapi import Depends
 
-    from zenrec.serve.routes import events, health, items, recommendations
+    from zenrec.serve.routes import events, health, items, recommendations, users
     from zenrec.serve.routes.common import read_access
 
     reads = [Depends(read_access)] if require_key_for_reads else []  # no per-request dependency otherwise
     for module in (recommendations, items):
         app.include_router(module.router, dependencies=reads)
+    from zenrec.serve.routes import history, model_info, page
+
+    for module in (history, model_info):  # the web page's reads
+        app.include_router(module.router, dependencies=reads)
+    app.include_router(page.router)  # the page at / (static files; it holds no data)
+    app.state.leaderboard = board
     app.include_router(health.metrics_router, dependencies=reads)
-    for module in (events, health):
+    for module in (events, health, users):
         app.include_router(module.router)
     if log_lists and not log_anonymous_reads and key is not None:  # which reads came with the key
         app.add_middleware(KeyedRequests, key=key)

@@ -66,6 +66,15 @@ class ScoreCache:
                 _, (_, dropped) = self._rows.popitem(last=False)
                 self.bytes -= int(dropped.nbytes)
 
+    def drop(self, key: str) -> int:
+        """Forget ``key``'s row (an erased user); 1 when there was one."""
+        with self._lock:
+            old = self._rows.pop(key, None)
+            if old is None:
+                return 0
+            self.bytes -= int(old[1].nbytes)
+            return 1
+
     def __len__(self) -> int:
         with self._lock:
             return len(self._rows)

@@ -44,6 +44,7 @@ from zenrec.models.query import Query, Recommendations, Vectors
 from zenrec.retrieval import Retriever, ScoreRetriever, attribute_filter, make_retriever
 from zenrec.retrieval.base import check_k
 from zenrec.serve.cache import ScoreCache
+from zenrec.store.erasure import erase_from_bundle
 
 __all__ = ["ListLog", "LiveModel", "is_registry", "manifest_version", "default_store_url"]
 
@@ -213,6 +214,18 @@ class LiveModel:
             return False
         with self._lock:
             return str(user) not in self._overlay and self._user_index(user) >= 0
+
+    def forget(self, user: Any) -> dict[str, int]:
+        """Erase ``user`` from this loaded version (``zenrec forget``): their events since training, their
+        cached score row and their row of the bundle's vocabulary and seen items; from the next read they are
+        an unknown user.  Returns what was removed."""
+        key = str(user).strip()
+        with self._lock:
+            q = self._overlay.pop(key, None)
+            self._stamps[key] = self._stamps.get(key, 0) + 1  # a request scoring them now caches nothing valid
+        rows = self.score_cache.drop(key)
+        known = erase_from_bundle(self.bundle, key)
+        return {"live_events": len(q) if q else 0, "cached_rows": rows, "model_rows": int(known)}
 
     def users_with_events(self) -> int:
         """How many users have events in the overlay."""

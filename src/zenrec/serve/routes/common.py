@@ -113,9 +113,14 @@ class ReasonOut(BaseModel):
 
     item: Id
     title: str | None = None
-    weight: float = Field(description="strength of the relation in the model (larger: stronger)")
-    method: str = Field(description="weights (the model's item-item weight), embedding (cosine of item vectors) "
-                        "or cooccurrence")
+    weight: float = Field(description="the item's part of the score (an explanation's contribution), or its "
+                          "similarity where the model cannot split its scores (larger: stronger)")
+    method: str = Field(description="how the model's explanation was computed: weights (EASE/ItemKNN item-item "
+                        "weights, a split of the score), als-solve, integrated-gradients, transition; or, for models "
+                        "that cannot split their scores, similarity: embedding (cosine of item vectors) or "
+                        "cooccurrence")
+    share: float | None = Field(None, description="the item's share of the credited score, where the weights are "
+                                "parts of the score")
 
 
 class ItemOut(BaseModel):

@@ -91,3 +91,57 @@ async def session_recommendations(request: Request, body: SessionIn) -> Response
     except UnknownIdError as exc:
         raise ApiError(422, "unknown_item", f"items: {exc}") from None
     return json_response(state.served(out, live, "session", started))
+
+
+class ContributionOut(BaseModel):
+    """One part of an explained score: a history item, or a named part (a latent factor, a feature group)."""
+
+    item: Id | None = Field(None, description="a history item (raw id)")
+    name: str | None = Field(None, description="a named part, e.g. `factor 3` or `text`")
+    title: str | None = None
+    weight: float = Field(description="its part of the score, in the model's score units")
+    share: float | None = Field(None, description="weight / the sum of the weights (when the weights add up)")
+
+
+class ExplanationOut(BaseModel):
+    """Why the model scores an item for a user: `score = baseline + Σ contributions + residual`."""
+
+    user: Id | None = None
+    item: Id
+    title: str | None = None
+    model: str | None = None
+    model_version: str
+    score: float = Field(description="the score a list shows for this user and item")
+    method: str = Field(description="weights, als-solve, factors, integrated-gradients, transition, parts, popular "
+                        "(a fallback: nothing credited) or similarity (not a split of the score)")
+    sentence: str = Field(description="one line for a person")
+    contributions: list[ContributionOut] = Field(description="strongest first (by absolute weight)")
+    baseline: float = Field(description="the part no input is credited with (an item bias, an empty history's score)")
+    residual: float = Field(description="what the split misses (0 for exact splits)")
+    additive: bool = Field(description="whether the weights are parts of the score")
+    note: str | None = None
+    extra: dict[str, Any] | None = None
+
+
+@router.get("/users/{user_id}/recommendations/{item_id}/why", response_model=ExplanationOut)
+async def why(
+    request: Request,
+    user_id: Annotated[str, Path(max_length=512, description="raw user id")],
+    item_id: Annotated[str, Path(max_length=512, description="raw item id")],
+) -> Response:
+    """Why the model scores this item for this user, from the model's own scoring (its training history plus
+    every event posted since).  404 for a user the server knows nothing of, or an unknown item."""
+    state = state_of(request)
+    view = state.view
+    user = plain_id(user_id, view.live.bundle.users)
+    live = view.for_user(user)
+    bundle = live.bundle
+    item = plain_id(item_id, bundle.items)
+    new = live.new_items(user)
+    if bundle.user_index(user) < 0 and not len(new):
+        raise ApiError(404, "unknown_user", f"unknown user {user!r}: no training history and no events")
+    try:
+        exp = (await run_in_threadpool(bundle.explain, RecQuery(user=user), [item], 5, new))[0]
+    except UnknownIdError as exc:
+        raise ApiError(404, "unknown_item", str(exc)) from None
+    return json_response({**exp.to_dict(), "model_version": live.version})
