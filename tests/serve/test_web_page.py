@@ -107,12 +107,18 @@ def test_model_view_shows_versions_leaderboard_and_plots(server, browser, board)
     expect(page.locator("#registry-none")).to_be_visible()  # one model directory, no registry
     expect(page.locator("#leaderboard tr")).to_have_count(1 + 3)
     plots = page.locator("#plots svg.plot")
-    expect(plots).to_have_count(4)
+    expect(plots).to_have_count(5)
     metrics = plots.evaluate_all("els => els.map(e => e.dataset.metric)")
-    assert metrics == ["ndcg@10", "recall@10", "coverage@20", "avg_pop@20"]
+    assert metrics == ["ndcg@10", "recall@10", "coverage@20", "avg_pop@20", "learning curves"]
     for i in range(4):  # one bar per model, each drawn with a width
         widths = plots.nth(i).locator("rect").evaluate_all("els => els.map(e => e.getBBox().width)")
         assert len(widths) == 3 and all(w > 0 for w in widths), widths
+    # the learning curve of the one neural model (lmf): a line with a point per epoch it trained
+    lines = plots.nth(4).locator("polyline")
+    expect(lines).to_have_count(1)
+    (lmf,) = [r for r in board["rows"] if r["label"] == "lmf"]
+    points = lines.first.get_attribute("points").split()
+    assert len(points) == len(lmf["history"]) >= 2 and lines.first.get_attribute("data-label") == "lmf"
     best = max(board["rows"], key=lambda r: r["test"]["ndcg@10"])["label"]
     expect(page.locator("#leaderboard td.best").first).to_be_visible()
     assert best in page.locator("#leaderboard").inner_text()

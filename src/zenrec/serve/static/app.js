@@ -128,6 +128,39 @@ function barChart(title, labels, values, lowerIsBetter, note) {
   return plot;
 }
 
+// the learning curves of the neural models: validation NDCG@10 per epoch (the training loss when not validated)
+function curveChart(rows) {
+  const runs = rows.filter((r) => Array.isArray(r.history) && r.history.length);
+  if (!runs.length) return null;
+  const validated = runs.every((r) => r.history.every((h) => Number.isFinite(h.valid)));
+  const key = validated ? "valid" : "loss";
+  const title = validated ? "validation ndcg@10 per epoch" : "training loss per epoch";
+  const width = 460, height = 220, left = 50, right = 110, top = 34, bottom = 30;
+  const plot = svg("svg", { class: "plot", width, height, viewBox: `0 0 ${width} ${height}`, role: "img",
+                           "aria-label": title, "data-metric": "learning curves" });
+  plot.append(svg("text", { x: 8, y: 20, "font-size": 14, "font-weight": 600 }, title));
+  const all = runs.flatMap((r) => r.history.map((h) => h[key])).filter((v) => Number.isFinite(v));
+  const lo = Math.min(...all), hi = Math.max(...all, lo + 1e-12);
+  const maxEpoch = Math.max(...runs.flatMap((r) => r.history.map((h) => h.epoch)), 2);
+  const x = (e) => left + (width - left - right) * (e - 1) / (maxEpoch - 1);
+  const y = (v) => top + (height - top - bottom) * (1 - (v - lo) / (hi - lo));
+  plot.append(svg("line", { x1: left, y1: height - bottom, x2: width - right, y2: height - bottom, stroke: "#999" }));
+  plot.append(svg("text", { x: left, y: height - 10, "font-size": 11, fill: "#777" }, "epoch 1"));
+  plot.append(svg("text", { x: width - right, y: height - 10, "font-size": 11, fill: "#777", "text-anchor": "end" },
+    `epoch ${maxEpoch}`));
+  plot.append(svg("text", { x: left - 4, y: y(hi) + 4, "font-size": 11, "text-anchor": "end" }, hi.toFixed(3)));
+  plot.append(svg("text", { x: left - 4, y: y(lo) + 4, "font-size": 11, "text-anchor": "end" }, lo.toFixed(3)));
+  const colours = ["#23395d", "#c0392b", "#27ae60", "#8e44ad", "#d35400"];
+  runs.forEach((r, i) => {
+    const pts = r.history.filter((h) => Number.isFinite(h[key])).map((h) => `${x(h.epoch)},${y(h[key])}`);
+    plot.append(svg("polyline", { points: pts.join(" "), fill: "none", stroke: colours[i % colours.length],
+                                  "stroke-width": 2, "data-label": r.label }));
+    plot.append(svg("text", { x: width - right + 6, y: top + 14 * (i + 1), "font-size": 12,
+                              fill: colours[i % colours.length] }, r.label.slice(0, 16)));
+  });
+  return plot;
+}
+
 function table(node, head, rows) {
   node.replaceChildren(el("tr", {}, ...head.map((h) => el("th", {}, h))),
     ...rows.map((r) => el("tr", {}, ...r.map((c) => (c instanceof Node ? c : el("td", {}, String(c)))))));
@@ -173,6 +206,8 @@ function leaderboard(board) {
     plots.push(barChart(`avg_pop@${kN}`, labels, values(`avg_pop@${kN}`), true,
       "popularity bias: mean popularity of recommended items (lower: less biased)"));
   }
+  const curves = curveChart(rows);
+  if (curves) plots.push(curves);
   $("plots").replaceChildren(...plots);
 }
 
