@@ -104,3 +104,17 @@ def test_compare_and_tune_give_the_declared_features_to_the_twotower(shop, tmp_p
     assert _declared_side(tmp_path / "data", None, ["pop", "ease"]) is None
     got = _declared_side(tmp_path / "data", None, ["pop", "twotower"])
     assert got is not None and got.text is not None and len(got.text) == len(shop.items)
+
+
+def test_the_explanation_says_which_product_columns_carry_a_cold_items_score(shop):
+    """A cold item has no id embedding: its score rests on its content, and leaving out the columns that place it
+    (its words, its category) lowers the score of a fan of its taste."""
+    from zenrec.models.query import Query
+
+    bundle = train_bundle(shop, "twotower", SMALL, FAST)
+    u0, s8 = bundle.user_index("u0"), int(bundle.items.index(["s8"])[0])  # u0 is a space fan, s8 a cold space item
+    (e,) = bundle.model.explain(Query(user=u0), np.asarray([s8]))
+    groups = e.extra["item_feature_groups"]
+    assert set(groups) == {"brand", "category", "tags", "text", "numeric"}
+    assert e.extra["item_side"]["item id"] == 0.0  # cold: no id embedding
+    assert max(groups["text"], groups["category"], groups["tags"]) > 0, groups

@@ -409,7 +409,10 @@ class TwoTower(TorchRecommender):
         """The additive split of ``u · v_i``: the user vector is the pooled history (a weighted sum of one
         vector per history item) + the id embedding + the user-feature vector, so each history item, ``user
         id`` and ``user features`` contribute their dot product with ``v_i`` (method ``parts``).  The item side's
-        split (``item id`` vs ``item features``, ``u · part``) is in ``extra``."""
+        split (``item id`` vs ``item features``, ``u · part``) is in ``extra["item_side"]``, and
+        ``extra["item_feature_groups"]`` says how much of the score each feature group carries (text, each
+        categorical column, numeric, vectors): the score minus the score with that group's inputs left out.  The
+        content MLP is not additive, so these need not sum to the item-features part."""
         import torch
 
         self._check_fitted()
@@ -438,6 +441,10 @@ class TwoTower(TorchRecommender):
             ufeat = None if content is None or not known else content[0].float().cpu().numpy()
             idx = torch.as_tensor(items, device=dev)
             v_id = (net.item(idx) * net.seen[idx][:, None]).float().cpu().numpy()
+            full = net.content(idx)
+            # each feature group left out in turn (its inputs fed as zeros): how much the score leans on it
+            without = {} if full is None else {g: (full - net.content(idx, drop=g)).float().cpu().numpy()
+                                                 for g in net.groups()}
         v = self.item_vectors_[items].astype(np.float64)
         user = per_pos.sum(0) + uid + (0 if ufeat is None else ufeat)
         pos_items = seq - 1
@@ -455,8 +462,9 @@ class TwoTower(TorchRecommender):
             parts.sort(key=lambda c: -abs(c.weight))
             total = float(sum(c.weight for c in parts))
             item_side = {"item id": float(user @ v_id[j]), "item features": float(user @ (v[j] - v_id[j]))}
+            groups = {g: float(user @ d[j]) for g, d in without.items()}
             out.append(Explanation(int(i), float(scores[j]), "parts", tuple(parts), 0.0, float(scores[j]) - total,
-                                   extra={"item_side": item_side}))
+                                   extra={"item_side": item_side, "item_feature_groups": groups}))
         return out
 
     # -------------------------------------------------------- persistence

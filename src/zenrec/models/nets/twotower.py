@@ -37,26 +37,43 @@ class Content(nn.Module):
         if width:
             self.mlp = nn.Sequential(nn.Linear(width, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, d))
 
-    def content(self, idx: torch.Tensor) -> torch.Tensor | None:
-        """Content vectors of rows ``idx`` (None without features)."""
+    def groups(self) -> list[str]:
+        """The feature groups :meth:`content` can leave out: each categorical column, ``text``, ``vectors``,
+        ``numeric`` (those present)."""
+        out = [str(c) for c in self.spec["cats"]]
+        if self.tok is not None or hasattr(self, "text_vectors"):
+            out.append("text")
+        if self.spec["vectors"]:
+            out.append("vectors")
+        if self.spec["numeric"]:
+            out.append("numeric")
+        return out
+
+    def content(self, idx: torch.Tensor, drop: str | None = None) -> torch.Tensor | None:
+        """Content vectors of rows ``idx`` (None without features); ``drop`` (one of :meth:`groups`) feeds that
+        group's inputs as zeros (no category, no text, the mean number), for explanations."""
         if self.mlp is None:
             return None
         parts = []
-        for j, emb in enumerate(self.cats):
+
+        def add(group: str, x: torch.Tensor) -> None:
+            parts.append(torch.zeros_like(x) if group == drop else x)
+
+        for j, (name, emb) in enumerate(zip(self.spec["cats"], self.cats, strict=True)):
             codes = getattr(self, f"cat_{j}")[idx]
             e = emb(codes)  # B × k × d, 0 = padding (zero vector)
-            parts.append(e.sum(1) / (codes > 0).sum(1, keepdim=True).clamp(min=1))
+            add(str(name), e.sum(1) / (codes > 0).sum(1, keepdim=True).clamp(min=1))
         if self.tok is not None and self.conv is not None:
             tokens = self.tokens[idx]
             h = torch.relu(self.conv(self.tok(tokens).transpose(1, 2)))[..., : tokens.shape[1]]
             h = h.masked_fill((tokens == 0)[:, None, :], 0.0)  # relu ≥ 0, so 0 never wins a max
-            parts.append(h.max(-1).values)
+            add("text", h.max(-1).values)
         if hasattr(self, "text_vectors"):
-            parts.append(self.text_vectors[idx])
+            add("text", self.text_vectors[idx])
         for j in range(len(self.spec["vectors"])):
-            parts.append(getattr(self, f"vec_{j}")[idx])
+            add("vectors", getattr(self, f"vec_{j}")[idx])
         if self.spec["numeric"]:
-            parts.append(self.numeric[idx])
+            add("numeric", self.numeric[idx])
         return self.mlp(torch.cat(parts, dim=1))
 
 
