@@ -602,7 +602,13 @@ def _training_summary(model: str, t: dict[str, Any]) -> str:
     if t.get("best_epoch") is not None:
         line += (f", {'stopped early; ' if t.get('stopped_early') else ''}best validation NDCG@10 "
                  f"{t['valid_ndcg@10']:.4f} at epoch {t['best_epoch']} (its weights are kept)")
-    return line + f"; validation: {t.get('validation')}"
+    line += f"; validation: {t.get('validation')}"
+    if isinstance(t.get("privacy"), dict):
+        p = t["privacy"]
+        line += (f"\ndifferential privacy: ε = {p['epsilon']:.3f} spent at δ = {p['delta']:g} (target "
+                 f"{p.get('target_epsilon')}, noise multiplier {p['noise_multiplier']:.3f}, clipping norm "
+                 f"{p['max_grad_norm']:g}, {p['epochs']} epochs); unit: one training example (event level)")
+    return line
 
 
 @command
