@@ -62,6 +62,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from zenrec.data.interactions import Interactions
+from zenrec.errors import ConfigError
 from zenrec.models.base import Recommender, TrainOptions
 
 log = logging.getLogger("zenrec.train")
@@ -118,7 +119,10 @@ class TorchRecommender(Recommender):
         if dp_epsilon is not None:
             from zenrec.train.privacy import make_private
 
-            private = make_private(self.net_, opt, self._n_examples(), c.batch_size, c.epochs, dp_epsilon,
+            n_examples = self._n_examples()
+            if n_examples is None:
+                raise ConfigError(f"{self.name} does not train with differential privacy (dp_epsilon); lmf does")
+            private = make_private(self.net_, opt, n_examples, c.batch_size, c.epochs, dp_epsilon,
                                    c.dp_delta, c.dp_max_grad_norm)
             opt, self._private = private.optimizer, private
         validate = None
@@ -176,9 +180,10 @@ class TorchRecommender(Recommender):
         clipping norm, epochs and sample rate (saved in the manifest with ``training_``); None otherwise."""
         return (self.training_ or {}).get("privacy")
 
-    def _n_examples(self) -> int:
-        """Training examples, the unit of privacy, once ``_build`` ran (models that support ``dp_epsilon``)."""
-        raise NotImplementedError(f"{self.name} does not train with differential privacy")
+    def _n_examples(self) -> int | None:
+        """Training examples, the unit of privacy, once ``_build`` ran; None: the model has no DP-SGD (its
+        examples are not independent units of privacy)."""
+        return None
 
     def _n_batches(self) -> int | None:
         """Batches in one epoch, once ``_build`` ran (None: unknown until the first epoch ends)."""
