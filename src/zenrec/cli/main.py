@@ -397,6 +397,15 @@ def tune(
                                                    "every event, as `zenrec train` would, and save it here")] = None,
     report: Annotated[Path | None, typer.Option("--report", help="also write a self-contained HTML report with "
                                                 "tables and plots")] = None,
+    storage: Annotated[str | None, typer.Option("--storage", help="share each model's optuna study with other "
+                                                "processes or machines through this database (an SQLAlchemy URL: "
+                                                "sqlite:///tune.db, postgresql+psycopg://USER@HOST/DB); --trials is "
+                                                "then the study's total")] = None,
+    study_name: Annotated[str | None, typer.Option("--study-name", help="studies NAME:MODEL in --storage (default: "
+                                                   "zenrec:PROTOCOL:SPLIT-HASH, the same on every machine for the "
+                                                   "same data, protocol, --seed and --target-event)")] = None,
+    collect: Annotated[bool, typer.Option("--collect", help="run no trial: write the results of the finished "
+                                          "trials in --storage")] = False,
 ) -> None:
     """Tune each model with optuna on the validation split, then refit and test the best.
 
@@ -404,10 +413,16 @@ def tune(
     refitted on the whole dataset and saved, with the `zenrec train` command
     that reproduces it; `zenrec train --params-from tune.json` reads the
     parameters of a --json file.
+
+    With --storage, every process started with the same command shares each
+    model's study: they split its --trials between them, each waits for the
+    others' last trials, and each prints the same results (--collect prints
+    them again later without tuning).
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from zenrec._io import write_json
+    from zenrec.experiments.tune import collect as collect_results
     from zenrec.experiments.tune import tune as run_tune
     from zenrec.experiments.tune import tuned_leaderboard
     from zenrec.models.base import TrainOptions
@@ -416,6 +431,16 @@ def tune(
     specs = _model_specs(names, param)
     if trials <= 0:
         raise ConfigError(f"--trials must be a positive integer; got {trials}")
+    if storage is None and (collect or study_name is not None):
+        raise ConfigError(f"{'--collect' if collect else '--study-name'} reads studies in a shared database; "
+                          "give it with --storage URL")
+    if study_name is not None and not study_name.strip():
+        raise ConfigError("--study-name must not be empty")
+    shared = None
+    if storage is not None:
+        from zenrec.experiments.studies import open_storage
+
+        shared = open_storage(storage, flag="--storage")  # a bad URL fails now, not after loading the data
     if save_best is not None:
         check_dir_target(save_best)  # a bad path fails now, not after the tuning
     if report is not None:
@@ -431,9 +456,20 @@ def tune(
             progress.update(task, description=f"tuning {label}", completed=i + 1, total=total)
 
         side = _declared_side(data, split_dir, names)
-        results = run_tune(s, specs, n_trials=trials, metric=metric, seed=seed, timeout=timeout,
-                           options=TrainOptions(seed=seed), progress=cb, side=side)
-    t = Table(title=f"best parameters on validation ({metric}, {trials} trials each)")
+        if collect:
+            results = collect_results(s, specs, shared, study_name=study_name, metric=metric, seed=seed,
+                                      options=TrainOptions(seed=seed))
+        else:
+            results = run_tune(s, specs, n_trials=trials, metric=metric, seed=seed, timeout=timeout,
+                               options=TrainOptions(seed=seed), progress=cb, side=side, storage=shared,
+                               study_name=study_name)
+    if shared is not None:
+        for r in results.values():
+            workers = r.trials["worker"].value_counts()
+            out.print(f"study {r.study}: {r.n_trials} finished trials, by "
+                      + ", ".join(f"{w} ({n})" for w, n in workers.items()), highlight=False, soft_wrap=True)
+    budget = f"{trials} trials each" if not collect else "finished trials"
+    t = Table(title=f"best parameters on validation ({metric}, {budget})")
     for col in ("model", "defaults", "tuned", "parameters"):
         t.add_column(col)
     for label, r in results.items():

@@ -16,6 +16,15 @@ default trial lies inside them.
 Refitting the best parameters and testing them is the caller's choice:
 :func:`tuned_leaderboard` does it and returns a
 :class:`~zenrec.experiments.leaderboard.Leaderboard`.
+
+Several processes or machines tune together through a shared optuna storage
+(``tune(..., storage="postgresql+psycopg://...")``): each model's study is
+one database study whose ``n_trials`` the processes split between them
+(:mod:`zenrec.experiments.studies` holds how).  Every trial records its
+validation value, fit seconds and worker in its user attributes, so any
+process, or :func:`collect` afterwards, rebuilds the same results from the
+study; the leaderboard refits the best parameters, so the same trials give the
+same leaderboard as one process would.
 """
 
 from __future__ import annotations
@@ -42,6 +51,13 @@ from zenrec.experiments.leaderboard import (
     compare,
     normalize_specs,
 )
+from zenrec.experiments.studies import (
+    StudyTerms,
+    TrialPool,
+    default_study_name,
+    open_storage,
+    split_fingerprint,
+)
 
 if TYPE_CHECKING:
     import optuna
@@ -53,6 +69,7 @@ __all__ = [
     "SEARCH_SPACES",
     "SearchSpace",
     "TuneResult",
+    "collect",
     "get_search_space",
     "parse_metric",
     "register_search_space",
@@ -205,7 +222,10 @@ class TuneResult:
     ``best_params`` are the complete parameters to refit with (fixed ones
     included); ``default_value`` is the validation value of the default
     parameters (trial 0); ``trials`` has one row per trial: number, value,
-    state, seconds and one ``params_*`` column per tuned parameter.
+    state, seconds, ``fit_seconds``, ``worker`` (``HOST:PID`` of the process
+    that ran it) and one ``params_*`` column per tuned parameter; it holds the
+    finished trials only.  ``seconds`` spans the first trial's start to the
+    last one's end.
     """
 
     model: str
@@ -217,6 +237,8 @@ class TuneResult:
     seconds: float
     trials: pd.DataFrame = field(repr=False)
     best_trial: int = 0
+    #: the shared study the trials are in (None: an in-memory study of this process)
+    study: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (the trials as a list of records)."""
@@ -230,6 +252,7 @@ class TuneResult:
             "best_trial": self.best_trial,
             "n_trials": self.n_trials,
             "seconds": self.seconds,
+            "study": self.study,
             "trials": trials.astype(object).where(trials.notna(), None).to_dict(orient="records"),
         }
 
@@ -276,38 +299,37 @@ def _defaults(name: str, fixed: Mapping[str, Any]) -> dict[str, Any]:
     return params
 
 
-def _trials_frame(study: optuna.Study) -> pd.DataFrame:
+def _trials_frame(trials: Sequence[optuna.trial.FrozenTrial]) -> pd.DataFrame:
     import pandas as pd
 
     rows = []
-    for t in study.trials:
+    for t in trials:
         row: dict[str, Any] = {
             "number": t.number,
             "value": t.value if t.value is not None else math.nan,
             "state": t.state.name,
             "seconds": t.duration.total_seconds() if t.duration is not None else math.nan,
+            "fit_seconds": t.user_attrs.get("fit_seconds", math.nan),
+            "worker": t.user_attrs.get("worker"),
         }
         row.update({f"params_{k}": v for k, v in t.params.items()})
         rows.append(row)
-    return pd.DataFrame.from_records(rows, columns=["number", "value", "state", "seconds"] if not rows else None)
+    columns = ["number", "value", "state", "seconds", "fit_seconds", "worker"]
+    return pd.DataFrame.from_records(rows, columns=columns if not rows else None)
 
 
-def _tune_one(
+def _objective(
     split: Split,
     name: str,
     fixed: dict[str, Any],
-    n_trials: int,
     metric: str,
     seed: int,
-    timeout: float | None,
     options: TrainOptions,
     sampled: int | None,
-    progress: ProgressFn | None,
-    label: str,
-    side: Any = None,
-) -> TuneResult:
-    import optuna
-
+    side: Any,
+) -> Callable[[optuna.Trial], float]:
+    """``trial → validation value``; the trial's user attributes get ``fit_seconds``, ``eval_seconds`` and
+    ``valid`` (the metric and its value), so that any process can rebuild the results from the study."""
     from zenrec.models.registry import create_model
 
     mname, k = parse_metric(metric)
@@ -316,42 +338,83 @@ def _tune_one(
     def objective(trial: optuna.Trial) -> float:
         params = {**space(_FixedTrial(trial, fixed) if fixed else trial), **fixed}
         model = create_model(name, **params)
+        t0 = time.perf_counter()
         model.fit(split.train, split.valid, options, side=side if model.uses_side else None)
+        t1 = time.perf_counter()
         res = evaluate_split(
             model, split, "valid", ks=(k,), metrics=(mname,), beyond=False, sampled=sampled, seed=seed
         )
-        value = res.metrics[metric]
-        if progress:
-            progress(label, "trial", trial.number, n_trials)
+        value = float(res.metrics[metric])
+        trial.set_user_attr("fit_seconds", t1 - t0)
+        trial.set_user_attr("eval_seconds", time.perf_counter() - t1)
+        trial.set_user_attr("valid", {metric: value})
         return value
 
-    sampler = optuna.samplers.TPESampler(seed=seed)
-    study = optuna.create_study(direction="maximize", sampler=sampler, study_name=f"zenrec-{label}")
-    defaults = {k: v for k, v in _defaults(name, fixed).items() if k not in fixed}
-    study.enqueue_trial(defaults)
-    t0 = time.perf_counter()
-    # a trial whose parameters make the model fail (e.g. a singular EASE) is
-    # recorded as FAIL and still counts against the budget
-    study.optimize(objective, n_trials=n_trials, timeout=timeout, catch=(ZenrecError, FloatingPointError))
-    seconds = time.perf_counter() - t0
-    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    return objective
+
+
+def _result(label: str, name: str, fixed: dict[str, Any], metric: str, pool: TrialPool) -> TuneResult:
+    """The outcome of a study from its finished trials (the same in every process that reads it)."""
+    from optuna.trial import TrialState
+
+    trials = pool.finished()
+    done = [t for t in trials if t.state == TrialState.COMPLETE]
     if not done:
-        raise ZenrecError(f"tuning {label}: every one of {len(study.trials)} trials failed; see the log")
+        if not trials:
+            raise ZenrecError(f"tuning {label}: study {pool.name!r} has no finished trial yet")
+        raise ZenrecError(f"tuning {label}: every one of {len(trials)} trials failed; see the log")
     best = max(done, key=lambda t: (t.value, -t.number))  # ties: the earlier trial
-    first = study.trials[0]
-    default_value = first.value if first.state == optuna.trial.TrialState.COMPLETE else math.nan
-    best_params = {**_defaults(name, fixed), **best.params, **fixed}
+    first = trials[0]
+    default_value = first.value if first.number == 0 and first.state == TrialState.COMPLETE else math.nan
+    starts = [t.datetime_start for t in trials if t.datetime_start is not None]
+    ends = [t.datetime_complete for t in trials if t.datetime_complete is not None]
+    seconds = (max(ends) - min(starts)).total_seconds() if starts and ends else math.nan
     return TuneResult(
         model=name,
         metric=metric,
-        best_params=best_params,
-        best_value=float(best.value),
-        default_value=float(default_value),
-        n_trials=len(study.trials),
+        best_params={**_defaults(name, fixed), **best.params, **fixed},
+        best_value=float(best.value),  # type: ignore[arg-type]
+        default_value=float(default_value),  # type: ignore[arg-type]
+        n_trials=len(trials),
         seconds=seconds,
-        trials=_trials_frame(study),
+        trials=_trials_frame(trials),
         best_trial=best.number,
+        study=pool.name if pool.shared else None,
     )
+
+
+def _trial_seed(seed: int, number: int) -> int:
+    """The sampler seed of trial ``number`` of a shared study: different per trial, the same in every process."""
+    return int(np.random.SeedSequence([int(seed) & 0xFFFFFFFF, int(number)]).generate_state(1)[0])
+
+
+def _prepare(
+    split: Split,
+    model_names: Sequence[ModelSpec],
+    metric: str,
+    sampled: int | None,
+    storage: str | optuna.storages.BaseStorage | None,
+    study_name: str | None,
+) -> tuple[list[tuple[str, str, dict[str, Any]]], Any, str | None, str | None]:
+    """Checked specs, the opened storage, the study-name prefix and the split's fingerprint (shared studies)."""
+    if not isinstance(split, Split):
+        raise ConfigError(f"the 'split' parameter must be a Split; got {type(split).__name__}")
+    if split.valid is None or len(split.valid) == 0:
+        raise ConfigError("tuning needs a split with a validation part (the test part is never tuned on)")
+    mname, k = parse_metric(metric)
+    _check_eval_args((k,), (mname,), sampled)
+    specs = normalize_specs(model_names)
+    for _, name, _ in specs:
+        get_search_space(name)  # fail before any trial
+    if storage is None:
+        if study_name is not None:
+            raise ConfigError("the 'study_name' parameter names a study in a shared storage; give 'storage' too")
+        return specs, None, None, None
+    if isinstance(storage, str):
+        storage = open_storage(storage)
+    if study_name is not None and (not isinstance(study_name, str) or not study_name.strip()):
+        raise ConfigError(f"the 'study_name' parameter must be a non-empty string; got {study_name!r}")
+    return specs, storage, study_name or default_study_name(split), split_fingerprint(split)
 
 
 def tune(
@@ -365,6 +428,8 @@ def tune(
     sampled: int | None = None,
     progress: ProgressFn | None = None,
     side: Any = None,
+    storage: str | optuna.storages.BaseStorage | None = None,
+    study_name: str | None = None,
 ) -> dict[str, TuneResult]:
     """Tune each model on ``split.valid`` with the same budget: label → :class:`TuneResult`.
 
@@ -380,32 +445,98 @@ def tune(
     less the items already in the user's training history.  ``options`` (seed, device, threads) apply to every
     fit.  ``progress(label, "trial", trial_number, n_trials)`` is called after
     each trial.
+
+    ``storage`` (an SQLAlchemy URL such as ``sqlite:///tune.db`` or
+    ``postgresql+psycopg://user@host/db``, or an optuna storage from
+    :func:`~zenrec.experiments.studies.open_storage`) shares each model's study
+    with every other process tuning it: ``n_trials`` is then the study's
+    total, which the processes split between them (see
+    :mod:`zenrec.experiments.studies`), and ``timeout`` applies to this
+    process.  Each model's study is ``STUDY_NAME:LABEL``; ``study_name``
+    defaults to :func:`~zenrec.experiments.studies.default_study_name`.  After
+    its last trial a process waits for the others' running trials, then
+    returns the results of every finished trial of the study, whoever ran it:
+    the same results in every process, and the same as one process running
+    those trials.
     """
+    import optuna
+
     from zenrec.models.base import TrainOptions
 
-    if not isinstance(split, Split):
-        raise ConfigError(f"the 'split' parameter must be a Split; got {type(split).__name__}")
-    if split.valid is None or len(split.valid) == 0:
-        raise ConfigError("tuning needs a split with a validation part (the test part is never tuned on)")
     if not isinstance(n_trials, (int, np.integer)) or isinstance(n_trials, bool) or n_trials <= 0:
         raise ConfigError(f"the 'n_trials' parameter must be a positive integer; got {n_trials!r}")
     if timeout is not None and not timeout > 0:
         raise ConfigError(f"the 'timeout' parameter must be a positive number of seconds; got {timeout!r}")
-    mname, k = parse_metric(metric)
-    _check_eval_args((k,), (mname,), sampled)
-    specs = normalize_specs(model_names)
-    for _, name, _ in specs:
-        get_search_space(name)  # fail before any trial
+    specs, backend, prefix, fingerprint = _prepare(split, model_names, metric, sampled, storage, study_name)
+    options = options or TrainOptions(seed=seed)
+    pools: list[tuple[str, str, dict[str, Any], TrialPool]] = []
+    with _quiet_optuna():
+        for label, name, fixed in specs:
+            terms = StudyTerms(name, fixed, metric, sampled, options.seed, fingerprint or "", int(n_trials))
+            defaults = {k: v for k, v in _defaults(name, fixed).items() if k not in fixed}
+            if backend is None:
+                pool = TrialPool.open(None, f"zenrec-{label}", terms, defaults, optuna.samplers.TPESampler(seed=seed))
+                per_trial = None
+            else:
+                pool = TrialPool.open(backend, f"{prefix}:{label}", terms, defaults,
+                                      optuna.samplers.TPESampler(seed=seed, constant_liar=True))
+
+                def per_trial(number: int) -> optuna.samplers.BaseSampler:
+                    # one seeded sampler per trial number: processes never draw the same parameters in lockstep,
+                    # and the constant liar keeps them away from the others' running trials
+                    return optuna.samplers.TPESampler(seed=_trial_seed(seed, number), constant_liar=True)
+
+            def on_trial(trial: optuna.Trial, label: str = label) -> None:
+                if progress:
+                    progress(label, "trial", trial.number, int(n_trials))
+
+            # a trial whose parameters make the model fail (e.g. a singular EASE) is
+            # recorded as FAIL and still counts against the budget
+            pool.run(_objective(split, name, fixed, metric, seed, options, sampled, side), timeout,
+                     (ZenrecError, FloatingPointError), per_trial, on_trial)
+            pools.append((label, name, fixed, pool))
+        results: dict[str, TuneResult] = {}
+        for label, name, fixed, pool in pools:
+            pool.wait_for_running()
+            results[label] = r = _result(label, name, fixed, metric, pool)
+            log.info("tuned %s: %s %.4f (defaults %.4f) with %s", label, metric, r.best_value,
+                     r.default_value, r.best_params)
+    return results
+
+
+def collect(
+    split: Split,
+    model_names: Sequence[ModelSpec],
+    storage: str | optuna.storages.BaseStorage,
+    study_name: str | None = None,
+    metric: str = "ndcg@10",
+    seed: int = 2020,
+    options: TrainOptions | None = None,
+    sampled: int | None = None,
+) -> dict[str, TuneResult]:
+    """The results of shared studies from their finished trials, running none: label → :class:`TuneResult`.
+
+    The arguments name the studies and their terms as in :func:`tune`
+    (``storage`` is required); a study that is missing or was tuned under other
+    terms raises :class:`ConfigError`.  Trials still running or waiting are
+    left out (the log says how many).
+    """
+    from zenrec.models.base import TrainOptions
+
+    if storage is None:
+        raise ConfigError("collecting needs the 'storage' that holds the studies")
+    specs, backend, prefix, fingerprint = _prepare(split, model_names, metric, sampled, storage, study_name)
     options = options or TrainOptions(seed=seed)
     results: dict[str, TuneResult] = {}
     with _quiet_optuna():
         for label, name, fixed in specs:
-            results[label] = _tune_one(
-                split, name, fixed, int(n_trials), metric, seed, timeout, options, sampled, progress, label, side
-            )
-            r = results[label]
-            log.info("tuned %s: %s %.4f (defaults %.4f) with %s", label, metric, r.best_value,
-                     r.default_value, r.best_params)
+            terms = StudyTerms(name, fixed, metric, sampled, options.seed, fingerprint or "", 0)
+            pool = TrialPool.load(backend, f"{prefix}:{label}", terms)
+            counts = pool.counts()
+            pending = counts.get("RUNNING", 0) + counts.get("WAITING", 0)
+            if pending:
+                log.warning("%s: %d trial(s) still running or waiting are not in the results", pool.name, pending)
+            results[label] = _result(label, name, fixed, metric, pool)
     return results
 
 
