@@ -52,30 +52,18 @@ def test_measured_rates_are_positive_and_cached():
     assert cells > 1e4 and pairs > 1e4
 
 
-def test_the_ease_memory_formula_matches_a_real_fit():
-    data = _random(3000, 1500, 30)
-    est = EASE().estimate_fit(data.n_users, data.n_items, data.binary.nnz)
+@pytest.mark.parametrize(("model", "items", "low"), [(EASE, 1500, 0.7), (ItemKNN, 2500, 0.6)])
+def test_the_memory_formula_matches_a_real_fit(model, items, low):
+    data = _random(3000, items, 30)
+    est = model().estimate_fit(data.n_users, data.n_items, data.binary.nnz)
     tracemalloc.start()
     try:
         base = tracemalloc.get_traced_memory()[0]
-        EASE().fit(data)
+        model().fit(data)
         peak = tracemalloc.get_traced_memory()[1] - base
     finally:
         tracemalloc.stop()
-    assert 0.7 * est.peak_bytes <= peak <= 1.3 * est.peak_bytes, (peak, est.peak_bytes)
-
-
-def test_the_itemknn_memory_formula_matches_a_real_fit():
-    data = _random(3000, 2500, 30)
-    est = ItemKNN().estimate_fit(data.n_users, data.n_items, data.binary.nnz)
-    tracemalloc.start()
-    try:
-        base = tracemalloc.get_traced_memory()[0]
-        ItemKNN().fit(data)
-        peak = tracemalloc.get_traced_memory()[1] - base
-    finally:
-        tracemalloc.stop()
-    assert 0.6 * est.peak_bytes <= peak <= 1.3 * est.peak_bytes, (peak, est.peak_bytes)
+    assert low * est.peak_bytes <= peak <= 1.3 * est.peak_bytes, (peak, est.peak_bytes)
 
 
 def test_a_large_fit_is_announced_to_the_callback_and_the_logger(monkeypatch, caplog):

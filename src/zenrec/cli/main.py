@@ -643,7 +643,7 @@ def _training_summary(model: str, t: dict[str, Any]) -> str:
         p = t["privacy"]
         line += (f"\ndifferential privacy: ε = {p['epsilon']:.3f} spent at δ = {p['delta']:g} (target "
                  f"{p.get('target_epsilon')}, noise multiplier {p['noise_multiplier']:.3f}, clipping norm "
-                 f"{p['max_grad_norm']:g}, {p['epochs']} epochs); unit: one training example (event level)")
+                 f"{p['max_grad_norm']:g}, {p['epochs']} epochs); unit: {p.get('unit', 'one training example (event level)')}")
     return line
 
 

@@ -9,13 +9,7 @@ from pydantic import Field
 from zenrec.data.interactions import Interactions
 from zenrec.data.sparse import padded_row_blocks
 from zenrec.models.base import ModelConfig, Recommender, TrainOptions
-from zenrec.models.explain import (
-    Explanation,
-    factor_explanations,
-    item_explanations,
-    own_scores,
-    popular_explanations,
-)
+from zenrec.models.explain import Explanation, explain_scores, factor_explanations, item_explanations
 from zenrec.models.query import Query, Vectors
 
 __all__ = ["ALS", "ALSConfig"]
@@ -101,11 +95,9 @@ class ALS(Recommender):
         factors of its trained vector (the model keeps no training items; a
         :class:`~zenrec.models.bundle.ModelBundle` passes them).
         """
-        self._check_fitted()
-        items = np.asarray(items, dtype=np.int64).reshape(-1)
-        scores, fallback = own_scores(self, query, items)
-        if fallback is not None:
-            return popular_explanations(items, scores)
+        items, scores, popular = explain_scores(self, query, items)
+        if popular is not None:
+            return popular
         if query.history is None or not len(query.history):
             return factor_explanations(self.user_factors_[int(query.user)], self.item_factors_, None, items, scores)
         c = self.config

@@ -67,6 +67,9 @@ class BERT4Rec(SequentialRecommender):
         """The id of [MASK] in the network input (items are ``1 … n_items``, 0 pads)."""
         return self.n_items_ + 1
 
+    def _n_examples(self) -> None:
+        return None  # masked-item training: no differential privacy (see docs/guide/privacy.md)
+
     def _training_windows(self, train: Interactions) -> Windows:
         """Windows of ``max_len`` items, the length the network reads at scoring time (not overlapping)."""
         from zenrec.train.sequences import training_windows

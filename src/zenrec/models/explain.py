@@ -232,6 +232,15 @@ def own_scores(model: Any, query: Any, items: np.ndarray) -> tuple[np.ndarray, s
     return rows[0][np.asarray(items, dtype=np.int64)].astype(np.float64), fallback[0]
 
 
+def explain_scores(model: Any, query: Any, items: Any) -> tuple[np.ndarray, np.ndarray, list[Explanation] | None]:
+    """The opening every ``explain`` shares: the model is fitted, ``items`` as an int64 vector, the model's own
+    scores of them, and the popularity explanations when a fallback answered (None when the model did)."""
+    model._check_fitted()
+    items = np.asarray(items, dtype=np.int64).reshape(-1)
+    scores, fallback = own_scores(model, query, items)
+    return items, scores, None if fallback is None else popular_explanations(items, scores)
+
+
 def popular_explanations(items: np.ndarray, scores: np.ndarray) -> list[Explanation]:
     """Explanations of a popularity answer: the whole score is the baseline, nothing is credited."""
     return [Explanation(int(i), float(s), "popular", (), float(s), 0.0,

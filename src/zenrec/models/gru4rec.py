@@ -26,6 +26,7 @@ class GRU4Rec(SequentialRecommender):
     name = "gru4rec"
     Config = GRU4RecConfig
     test_config = {"factors": 32, "max_len": 20, "epochs": 30, "batch_size": 32}
+    _dp_vectorised = False  # torch.func's vmap cannot batch nn.GRU: DP takes one autograd pass per user
 
     def _build_net(self, n_items: int) -> Any:
         """Item embeddings → GRU → projection back to the embedding space."""

@@ -13,7 +13,7 @@ from pydantic import Field, model_validator
 from zenrec.data.interactions import Interactions
 from zenrec.data.sparse import padded_row_blocks
 from zenrec.models.base import ModelConfig
-from zenrec.models.explain import Explanation, factor_explanations, own_scores, popular_explanations
+from zenrec.models.explain import Explanation, explain_scores, factor_explanations
 from zenrec.models.neural import TorchRecommender
 from zenrec.models.query import Query, Vectors
 from zenrec.train.negatives import SamplerKind
@@ -181,11 +181,9 @@ class LogisticMF(TorchRecommender):
         :meth:`fold_in` fits to it: a non-linear fit, so it is not split into
         per-item terms; the factors are labelled as what they are.
         """
-        self._check_fitted()
-        items = np.asarray(items, dtype=np.int64).reshape(-1)
-        scores, fallback = own_scores(self, query, items)
-        if fallback is not None:
-            return popular_explanations(items, scores)
+        items, scores, popular = explain_scores(self, query, items)
+        if popular is not None:
+            return popular
         if query.history is not None and len(query.history):
             h = np.unique(np.asarray(query.history, dtype=np.int64))
             user = self.fold_in(sp.csr_matrix((np.ones(len(h), np.float32), (np.zeros(len(h), np.int64), h)),

@@ -53,7 +53,7 @@ from zenrec.data.interactions import Interactions
 from zenrec.data.sparse import pack_csr, unpack_csr
 from zenrec.errors import ConfigError, DataError
 from zenrec.models.base import ModelConfig
-from zenrec.models.explain import Contribution, Explanation, own_scores, popular_explanations
+from zenrec.models.explain import Contribution, Explanation, explain_scores
 from zenrec.models.neural import TorchRecommender
 from zenrec.models.query import Query, Vectors
 from zenrec.train.negatives import SamplerKind
@@ -434,11 +434,9 @@ class MultiTask(TorchRecommender):
     def explain(self, query: Query, items: np.ndarray) -> list[Explanation]:
         """The ranking score split into its task terms ``w_t · log σ(logit_t)``: the ``click`` part and the
         ``purchase`` part (``purchase after click`` with ``objective="esmm"``); they sum to the score."""
-        self._check_fitted()
-        items = np.asarray(items, dtype=np.int64).reshape(-1)
-        scores, fallback = own_scores(self, query, items)
-        if fallback is not None:
-            return popular_explanations(items, scores)
+        items, scores, popular = explain_scores(self, query, items)
+        if popular is not None:
+            return popular
         u = np.asarray([int(query.user)])
         w = self.config.ranking_weights
         names = ("click", "purchase after click" if self.config.objective == "esmm" else "purchase")

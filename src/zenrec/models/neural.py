@@ -121,10 +121,12 @@ class TorchRecommender(Recommender):
 
             n_examples = self._n_examples()
             if n_examples is None:
-                raise ConfigError(f"{self.name} does not train with differential privacy (dp_epsilon); lmf does")
+                raise ConfigError(f"{self.name} does not train with differential privacy (dp_epsilon); "
+                                  f"lmf, twotower, sasrec and gru4rec do")
             private = make_private(self.net_, opt, n_examples, c.batch_size, c.epochs, dp_epsilon,
-                                   c.dp_delta, c.dp_max_grad_norm)
-            opt, self._private = private.optimizer, private
+                                   c.dp_delta, c.dp_max_grad_norm, self._dp_row_loss(), self._dp_unit,
+                                   self._dp_vectorised)
+            opt = private.optimizer
         validate = None
         if target is not None:
             truth, seen, users = target
@@ -134,7 +136,8 @@ class TorchRecommender(Recommender):
                 return validation_ndcg(self._score, truth, seen, users=users)
 
         result = fit_loop(self.net_, opt, self._batches, self._loss, c.epochs, validate, c.patience,
-                          options.progress, name=self.name, callback=options.callback, steps=self._n_batches())
+                          options.progress, name=self.name, callback=options.callback, steps=self._n_batches(),
+                          step=None if private is None else private.step)
         self.epochs_trained_ = result.epochs
         self.best_epoch_ = result.best_epoch
         self.train_history_ = result.history
@@ -145,7 +148,6 @@ class TorchRecommender(Recommender):
             self.training_["privacy"] = private.spent(result.epochs)
             log.info("%s: differential privacy: ε=%.3f spent at δ=%g (noise multiplier %.3f)", self.name,
                      self.training_["privacy"]["epsilon"], c.dp_delta, private.noise_multiplier)
-            del self._private
         if train is not full:
             self._remember(full)  # scoring reads every event; the weights are the best epoch's
         self._publish()  # the best epoch's weights, restored by the loop
@@ -183,6 +185,18 @@ class TorchRecommender(Recommender):
     def _n_examples(self) -> int | None:
         """Training examples, the unit of privacy, once ``_build`` ran; None: the model has no DP-SGD (its
         examples are not independent units of privacy)."""
+        return None
+
+    #: what one training example is, under differential privacy (docs/guide/privacy.md)
+    _dp_unit: ClassVar[str] = "one training example (event level)"
+    #: per-example gradients of :meth:`_dp_row_loss` by ``vmap`` (False: one autograd pass per example)
+    _dp_vectorised: ClassVar[bool] = True
+
+    def _dp_row_loss(self) -> Any:
+        """Under differential privacy: the loss of one example, ``loss(net, *row)`` (see
+        :func:`zenrec.train.privacy.make_private`), when per-example gradients are taken by torch.func; then
+        :meth:`_batches` yields tuples of per-example tensors.  None (the default): Opacus' layer hooks on the
+        batch loss of :meth:`_loss`."""
         return None
 
     def _n_batches(self) -> int | None:

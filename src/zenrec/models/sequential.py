@@ -32,6 +32,7 @@ from zenrec.models.query import Query
 from zenrec.train.losses import bce_loss, bpr_loss, sampled_softmax_loss, softmax_loss
 from zenrec.train.negatives import NegativeSampler, in_batch_candidates
 from zenrec.train.params import BatchSize, Epochs, LearningRate, Optimizer, OptimizerWeightDecay, Patience
+from zenrec.train.privacy import DPParams
 from zenrec.train.sequences import Windows
 
 __all__ = ["SequentialConfig", "SequentialRecommender"]
@@ -39,8 +40,9 @@ __all__ = ["SequentialConfig", "SequentialRecommender"]
 log = logging.getLogger(__name__)
 
 
-class SequentialConfig(ModelConfig):
-    """Hyper-parameters shared by the sequence models."""
+class SequentialConfig(ModelConfig, DPParams):
+    """Hyper-parameters shared by the sequence models (``dp_*``: user-level differential privacy for SASRec and
+    GRU4Rec, docs/guide/privacy.md)."""
 
     max_len: int = Field(50, ge=1, description="most recent items a user is represented by")
     factors: int = Field(64, ge=1, description="embedding size")
@@ -72,6 +74,15 @@ class SequentialConfig(ModelConfig):
         return self.window_stride if self.window_stride is not None else max(1, self.max_len // 5)
 
     @model_validator(mode="after")
+    def _check_private(self) -> SequentialConfig:
+        if self.dp_epsilon is not None:
+            if self.loss != "ce":
+                raise ValueError("dp_epsilon needs loss='ce' (sampled negatives correct by private item counts)")
+            if self.batch_size < 32:
+                raise ValueError("dp_epsilon needs batch_size >= 32 (Poisson-sampled batches)")
+        return self
+
+    @model_validator(mode="after")
     def _stride_fits(self) -> SequentialConfig:
         if self.window_stride is not None and self.window_stride > self.max_len:
             raise ValueError(f"window_stride ({self.window_stride}) must not exceed max_len ({self.max_len}): "
@@ -98,19 +109,32 @@ class SequentialRecommender(TorchRecommender):
 
         self._keep_sequences(train)
         net = self._build_net(train.n_items).to(device)
-        self._windows = tuple(torch.as_tensor(a, device=device) for a in self._training_windows(train))
+        if self.config.dp_epsilon is not None:  # one example per user: the most recent window
+            from zenrec.train.sequences import training_windows
+
+            windows = training_windows(train, self.config.max_len, all_windows=False)
+        else:
+            windows = self._training_windows(train)
+        self._windows = tuple(torch.as_tensor(a, device=device) for a in windows)
+        self._gen = torch.Generator(device=device).manual_seed(seed)
         self._rng = np.random.default_rng(seed)
         self._log_q = torch.log(torch.as_tensor(self.popularity_ + 1e-6, device=device))
         self._sampler = NegativeSampler(train.n_items, "uniform", device=device)
         return net
 
     def _batches(self, epoch: int) -> Iterator[Any]:
-        """Every training window once, in random order."""
+        """Every training window once, in random order (under DP: Poisson-sampled users' windows)."""
         import torch
 
         from zenrec.train.loop import batch_indices
 
         windows, first = self._windows
+        if self.config.dp_epsilon is not None:
+            from zenrec.train.privacy import poisson_batches
+
+            for b in poisson_batches(len(windows), self.config.batch_size, self._gen):
+                yield windows[b], first[b]
+            return
         for idx in batch_indices(len(windows), self.config.batch_size, self._rng):
             idx = torch.as_tensor(idx, device=windows.device)
             yield windows[idx], first[idx]
@@ -119,7 +143,30 @@ class SequentialRecommender(TorchRecommender):
         return self._window_loss(*batch)
 
     def _after_fit(self) -> None:
-        del self._windows, self._rng, self._log_q, self._sampler
+        del self._windows, self._rng, self._gen, self._log_q, self._sampler
+
+    # ------------------------------------------------ differential privacy
+    _dp_unit = "one user (the user's most recent max_len + 1 items form one example)"
+
+    def _n_examples(self) -> int | None:
+        return len(self._windows[0])  # under DP one window per user
+
+    def _dp_row_loss(self) -> Any:
+        """The loss of one user's window: next-item softmax cross-entropy at each of its positions."""
+        import torch
+
+        n = self.n_items_
+
+        def loss(net: Any, win: Any, first: Any) -> Any:
+            inp, tgt = win[:-1], win[1:]
+            h = net(inp[None])[0]  # L × d
+            logits = h @ net.item.weight[1 : n + 1].T
+            col = torch.arange(len(inp), device=inp.device)
+            keep = ((inp > 0) & (tgt > 0) & (col >= first)).float()
+            ce = torch.nn.functional.cross_entropy(logits, (tgt - 1).clamp(min=0), reduction="none")
+            return (ce * keep).sum() / keep.sum().clamp(min=1)
+
+        return loss
 
     def _remember(self, full: Interactions) -> None:
         """Score from every event: the stored sequences end with the held-out validation items too."""

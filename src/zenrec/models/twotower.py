@@ -43,24 +43,25 @@ from collections.abc import Iterator, Mapping
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from zenrec.data.interactions import Interactions
 from zenrec.errors import ConfigError
 from zenrec.features.side import ItemFeatures, MultiHot, Side, UserFeatures
 from zenrec.models.base import ModelConfig
-from zenrec.models.explain import Contribution, Explanation, own_scores, popular_explanations
+from zenrec.models.explain import Contribution, Explanation, explain_scores
 from zenrec.models.neural import TorchRecommender
 from zenrec.models.query import Query, Vectors
 from zenrec.train.params import BatchSize, Epochs, LearningRate, Optimizer, OptimizerWeightDecay, Patience
+from zenrec.train.privacy import UserDPParams
 
 __all__ = ["TwoTower", "TwoTowerConfig"]
 
 log = logging.getLogger(__name__)
 
 
-class TwoTowerConfig(ModelConfig):
-    """Hyper-parameters of :class:`TwoTower`."""
+class TwoTowerConfig(ModelConfig, UserDPParams):
+    """Hyper-parameters of :class:`TwoTower` (``dp_*``: user-level differential privacy, docs/guide/privacy.md)."""
 
     factors: int = Field(64, ge=1, description="size of user and item vectors")
     hidden: int = Field(256, ge=1, description="width of the item (and user) content MLP")
@@ -92,6 +93,15 @@ class TwoTowerConfig(ModelConfig):
     batch_size: BatchSize = 1024
     epochs: Epochs = 100
     patience: Patience = 5
+
+    @model_validator(mode="after")
+    def _check_private(self) -> TwoTowerConfig:
+        if self.dp_epsilon is not None:
+            if self.loss != "softmax":
+                raise ValueError("dp_epsilon needs loss='softmax' (sampled negatives correct by private item counts)")
+            if self.batch_size < 32:
+                raise ValueError("dp_epsilon needs batch_size >= 32 (Poisson-sampled batches)")
+        return self
 
 
 def _feature_spec(inputs: dict[str, np.ndarray], prefix: str) -> dict[str, Any]:
@@ -204,7 +214,8 @@ class TwoTower(TorchRecommender):
 
         c = self.config
         self.inputs_ = self._prepare_inputs(self.side_, train.n_users, train.n_items)
-        self.seen_ = train.item_counts() > 0
+        # under DP which items have events is private: every catalogue item keeps a (noised) id embedding
+        self.seen_ = train.item_counts() > 0 if c.dp_epsilon is None else np.ones(train.n_items, dtype=bool)
         self.sequences_ = last_items(train, np.arange(train.n_users), c.history_len).astype(np.int32)
         net = self._make_net(train.n_users, train.n_items, self.inputs_, self.seen_, self._user_seen()).to(device)
         self._user_vectors = None
@@ -217,12 +228,19 @@ class TwoTower(TorchRecommender):
                      torch.as_tensor(csr.indices, dtype=torch.long, device=device))
         self._log_q = torch.log(torch.as_tensor(self.popularity_ + 1e-6, device=device))
         self._gen = torch.Generator(device=device).manual_seed(seed)
+        self._dp_users = torch.as_tensor(np.flatnonzero(np.diff(csr.indptr) > 0), dtype=torch.long, device=device)
         return net
 
     def _batches(self, epoch: int) -> Iterator[Any]:
-        """Every training pair once, in random order."""
+        """Every training pair once, in random order (under DP: Poisson-sampled users, :meth:`_user_rows`)."""
         import torch
 
+        if self.config.dp_epsilon is not None:
+            from zenrec.train.privacy import poisson_batches
+
+            for b in poisson_batches(len(self._dp_users), self.config.batch_size, self._gen):
+                yield self._user_rows(self._dp_users[b])
+            return
         users, items = self._pairs
         perm = torch.randperm(len(users), device=users.device, generator=self._gen)
         for s in range(0, len(perm), self.config.batch_size):
@@ -259,8 +277,63 @@ class TwoTower(TorchRecommender):
         logp = torch.log_softmax(logits - self._log_q[cand], dim=1).masked_fill(labels == 0, 0.0)  # no 0 · -inf
         return -((labels / labels.sum(1, keepdim=True)) * logp).sum(1).mean()
 
+    # ------------------------------------------------ differential privacy
+    _dp_unit = "one user (all of the user's events form one example)"
+
+    def _user_rows(self, users: Any) -> tuple[Any, ...]:
+        """One DP example per user: up to ``dp_user_items`` of the user's training items drawn as targets, the
+        rest of the user's recent items as the history input, the user's other items out of the softmax.
+
+        ``(users, histories, targets, target weights, other-items mask, id-keep mask)``; rows with fewer
+        items pad their targets with their first one at weight 0."""
+        import torch
+
+        from zenrec.models.nets.twotower import rows_of
+
+        c, gen = self.config, self._gen
+        device = users.device
+        indptr, indices = self._csr
+        which, cols = rows_of(indptr, indices, users)
+        key = which.double() + torch.rand(len(which), device=device, generator=gen, dtype=torch.float64)
+        order = torch.argsort(key)  # each user's items in a random order, users in turn
+        which, cols = which[order], cols[order]
+        counts = torch.bincount(which, minlength=len(users))
+        rank = torch.arange(len(which), device=device) - (counts.cumsum(0) - counts)[which]
+        k = int(min(c.dp_user_items, int(counts.max()) if len(counts) else 1))
+        pick = rank < k
+        targets = cols[rank == 0][:, None].repeat(1, k)  # padding: the first target again, at weight 0
+        targets[which[pick], rank[pick]] = cols[pick]
+        weights = torch.zeros(len(users), k, device=device)
+        weights[which[pick], rank[pick]] = 1.0
+        n = self.n_items_
+        is_target = torch.zeros(len(users), n, dtype=torch.bool, device=device)
+        is_target[which[pick], cols[pick]] = True
+        other = torch.zeros(len(users), n, dtype=torch.bool, device=device)
+        other[which, cols] = True
+        other &= ~is_target
+        hist = self._seqs[users]
+        hist = hist.masked_fill(torch.gather(is_target, 1, (hist - 1).clamp(min=0)) & (hist > 0), 0)
+        keep = (torch.rand(len(users), n, device=device, generator=gen) >= c.id_dropout).float()
+        return users, hist, targets, weights, other, keep
+
+    def _dp_row_loss(self) -> Any:
+        """The loss of one user: softmax cross-entropy of each drawn target over all items, averaged."""
+        import torch
+
+        def loss(net: Any, user: Any, hist: Any, targets: Any, weights: Any, other: Any, keep: Any) -> Any:
+            uv = net.users(user[None], hist[None])[0]
+            logits = (net.items(torch.arange(len(other), device=other.device), keep) @ uv).masked_fill(
+                other, float("-inf"))
+            logp = torch.log_softmax(logits, dim=0)
+            return -(weights * logp[targets]).sum() / weights.sum()
+
+        return loss
+
+    def _n_examples(self) -> int:
+        return len(self._dp_users)  # under DP the unit of privacy: one user with training events
+
     def _after_fit(self) -> None:
-        del self._pairs, self._seqs, self._csr, self._log_q, self._gen
+        del self._pairs, self._seqs, self._csr, self._log_q, self._gen, self._dp_users
 
     def _remember(self, full: Interactions) -> None:
         """Score from every event: the stored histories end with the held-out validation items too (which items
@@ -271,7 +344,8 @@ class TwoTower(TorchRecommender):
         self._user_vectors = None
 
     def _n_batches(self) -> int:
-        return -(-len(self._pairs[0]) // self.config.batch_size)
+        n = len(self._pairs[0]) if self.config.dp_epsilon is None else len(self._dp_users)
+        return -(-n // self.config.batch_size)
 
     def _user_seen(self) -> np.ndarray:
         """Users with a training interaction (the only ones with a trained id embedding)."""
@@ -415,11 +489,9 @@ class TwoTower(TorchRecommender):
         content MLP is not additive, so these need not sum to the item-features part."""
         import torch
 
-        self._check_fitted()
-        items = np.asarray(items, dtype=np.int64).reshape(-1)
-        scores, fallback = own_scores(self, query, items)
-        if fallback is not None:
-            return popular_explanations(items, scores)
+        items, scores, popular = explain_scores(self, query, items)
+        if popular is not None:
+            return popular
         L = self.config.history_len
         u = -1 if query.user is None else int(query.user)
         known = 0 <= u < int(self.n_users_)

@@ -62,6 +62,7 @@ def fit_loop(
     checkpoint: str | Path | None = None,
     callback: Callback | None = None,
     steps: int | None = None,
+    step: Callable[[Any], float] | None = None,
 ) -> LoopResult:
     """Train ``net`` for up to ``epochs`` epochs, keeping the best validated weights.
 
@@ -80,6 +81,10 @@ def fit_loop(
     terminal's stderr, else those lines on stderr.  ``steps`` (batches per
     epoch) gives the first epoch a total and an ETA; later epochs use the
     count of the one before.
+
+    ``step(batch)``, when given, does a batch's whole update itself and
+    returns its loss (differentially private training by per-example
+    gradients, :mod:`zenrec.train.privacy`); ``loss_fn`` is then not called.
     """
     import torch
 
@@ -102,11 +107,14 @@ def fit_loop(
             t_epoch = time.perf_counter()
             total, count, samples = 0.0, 0, 0
             for batch in batches(epoch):
-                loss = loss_fn(batch)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                total += float(loss.detach())
+                if step is not None:
+                    total += step(batch)
+                else:
+                    loss = loss_fn(batch)
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
+                    total += float(loss.detach())
                 count += 1
                 samples += _batch_size(batch)
                 spent = time.perf_counter() - t_epoch
