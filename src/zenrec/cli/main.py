@@ -231,10 +231,14 @@ def ingest(
                                                      "hash (HMAC-SHA256 with --key-file), never the raw id")] = False,
     key_file: Annotated[Path | None, typer.Option("--key-file", help="the secret of --pseudonymise-users (mode 0600, "
                                                   "kept outside the data)")] = None,
+    chunk_rows: Annotated[int | None, typer.Option("--chunk-rows", help="rows of a CSV/TSV/Parquet log read and "
+                                                   "cleaned at a time (default 1,048,576; fewer: less memory)")] = None,
 ) -> None:
     """Read, clean and code an interaction log into a dataset directory.
 
-    Every dropped row is counted by reason and reported.  Example:
+    Every dropped row is counted by reason and reported.  CSV, TSV and
+    Parquet logs are read a chunk at a time, so memory grows with the events
+    kept, not with the file (about 55 MB per million events).  Example:
 
       zenrec ingest events.csv --user user_id --item product_id --time ts --event type -o data/
     """
@@ -245,6 +249,8 @@ def ingest(
     from zenrec.data.schema import DEFAULT_EVENT_WEIGHTS, CleaningConfig, ColumnMap
 
     check_encoding(encoding)  # an unknown name fails before anything is read
+    if chunk_rows is not None and chunk_rows < 1:
+        raise ConfigError(f"--chunk-rows must be a positive number of rows; got {chunk_rows}")
     pseudonym_key = None
     if pseudonymise_users or key_file is not None:
         from zenrec.store.erasure import read_key_file
@@ -269,7 +275,8 @@ def ingest(
         raise ConfigError("; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())) from None
     columns = ColumnMap(user=user, item=item, timestamp=time, event=event, value=value)
     with err.status(f"reading and cleaning {file}"):
-        ds = Dataset.from_file(file, columns, cleaning, format=format, encoding=encoding)  # type: ignore[arg-type]
+        ds = Dataset.from_file(file, columns, cleaning, format=format, encoding=encoding,  # type: ignore[arg-type]
+                               chunk_rows=chunk_rows)
         if items is not None:
             # with declared features, the table's items without events join the catalogue (cold items)
             ds.with_item_file(items, item_key, item_columns, encoding=encoding)

@@ -6,21 +6,21 @@ All steps are vectorised over columns; nothing builds a Python object per row.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import scipy.sparse as sp
 
 from zenrec.data.ids import ID_RULE, normalize_ids
 from zenrec.data.schema import TIMESTAMP_MAX, TIMESTAMP_MIN, CleaningConfig, ColumnMap
+from zenrec.data.sparse import counting_order
 from zenrec.data.vocab import Vocabulary
 from zenrec.errors import DataError, EmptyDataError
 
-__all__ = ["CleaningReport", "CleanedEvents", "clean_events"]
+__all__ = ["CleaningReport", "CleanedEvents", "EventCleaner", "clean_events"]
 
 log = logging.getLogger(__name__)
 
@@ -141,11 +141,10 @@ def _parse_numbers(text: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _unknown_events(codes: np.ndarray, uniq: np.ndarray, types: list[str | None]) -> dict[str, int]:
-    """Row counts of the event names that map to no type, most frequent first (missing values not counted)."""
+    """Row counts of the event names that map to no type, in first-seen order (missing values not counted)."""
     counts = np.bincount(codes[codes >= 0], minlength=len(uniq))
-    found = {str(name): int(counts[i]) for i, (name, t) in enumerate(zip(uniq.tolist(), types, strict=True))
-             if t is None and counts[i]}
-    return dict(sorted(found.items(), key=lambda kv: -kv[1]))
+    return {str(name): int(counts[i]) for i, (name, t) in enumerate(zip(uniq.tolist(), types, strict=True))
+            if t is None and counts[i]}
 
 
 def _text_codes(a: pa.ChunkedArray, lower: bool = False, ids: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -283,10 +282,12 @@ def _ids(a: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nda
     if pa.types.is_integer(t):
         if a.null_count == n:
             return np.full(n, -1, dtype=np.int32), np.zeros(0, dtype=np.int64), bad, not_utf8
-        fill = pc.min(a).as_py() if a.null_count else 0  # a real id, so the range stays tight
-        codes, uniques = _factorize_ints(_to_numpy(a, np.int64, fill))
-        if a.null_count:
-            codes[_null_mask(a)] = -1
+        if a.null_count:  # first-seen order among the rows that have an id
+            present = ~_null_mask(a)
+            codes = np.full(n, -1, dtype=np.int32)
+            codes[present], uniques = _factorize_ints(_to_numpy(a, np.int64, 0)[present])
+        else:
+            codes, uniques = _factorize_ints(_to_numpy(a, np.int64, 0))
         codes[bad] = -1
         return codes, uniques, bad, not_utf8
     if not _is_text(t):
@@ -323,10 +324,6 @@ def _recode(codes: np.ndarray, uniques: np.ndarray, name: str) -> tuple[np.ndarr
     return remap[codes], Vocabulary(uniques[used], name=name)
 
 
-def _bits(n: int) -> int:
-    return max(int(n - 1).bit_length(), 1)
-
-
 def _duplicates_sorted(u: np.ndarray, t: np.ndarray, i: np.ndarray, e: np.ndarray) -> np.ndarray:
     """Rows (already sorted by user then time, ties in input order) that repeat an
     earlier row's (user, time, item, event); only runs of equal (user, time) are compared."""
@@ -341,7 +338,7 @@ def _duplicates_sorted(u: np.ndarray, t: np.ndarray, i: np.ndarray, e: np.ndarra
     in_run[1:] |= same
     in_run[:-1] |= same
     rows = np.flatnonzero(in_run)
-    run_id = np.cumsum(np.concatenate([[True], ~same]))[rows]
+    run_id = np.cumsum(np.concatenate([[True], ~same]), dtype=np.int32 if n < 2**31 else np.int64)[rows]
     key = pd.DataFrame({"r": run_id, "i": i[rows], "e": e[rows]})
     dup[rows[key.duplicated().to_numpy()]] = True
     return dup
@@ -366,26 +363,442 @@ def _factorize_ints(vals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return lut[off], present + lo
 
 
-def _stable_order_by(keys: np.ndarray, n_keys: int) -> np.ndarray:
-    """Stable order of rows by small non-negative integer keys: a counting sort,
-    O(n + n_keys), done by SciPy's COO->CSR conversion (rows keep input order)."""
-    n = len(keys)
-    cols = np.arange(n, dtype=np.int32 if n < 2**31 - 1 else np.int64)
-    m = sp.csr_matrix((np.ones(n, dtype=np.int8), (keys, cols)), shape=(n_keys, max(n, 1)))
-    return m.indices
-
-
 def _sort_order(u: np.ndarray, t: np.ndarray, n_users: int) -> np.ndarray | None:
     """Stable order by (user, time); ``None`` when the rows are already in that order."""
     if len(u) < 2:
         return None
     du = np.diff(u)
-    t_sorted = bool((np.diff(t) >= 0).all())
-    if (du >= 0).all() and (t_sorted or ((du > 0) | (np.diff(t) >= 0)).all()):
+    t_up = np.diff(t) >= 0
+    t_sorted = bool(t_up.all())
+    if (du >= 0).all() and (t_sorted or ((du > 0) | t_up).all()):
         return None
+    del du, t_up
     if t_sorted:  # a time-ordered log: one counting sort by user
-        return _stable_order_by(u, n_users)
+        return counting_order(u, n_users)
     return np.lexsort((t, u))
+
+
+
+#: the reasons in the order the checks run, which is the order the report lists them in
+_CHECK_ORDER = (
+    "missing_user_id",
+    "malformed_user_id",
+    "missing_item_id",
+    "malformed_item_id",
+    "missing_timestamp",
+    "malformed_timestamp",
+    "unknown_event",
+    "malformed_value",
+    "out_of_range_value",
+    "below_rating_threshold",
+    "duplicate",
+    "k_core",
+)
+#: drops that are no malformed row: ``strict`` does not fail on them
+_LENIENT = ("duplicate", "k_core", "below_rating_threshold")
+
+#: ``labels(rows)``: how errors and the report name rows, given their 0-based positions in the log
+Labels = Callable[[np.ndarray], Sequence[object]]
+#: ``value(column, j)``: the raw value of row ``j`` of the chunk just added, as an error message shows it
+Value = Callable[[str, int], object]
+
+
+@dataclass
+class _StrictFailure:
+    row: int
+    reason: str
+    column: str | None
+    expected: str
+    value: object
+
+
+def _table_value(table: pa.Table) -> Value:
+    """A row's raw value as pandas shows it (what an error message quotes)."""
+    return lambda column, j: table.column(column).slice(j, 1).to_pandas(types_mapper=pd.ArrowDtype).iloc[0]
+
+
+class EventCleaner:
+    """Validates and codes a raw event log chunk by chunk, in bounded memory.
+
+    :meth:`add` runs every row-wise check on one chunk (an Arrow table of raw
+    columns), counts the rows it drops by reason, and keeps only compact coded
+    arrays of the rows that survive: about 21 bytes a row (user and item code,
+    time, weight, event type), never a Python object per row.  Ids are coded
+    per chunk against the chunk's distinct values.  :meth:`finish` unifies those
+    over the chunks (first-seen order, as one pass over the whole log gives),
+    then sorts by (user, time), drops duplicates, applies k-core and builds the
+    vocabularies.  One chunk holding the whole log is :func:`clean_events`;
+    many chunks give the same arrays, vocabularies and report.
+
+    Errors are raised in this order: no row with a usable timestamp (known at
+    the end of the log); with ``config.strict``, the first malformed row in log
+    order (raised as soon as it is known to be the answer); more unknown event
+    types than ``config.max_unknown_event_share`` (known at the end).
+
+    ``labels`` names rows in errors and in the report (default: their 0-based
+    position); ``label_word`` is what a label is (``"line"`` or ``"row"``).
+    """
+
+    def __init__(
+        self,
+        columns: ColumnMap | None = None,
+        config: CleaningConfig | None = None,
+        source: str = "<DataFrame>",
+        label_word: str = "row",
+        labels: Labels | None = None,
+    ) -> None:
+        self.columns = columns or ColumnMap()
+        self.config = config or CleaningConfig()
+        self.source = source
+        self.label_word = label_word
+        self.rows_in = 0
+        self._labels = labels or (lambda rows: [int(r) for r in rows])
+        self._checked = False
+        self._types = list(self.config.event_weights)
+        self._parts: dict[str, list[np.ndarray]] = {k: [] for k in ("user", "item", "timestamp", "weight", "event")}
+        self._uniques: dict[str, list[np.ndarray]] = {"user": [], "item": []}
+        self._dropped: list[np.ndarray] = []  # log rows dropped by a row-wise check, in order
+        self._dropped_all: np.ndarray | None = None
+        self._counts: dict[str, int] = {}
+        self._first: dict[str, np.ndarray] = {}  # reason -> its first (up to 3) log rows
+        self._not_utf8: dict[str, int] = {}  # role -> first log row whose id is not UTF-8
+        self._ts_usable = not self.columns.timestamp
+        self._ts_first: tuple[int, object] | None = None
+        self._strict: _StrictFailure | None = None
+        self._unknown: dict[str, int] = {}  # event names of no type -> rows, first-seen order
+        self._present: set[str] = set()  # the types the log's event names count as
+
+    # ------------------------------------------------------------------ chunks
+    def check_columns(self, names: Sequence[object]) -> None:
+        """Fail, naming the columns there are, when a mapped column is not among ``names``."""
+        for role, col in self.columns.model_dump().items():
+            if col is not None and col not in names:
+                raise DataError(
+                    f"missing {role} column {col!r}; the columns are {list(map(str, names))} "
+                    f"(map yours with --{role} NAME)",
+                    source=self.source,
+                    column=col,
+                )
+        self._checked = True
+
+    def add(self, table: pa.Table, value: Value | None = None) -> None:
+        """Check and code one chunk of raw rows (the next rows of the log, in order).
+
+        ``value(column, j)`` gives row ``j``'s raw value for an error message
+        (default: read from ``table``)."""
+        if not self._checked:
+            self.check_columns(table.column_names)
+        n = table.num_rows
+        if n == 0:
+            return
+        off = self.rows_in
+        self.rows_in += n
+        value = value or _table_value(table)
+        cols, config = self.columns, self.config
+        keep = np.ones(n, dtype=bool)
+        strict: list[tuple[int, str, str | None, str]] = []
+
+        def drop(reason: str, mask: np.ndarray, column: str | None, expected: str) -> None:
+            nonlocal keep
+            mask = mask & keep
+            if not mask.any():
+                return
+            rows = np.flatnonzero(mask)
+            if config.strict and reason not in _LENIENT:
+                strict.append((int(rows[0]), reason, column, expected))
+            self._count(reason, len(rows), rows[:3] + off)
+            keep &= ~mask
+
+        codes: dict[str, np.ndarray] = {}
+        for role, col in (("user", cols.user), ("item", cols.item)):
+            c, uniq, bad, not_utf8 = _ids(table.column(col))
+            an = "an" if role == "item" else "a"
+            drop(f"missing_{role}_id", (c < 0) & ~bad, col, f"{an} {role} id")
+            if role not in self._not_utf8 and (not_utf8 & keep).any():
+                self._not_utf8[role] = off + int(np.flatnonzero(not_utf8 & keep)[0])
+            drop(f"malformed_{role}_id", not_utf8, col, f"{an} {role} id in UTF-8 text; these bytes are in another "
+                 "encoding (name it with --encoding, e.g. --encoding latin-1)")
+            drop(f"malformed_{role}_id", bad, col, f"an integer or a text {role} id ({ID_RULE})")
+            codes[role] = c
+            self._uniques[role].append(uniq)
+            del c, uniq, bad, not_utf8
+
+        if cols.timestamp:
+            ts, missing, bad = _timestamps(table.column(cols.timestamp))
+            if (~(missing | bad)).any():
+                self._ts_usable = True
+            elif not self._ts_usable and self._ts_first is None:  # the log's first rows: where the message points
+                first = int(np.flatnonzero(bad | missing)[0])
+                self._ts_first = (off + first, value(cols.timestamp, first))
+            span = f"from 1970 to 9999 ({TIMESTAMP_MIN} to {TIMESTAMP_MAX} s)"
+            drop("missing_timestamp", missing, cols.timestamp, "a timestamp")
+            drop("malformed_timestamp", bad, cols.timestamp, f"epoch seconds or an ISO date {span}")
+            del missing, bad
+        else:
+            ts = np.arange(off, off + n, dtype=np.int64)
+
+        weight: np.ndarray | None = None
+        types: np.ndarray | None = None
+        if cols.event:
+            ev = table.column(cols.event)
+            if not _is_text(ev.type):
+                ev = ev.cast(pa.string())
+            ecodes, uniq, _ = _text_codes(ev, lower=True)
+            names = [config.event_type(u) for u in uniq.tolist()]  # the log's names as canonical types
+            self._present.update(t for t in names if t is not None)
+            lut_w = np.array([config.event_weights[t] if t else 0.0 for t in names] + [0.0], dtype=np.float32)
+            lut_t = np.array([self._types.index(t) if t else -1 for t in names] + [-1], dtype=np.int16)
+            weight = lut_w[ecodes]
+            types = lut_t[ecodes]
+            for name, count in _unknown_events(ecodes, uniq, names).items():
+                self._unknown[name] = self._unknown.get(name, 0) + count
+            del ecodes
+            drop("unknown_event", types < 0, cols.event,
+                 f"one of {sorted(config.event_weights)} (name yours with --event-alias NAME=TYPE, or set weights "
+                 "with --event-weight NAME=W)")
+
+        if cols.value:
+            val, bad = _numeric(table.column(cols.value))
+            drop("malformed_value", bad, cols.value, "a number")
+            lo = -np.inf if config.min_value is None else config.min_value
+            hi = np.inf if config.max_value is None else config.max_value
+            out = ~np.isnan(val) & ((val < lo) | (val > hi))
+            drop("out_of_range_value", out, cols.value, f"a value in [{lo}, {hi}]")
+            if config.rating_threshold is not None:
+                drop("below_rating_threshold", ~(val >= config.rating_threshold), cols.value, "")
+            if config.value_as_weight:
+                vw = np.nan_to_num(val, nan=1.0).astype(np.float32)
+                weight = vw if weight is None else weight * vw
+            del val, bad
+
+        if strict and self._strict is None:  # the chunk's first malformed row is the log's first
+            j, reason, column, expected = min(strict)
+            self._strict = _StrictFailure(off + j, reason, column, expected, value(column, j) if column else None)
+        if self._strict is not None and self._ts_usable:  # no error comes before it any more
+            self._raise_strict()
+
+        every = bool(keep.all())
+        if not every:
+            self._dropped.append(np.flatnonzero(~keep) + off)
+
+        def kept(a: np.ndarray) -> np.ndarray:
+            return a if every else a[keep]
+
+        self._parts["user"].append(kept(codes.pop("user")))
+        self._parts["item"].append(kept(codes.pop("item")))
+        self._parts["timestamp"].append(kept(ts))
+        if weight is not None:
+            self._parts["weight"].append(kept(weight))
+        if types is not None:
+            self._parts["event"].append(kept(types).astype(np.int8))
+
+    def _count(self, reason: str, count: int, rows: np.ndarray) -> None:
+        self._counts[reason] = self._counts.get(reason, 0) + count
+        first = self._first.get(reason)
+        self._first[reason] = rows if first is None else np.concatenate([first, rows])[:3]
+
+    # ------------------------------------------------------------------ the whole log
+    def _label(self, row: int) -> object:
+        return self._labels(np.array([row], dtype=np.int64))[0]
+
+    def _raise_strict(self) -> None:
+        f = self._strict
+        assert f is not None
+        label = self._label(f.row)
+        raise DataError(
+            f"{f.reason.replace('_', ' ')}: expected {f.expected}; got {f.value!r} ({self.label_word} {label})",
+            source=self.source,
+            row=int(label) if self.label_word == "line" else None,  # type: ignore[call-overload]
+            column=f.column,
+        )
+
+    def _log_rows(self, positions: np.ndarray) -> np.ndarray:
+        """The log rows of positions among the rows the row-wise checks kept."""
+        if not self._dropped:
+            return positions
+        if self._dropped_all is None:
+            d = np.concatenate(self._dropped)
+            self._dropped_all = d - np.arange(len(d))  # kept rows before each dropped row
+        return positions + np.searchsorted(self._dropped_all, positions, side="right")
+
+    def _unify(self, role: str) -> tuple[list[np.ndarray | None], np.ndarray]:
+        """Each chunk's code → log-wide code lookup (None: the same), and the log's distinct ids in
+        first-seen order."""
+        parts = self._uniques.pop(role)
+        if len(parts) == 1:
+            return [None], parts[0]
+        if all(p.dtype.kind in "iu" for p in parts if len(p)):
+            codes, uniques = pd.factorize(np.concatenate([p.astype(np.int64) for p in parts]))
+            uniques = np.asarray(uniques, dtype=np.int64)
+        else:  # text (a chunk of integers among text ones counts as text, never happens with one reader)
+            enc = pc.dictionary_encode(pa.chunked_array(
+                [pa.array(p.astype(str), pa.string()) for p in parts], pa.string()).combine_chunks())
+            codes = enc.indices.to_numpy(zero_copy_only=False)
+            uniques = np.asarray(enc.dictionary.to_numpy(zero_copy_only=False), dtype=str)
+        bounds = np.cumsum([0] + [len(p) for p in parts])
+        return [codes[a:b].astype(np.int32) for a, b in zip(bounds[:-1], bounds[1:], strict=True)], uniques
+
+    def _column(self, name: str, luts: list[np.ndarray | None] | None = None) -> np.ndarray:
+        """One column of the kept rows, over every chunk (chunk codes mapped through ``luts``), written into one
+        array as each chunk's piece is let go: the peak is the column plus one piece."""
+        parts = self._parts[name]
+        self._parts[name] = []
+        if len(parts) == 1 and (luts is None or luts[0] is None):
+            return parts.pop()
+        out = np.empty(sum(len(p) for p in parts), dtype=parts[0].dtype)
+        at = 0
+        for k in range(len(parts)):
+            part, parts[k] = parts[k], None  # type: ignore[call-overload]
+            lut = None if luts is None else luts[k]
+            if lut is None:
+                out[at : at + len(part)] = part
+            else:
+                np.take(lut, part, out=out[at : at + len(part)])
+            at += len(part)
+            del part
+        return out
+
+    def finish(self) -> CleanedEvents:
+        """The cleaned log: errors that need the whole log, then sort, duplicates, k-core and vocabularies.
+
+        The returned arrays are sorted by (user, time), ties kept in log order."""
+        cols, config, source = self.columns, self.config, self.source
+        n = self.rows_in
+        if n == 0:
+            raise EmptyDataError("no rows to ingest", source=source)
+        if not self._ts_usable:
+            assert self._ts_first is not None
+            row, value = self._ts_first
+            span = f"from 1970 to 9999 ({TIMESTAMP_MIN} to {TIMESTAMP_MAX} s)"
+            try:  # a log in milliseconds (or micro-) is the usual reason for times past 9999
+                hint = "; these look like milliseconds: divide them by 1000" if float(value) > TIMESTAMP_MAX else ""  # type: ignore[arg-type]
+            except (TypeError, ValueError, OverflowError):
+                hint = ""
+            raise DataError(
+                f"no row has a usable timestamp: expected epoch seconds or a date {span}, such as 2024-05-01T12:00:00; "
+                f"first value {value!r} ({self.label_word} {self._label(row)}){hint}",
+                source=source,
+                column=cols.timestamp,
+            )
+        if self._strict is not None:
+            self._raise_strict()
+        report = CleaningReport(rows_in=n)
+        if self._not_utf8:
+            first = self._label(self._not_utf8.get("user", self._not_utf8.get("item", 0)))
+            report.notes.append(f"ids that are not UTF-8 text were dropped (the first on {self.label_word} {first}); "
+                                "if the file is in another encoding, name it with --encoding (e.g. --encoding latin-1)")
+        if self._unknown:
+            unknown = dict(sorted(self._unknown.items(), key=lambda kv: -kv[1]))  # ties: first seen first
+            listed = ", ".join(f"{name!r} ({count:,} rows)" for name, count in list(unknown.items())[:10])
+            listed += f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""
+            n_unknown = sum(unknown.values())
+            fix = (f"say what they are with --event-alias {next(iter(unknown))}=TYPE (TYPE one of "
+                   f"{', '.join(config.event_weights)}), or weigh them with --event-weight NAME=W")
+            if n_unknown > config.max_unknown_event_share * n:
+                raise DataError(f"{n_unknown:,} of {n:,} rows ({n_unknown / n:.1%}) have an event type zenrec does "
+                                f"not know: {listed}; {fix}, or drop them with --allow-drops",
+                                source=source, column=cols.event)
+            report.notes.append(f"dropped unknown event types {listed}: {fix}")
+
+        # every row-wise check is done: code the ids log-wide, then sort the survivors by (user, time)
+        user_luts, uuniq = self._unify("user")
+        item_luts, iuniq = self._unify("item")
+        u_s = self._column("user", user_luts)
+        t_s = self._column("timestamp")
+        order = _sort_order(u_s, t_s, len(uuniq))
+        if order is not None:  # one column at a time: a single copy is alive beside the columns
+            u_s = u_s[order]
+            t_s = t_s[order]
+        i_s = self._column("item", item_luts)
+        if order is not None:
+            i_s = i_s[order]
+        known = sorted(self._present, key=self._types.index)
+        event_names = tuple(known)
+        if cols.event:
+            remap = np.array([known.index(t) if t in known else 0 for t in self._types], dtype=np.int8)
+            e_s = remap[self._column("event")]
+            if order is not None:
+                e_s = e_s[order]
+        else:
+            e_s = np.zeros(len(u_s), dtype=np.int8)
+        if self._parts["weight"]:
+            w_s = self._column("weight")
+            if order is not None:
+                w_s = w_s[order]
+        else:
+            w_s = np.ones(len(u_s), dtype=np.float32)
+        alive = np.ones(len(u_s), dtype=bool)
+
+        def drop_sorted(reason: str, mask: np.ndarray) -> None:
+            """Count rows of the sorted survivors as dropped for ``reason`` (named by their log rows)."""
+            positions = np.flatnonzero(mask) if order is None else order[mask]
+            self._count(reason, len(positions), self._log_rows(np.sort(positions)[:3]))
+
+        if config.drop_duplicates and len(u_s) > 1:
+            dup = _duplicates_sorted(u_s, t_s, i_s, e_s)
+            if dup.any():
+                drop_sorted("duplicate", dup)
+                alive &= ~dup
+            del dup
+
+        if config.min_user_interactions or config.min_item_interactions:
+            removed = np.zeros(len(u_s), dtype=bool)
+            while True:
+                ucount = np.bincount(u_s, weights=alive, minlength=len(uuniq))
+                icount = np.bincount(i_s, weights=alive, minlength=len(iuniq))
+                bad_rows = alive & (
+                    (ucount[u_s] < config.min_user_interactions) | (icount[i_s] < config.min_item_interactions)
+                )
+                if not bad_rows.any():
+                    break
+                alive &= ~bad_rows
+                removed |= bad_rows
+            if removed.any():
+                drop_sorted("k_core", removed)
+
+        if not alive.all():
+            u_s = u_s[alive]
+            t_s = t_s[alive]
+            i_s = i_s[alive]
+            e_s = e_s[alive]
+            w_s = w_s[alive]
+        order = alive = None  # type: ignore[assignment]
+        reasons = [r for r in _CHECK_ORDER if r in self._counts]
+        shown = np.unique(np.concatenate([self._first[r] for r in reasons])) if reasons else np.zeros(0, np.int64)
+        names = dict(zip(shown.tolist(), self._labels(shown), strict=True)) if len(shown) else {}
+        for r in reasons:
+            report.add(r, self._counts[r], [f"{self.label_word} {names[j]}" for j in self._first[r].tolist()])
+        if len(u_s) == 0:
+            raise EmptyDataError(
+                f"every row was dropped while cleaning ({report.dropped}); check the column mapping and filters",
+                source=source,
+            )
+        user, users = _recode(u_s, uuniq, "user")
+        del u_s
+        item, items = _recode(i_s, iuniq, "item")
+        del i_s
+        report.rows_out = len(user)
+        if report.dropped:
+            log.info("%s: kept %d of %d rows; dropped %s", source, len(user), n, report.dropped)
+        return CleanedEvents(user=user, item=item, timestamp=t_s, weight=w_s, event=e_s, event_names=event_names,
+                             users=users, items=items, report=report)
+
+
+def _frame_labels(df: pd.DataFrame, first_line: int | None,
+                  lines: Callable[[], np.ndarray | None] | None) -> Labels:
+    """Rows named by index label, or (with ``first_line``) by file line."""
+    if first_line is None:
+        return lambda rows: [df.index[j] for j in rows]
+    found: list[np.ndarray | None] = []
+
+    def labels(rows: np.ndarray) -> list[int]:
+        if not found:
+            arr = lines() if lines is not None else None
+            found.append(arr if arr is not None and len(arr) == len(df) else None)
+        arr = found[0]
+        return [int(arr[j]) if arr is not None else int(j + first_line) for j in rows]
+
+    return labels
 
 
 def clean_events(
@@ -396,7 +809,7 @@ def clean_events(
     first_line: int | None = None,
     lines: Callable[[], np.ndarray | None] | None = None,
 ) -> CleanedEvents:
-    """Validate and code a raw event table.
+    """Validate and code a raw event table (one chunk of :class:`EventCleaner`).
 
     ``first_line`` is the file line of the first data row (2 for a file with a
     header); rows are then named by line, otherwise by DataFrame index label.
@@ -408,207 +821,11 @@ def clean_events(
     The returned arrays are sorted by (user, time), ties kept in input order.
     """
     columns = columns or ColumnMap()
-    config = config or CleaningConfig()
-    n = len(df)
-    if n == 0:
+    if len(df) == 0:
         raise EmptyDataError("no rows to ingest", source=source)
-    for role, col in columns.model_dump().items():
-        if col is not None and col not in df.columns:
-            raise DataError(
-                f"missing {role} column {col!r}; the columns are {list(map(str, df.columns))} "
-                f"(map yours with --{role} NAME)",
-                source=source,
-                column=col,
-            )
-    label_word = "line" if first_line is not None else "row"
-
-    line_of: list[np.ndarray | None] = []
-
-    def label(j: int) -> object:
-        if first_line is None:
-            return df.index[j]
-        if lines is not None and not line_of:
-            found = lines()
-            line_of.append(found if found is not None and len(found) == n else None)
-        return int(line_of[0][j]) if line_of and line_of[0] is not None else int(j + first_line)
-
-    report = CleaningReport(rows_in=n)
-    keep = np.ones(n, dtype=bool)
-
-    def drop(reason: str, mask: np.ndarray, column: str | None, expected: str) -> None:
-        nonlocal keep
-        mask = mask & keep
-        if not mask.any():
-            return
-        if config.strict and reason not in ("duplicate", "k_core", "below_rating_threshold"):
-            i = int(np.flatnonzero(mask)[0])
-            value = df[column].iloc[i] if column else None
-            raise DataError(
-                f"{reason.replace('_', ' ')}: expected {expected}; got {value!r} ({label_word} {label(i)})",
-                source=source,
-                row=int(label(i)) if first_line is not None else None,
-                column=column,
-            )
-        first = np.flatnonzero(mask)[:3]
-        report.add(reason, int(mask.sum()), [f"{label_word} {label(j)}" for j in first])
-        keep &= ~mask
-
-    first_not_utf8: object = None
-    coded = {}
-    for role, col in (("user", columns.user), ("item", columns.item)):
-        codes, uniq, bad, not_utf8 = _ids(_to_arrow(df[col]))
-        an = "an" if role == "item" else "a"
-        drop(f"missing_{role}_id", (codes < 0) & ~bad, col, f"{an} {role} id")
-        if first_not_utf8 is None and (not_utf8 & keep).any():
-            first_not_utf8 = label(int(np.flatnonzero(not_utf8 & keep)[0]))
-        drop(f"malformed_{role}_id", not_utf8, col, f"{an} {role} id in UTF-8 text; these bytes are in another "
-             "encoding (name it with --encoding, e.g. --encoding latin-1)")
-        drop(f"malformed_{role}_id", bad, col, f"an integer or a text {role} id ({ID_RULE})")
-        coded[role] = codes, uniq
-        del codes, uniq, bad, not_utf8
-    (ucodes, uuniq), (icodes, iuniq) = coded.pop("user"), coded.pop("item")
-    if first_not_utf8 is not None:
-        report.notes.append(f"ids that are not UTF-8 text were dropped (the first on {label_word} {first_not_utf8}); "
-                            "if the file is in another encoding, name it with --encoding (e.g. --encoding latin-1)")
-
-    if columns.timestamp:
-        ts, ts_missing, ts_bad = _timestamps(_to_arrow(df[columns.timestamp]))
-        span = f"from 1970 to 9999 ({TIMESTAMP_MIN} to {TIMESTAMP_MAX} s)"
-        if not (~(ts_missing | ts_bad)).any():
-            first = int(np.flatnonzero(ts_bad | ts_missing)[0])
-            value = df[columns.timestamp].iloc[first]
-            try:  # a log in milliseconds (or micro-) is the usual reason for times past 9999
-                hint = "; these look like milliseconds: divide them by 1000" if float(value) > TIMESTAMP_MAX else ""
-            except (TypeError, ValueError, OverflowError):
-                hint = ""
-            raise DataError(
-                f"no row has a usable timestamp: expected epoch seconds or a date {span}, such as 2024-05-01T12:00:00; "
-                f"first value {value!r} ({label_word} {label(first)}){hint}",
-                source=source,
-                column=columns.timestamp,
-            )
-        drop("missing_timestamp", ts_missing, columns.timestamp, "a timestamp")
-        drop("malformed_timestamp", ts_bad, columns.timestamp, f"epoch seconds or an ISO date {span}")
-        del ts_missing, ts_bad
-    else:
-        ts = np.arange(n, dtype=np.int64)
-
-    weight: np.ndarray | None = None
-    event_codes: np.ndarray | None = None
-    event_names: tuple[str, ...] = ()
-    if columns.event:
-        ev = _to_arrow(df[columns.event])
-        if not _is_text(ev.type):
-            ev = ev.cast(pa.string())
-        codes, uniq, _ = _text_codes(ev, lower=True)
-        types = [config.event_type(u) for u in uniq.tolist()]  # the log's names as canonical types
-        known = sorted({t for t in types if t is not None}, key=list(config.event_weights).index)
-        event_names = tuple(known)
-        lut_w = np.array([config.event_weights[t] if t else 0.0 for t in types] + [0.0], dtype=np.float32)
-        lut_c = np.array([known.index(t) if t else -1 for t in types] + [-1], dtype=np.int16)
-        weight = lut_w[codes]
-        ec = lut_c[codes]
-        unknown = _unknown_events(codes, uniq, types)
-        del codes
-        if unknown:
-            listed = ", ".join(f"{name!r} ({count:,} rows)" for name, count in list(unknown.items())[:10])
-            listed += f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""
-            n_unknown = sum(unknown.values())
-            fix = (f"say what they are with --event-alias {next(iter(unknown))}=TYPE (TYPE one of "
-                   f"{', '.join(config.event_weights)}), or weigh them with --event-weight NAME=W")
-            if n_unknown > config.max_unknown_event_share * n:
-                raise DataError(f"{n_unknown:,} of {n:,} rows ({n_unknown / n:.1%}) have an event type zenrec does "
-                                f"not know: {listed}; {fix}, or drop them with --allow-drops",
-                                source=source, column=columns.event)
-            report.notes.append(f"dropped unknown event types {listed}: {fix}")
-        drop(
-            "unknown_event",
-            ec < 0,
-            columns.event,
-            f"one of {sorted(config.event_weights)} (set weights with --event-weight NAME=W)",
-        )
-        event_codes = np.where(ec < 0, 0, ec).astype(np.int8)
-        del ec
-
-    if columns.value:
-        val, bad = _numeric(_to_arrow(df[columns.value]))
-        drop("malformed_value", bad, columns.value, "a number")
-        lo = -np.inf if config.min_value is None else config.min_value
-        hi = np.inf if config.max_value is None else config.max_value
-        out = ~np.isnan(val) & ((val < lo) | (val > hi))
-        drop("out_of_range_value", out, columns.value, f"a value in [{lo}, {hi}]")
-        if config.rating_threshold is not None:
-            drop("below_rating_threshold", ~(val >= config.rating_threshold), columns.value, "")
-        if config.value_as_weight:
-            vw = np.nan_to_num(val, nan=1.0).astype(np.float32)
-            weight = vw if weight is None else weight * vw
-        del val, bad
-
-    # every row-wise check is done: gather the survivors once, sorted by (user, time)
-    idx = np.flatnonzero(keep)
-    u_s = ucodes[idx]
-    t_s = ts[idx]
-    order = _sort_order(u_s, t_s, len(uuniq))
-    if order is not None:
-        idx = idx[order]
-        u_s, t_s = u_s[order], t_s[order]
-    del order, ucodes, ts
-    i_s = icodes[idx]
-    del icodes
-    e_s = event_codes[idx] if event_codes is not None else np.zeros(len(idx), dtype=np.int8)
-    w_s = weight[idx] if weight is not None else np.ones(len(idx), dtype=np.float32)
-    del event_codes, weight
-    alive = np.ones(len(idx), dtype=bool)
-
-    if config.drop_duplicates and len(idx) > 1:
-        dup = _duplicates_sorted(u_s, t_s, i_s, e_s)
-        if dup.any():
-            full = np.zeros(n, dtype=bool)
-            full[idx[dup]] = True
-            drop("duplicate", full, None, "")
-            alive &= ~dup
-        del dup
-
-    if config.min_user_interactions or config.min_item_interactions:
-        removed = np.zeros(len(idx), dtype=bool)
-        while True:
-            ucount = np.bincount(u_s, weights=alive, minlength=len(uuniq))
-            icount = np.bincount(i_s, weights=alive, minlength=len(iuniq))
-            bad_rows = alive & (
-                (ucount[u_s] < config.min_user_interactions) | (icount[i_s] < config.min_item_interactions)
-            )
-            if not bad_rows.any():
-                break
-            alive &= ~bad_rows
-            removed |= bad_rows
-        if removed.any():
-            full = np.zeros(n, dtype=bool)
-            full[idx[removed]] = True
-            drop("k_core", full, None, "")
-
-    if not alive.all():
-        idx = idx[alive]
-        u_s, t_s, i_s, e_s, w_s = u_s[alive], t_s[alive], i_s[alive], e_s[alive], w_s[alive]
-    if len(idx) == 0:
-        raise EmptyDataError(
-            f"every row was dropped while cleaning ({report.dropped}); check the column mapping and filters",
-            source=source,
-        )
-    user, users = _recode(u_s, uuniq, "user")
-    del u_s
-    item, items = _recode(i_s, iuniq, "item")
-    del i_s
-    report.rows_out = len(idx)
-    if report.dropped:
-        log.info("%s: kept %d of %d rows; dropped %s", source, len(idx), n, report.dropped)
-    return CleanedEvents(
-        user=user,
-        item=item,
-        timestamp=t_s,
-        weight=w_s,
-        event=e_s,
-        event_names=event_names,
-        users=users,
-        items=items,
-        report=report,
-    )
+    cleaner = EventCleaner(columns, config, source, "line" if first_line is not None else "row",
+                           _frame_labels(df, first_line, lines))
+    cleaner.check_columns(list(df.columns))
+    table = pa.table({col: _to_arrow(df[col]) for col in dict.fromkeys(columns.required())})
+    cleaner.add(table, value=lambda col, j: df[col].iloc[j])
+    return cleaner.finish()

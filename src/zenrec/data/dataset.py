@@ -15,8 +15,9 @@ import pyarrow.parquet as pq
 
 from zenrec import __version__
 from zenrec._io import atomic_dir, read_manifest, write_json
-from zenrec.data.clean import CleaningReport, clean_events
+from zenrec.data.clean import CleanedEvents, CleaningReport, clean_events
 from zenrec.data.events import EventTypes
+from zenrec.data.ingest import STREAMED_FORMATS, clean_file
 from zenrec.data.interactions import Interactions
 from zenrec.data.items import ItemColumns, check_item_table
 from zenrec.data.readers import Format, _base_suffix, _guess_format, read_table, record_lines
@@ -64,7 +65,7 @@ class Dataset:
         """A short hash of the coded events, stored in model manifests."""
         h = hashlib.sha256()
         for a in (self.interactions.user, self.interactions.item, self.interactions.timestamp):
-            h.update(np.ascontiguousarray(a).tobytes())
+            h.update(np.ascontiguousarray(a))  # the array's own buffer: no copy of a 50M-row column
         return h.hexdigest()[:16]
 
     @classmethod
@@ -80,6 +81,10 @@ class Dataset:
     ) -> Dataset:
         """Clean a raw DataFrame into a dataset (``first_line``, ``lines``: see :func:`clean_events`)."""
         ev = clean_events(df, columns, cleaning, source=source, first_line=first_line, lines=lines)
+        return cls._from_cleaned(ev, cleaning, name)
+
+    @classmethod
+    def _from_cleaned(cls, ev: CleanedEvents, cleaning: CleaningConfig | None, name: str) -> Dataset:
         inter = Interactions(
             ev.user, ev.item, len(ev.users), len(ev.items), ev.timestamp, ev.weight, ev.event, ev.event_names
         )
@@ -96,26 +101,29 @@ class Dataset:
         format: Format | None = None,
         name: str | None = None,
         encoding: str | None = None,
+        chunk_rows: int | None = None,
     ) -> Dataset:
         """Read and clean a log file (CSV/TSV/Parquet/JSON Lines/RecBole/MovieLens); ``encoding``
-        names a text file's encoding when it is not UTF-8 (``latin-1``, ``cp1252``, ``utf-16``...)."""
+        names a text file's encoding when it is not UTF-8 (``latin-1``, ``cp1252``, ``utf-16``...).
+
+        CSV, TSV and Parquet files are read and cleaned ``chunk_rows`` rows at a
+        time (default :data:`~zenrec.data.ingest.CHUNK_ROWS`; see
+        :func:`~zenrec.data.ingest.clean_file`): memory grows with the events
+        kept, not with the size of the file.  The other formats are read whole."""
         path = Path(path)
         fmt = format or _guess_format(path)
-        wanted = (columns or ColumnMap()).required() if fmt in ("csv", "tsv", "parquet") else None
-        df = read_table(path, fmt, columns=wanted, encoding=encoding)
-        # rows are named by their line in text files (1 = first line), by position in Parquet
-        if fmt == "parquet":
-            first_line = None
-        elif fmt == "jsonl" or (fmt == "movielens" and _base_suffix(path) in (".dat", ".data")):
+        name = name or path.name.split(".")[0]
+        if fmt in STREAMED_FORMATS:
+            return cls._from_cleaned(clean_file(path, columns, cleaning, fmt, encoding, chunk_rows), cleaning, name)
+        df = read_table(path, fmt, encoding=encoding)
+        # rows are named by their line in text files (1 = first line)
+        if fmt == "jsonl" or (fmt == "movielens" and _base_suffix(path) in (".dat", ".data")):
             first_line = 1
         else:
             first_line = 2
         # where pyarrow's rows and the file's lines can differ (blank lines, values spanning lines)
-        lines = functools.partial(record_lines, path, fmt, encoding) if fmt in ("csv", "tsv", "jsonl") else None
-        return cls.from_frame(
-            df, columns, cleaning, name=name or path.name.split(".")[0], source=str(path), first_line=first_line,
-            lines=lines,
-        )
+        lines = functools.partial(record_lines, path, fmt, encoding) if fmt == "jsonl" else None
+        return cls.from_frame(df, columns, cleaning, name=name, source=str(path), first_line=first_line, lines=lines)
 
     def with_item_table(
         self,
@@ -210,7 +218,8 @@ class Dataset:
                     "event": inter.event,
                 }
             )  # zero-copy views of the arrays, no DataFrame in between
-            pq.write_table(events, tmp / "interactions.parquet")
+            # dictionary pages only where values repeat (weights, types): a third faster on 50M-row columns
+            pq.write_table(events, tmp / "interactions.parquet", use_dictionary=["weight", "event"])
             pq.write_table(pa.table({"id": self.users.to_array()}), tmp / "users.parquet")
             pq.write_table(pa.table({"id": self.items.to_array()}), tmp / "items.parquet")
             if self.item_table is not None:
@@ -240,7 +249,7 @@ class Dataset:
         path = Path(path)
         m = read_manifest(path, "dataset", DATASET_FORMAT)
         try:
-            df = pq.read_table(path / "interactions.parquet").to_pandas()
+            cols = _read_columns(path / "interactions.parquet", ("user", "item", "timestamp", "weight", "event"))
             users = Vocabulary(pq.read_table(path / "users.parquet").column("id").to_numpy(), "user")
             items = Vocabulary(pq.read_table(path / "items.parquet").column("id").to_numpy(), "item")
             table = None
@@ -249,8 +258,7 @@ class Dataset:
         except (OSError, pa.ArrowException, KeyError) as exc:
             raise ArtifactError(f"{path}: corrupted dataset ({exc})") from None
         inter = Interactions(
-            df["user"].to_numpy(), df["item"].to_numpy(), m["n_users"], m["n_items"],
-            df["timestamp"].to_numpy(), df["weight"].to_numpy(), df["event"].to_numpy(),
+            cols["user"], cols["item"], m["n_users"], m["n_items"], cols["timestamp"], cols["weight"], cols["event"],
             tuple(m.get("event_names", ())),
         )
         # datasets written before aliases: the defaults they were cleaned with
@@ -259,6 +267,17 @@ class Dataset:
         item_columns = _item_columns(path, m, table, len(items))
         return cls(inter, users, items, table, CleaningReport.from_dict(m["cleaning"]), m.get("name", path.name),
                    aliases, weights, item_columns=item_columns)
+
+
+def _read_columns(path: Path, names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """Columns of a Parquet file as numpy arrays, one column at a time (no DataFrame, no second copy
+    of the whole table: the peak is the arrays plus one column's Arrow buffers)."""
+    out: dict[str, np.ndarray] = {}
+    with pq.ParquetFile(path) as pf:
+        for name in names:
+            a = pf.read(columns=[name]).column(0).to_numpy()
+            out[name] = a if a.flags.writeable else a.copy()  # a view of Arrow's buffer is read-only
+    return out
 
 
 def _item_columns(path: Path, manifest: dict, table: pd.DataFrame | None, n_items: int) -> ItemColumns | None:

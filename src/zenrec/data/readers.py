@@ -14,6 +14,8 @@ import gzip
 import io
 import os
 import re
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -26,8 +28,8 @@ import pyarrow.parquet as pq
 
 from zenrec.errors import ConfigError, DataError, EmptyDataError
 
-__all__ = ["read_table", "read_movielens", "read_recbole", "record_lines", "check_encoding", "Format",
-           "MAX_COLUMNS", "MAX_HEADER_CHARS", "MAX_JSON_DEPTH"]
+__all__ = ["read_table", "read_batches", "read_movielens", "read_recbole", "record_lines", "check_encoding", "Format",
+           "ReadAgain", "BATCH_ROWS", "STREAMED_FORMATS", "MAX_COLUMNS", "MAX_HEADER_CHARS", "MAX_JSON_DEPTH"]
 
 #: most columns a header may name: an interaction log has a handful, a wider file is not one
 MAX_COLUMNS = 10_000
@@ -262,8 +264,12 @@ def _not_text(head: bytes, encoding: str | None = None) -> str:
     return ""
 
 
-def _first_bad_line(source, read_opts: pacsv.ReadOptions, parse_opts: pacsv.ParseOptions) -> tuple[int | None, str]:
-    """Re-read single-threaded to learn the line number of the first row that does not parse."""
+def _first_bad_line(source, read_opts: pacsv.ReadOptions, parse_opts: pacsv.ParseOptions,
+                    first_column: str | None = None) -> tuple[int | None, str]:
+    """Re-read single-threaded to learn the line number of the first row that does not parse.
+
+    With ``first_column`` (the file's first column) the re-read streams, converting only that
+    column (as text): memory stays bounded and no later type change stops it first."""
     found: list[tuple[int | None, str]] = []
 
     def handler(row: pacsv.InvalidRow) -> str:
@@ -278,10 +284,89 @@ def _first_bad_line(source, read_opts: pacsv.ReadOptions, parse_opts: pacsv.Pars
                                invalid_row_handler=handler)
     try:
         with source() as src:
-            pacsv.read_csv(src, read_options=opts, parse_options=popts)
+            if first_column is None:
+                pacsv.read_csv(src, read_options=opts, parse_options=popts)
+            else:
+                only = pacsv.ConvertOptions(include_columns=[first_column], column_types={first_column: pa.string()})
+                for _ in pacsv.open_csv(src, read_options=opts, parse_options=popts, convert_options=only):
+                    pass
     except (pa.ArrowInvalid, OSError, EOFError, UnicodeError):
         pass
     return found[0] if found else (None, "")
+
+
+@dataclass
+class _Delimited:
+    """Delimited text that passed the checks of :func:`_delimited` (not binary, a sound first line and
+    header), with pyarrow's options for it; :meth:`open` gives it to pyarrow, :meth:`error` says what
+    went wrong in pyarrow's reading of it."""
+
+    path: Path
+    read_opts: pacsv.ReadOptions
+    parse_opts: pacsv.ParseOptions
+    not_text: str
+    data: bytes | None
+    encoding: str | None
+    header: bool  # the first line names the columns
+
+    def open(self):
+        """A context giving what pyarrow reads: the bytes, a decompressing file, or the path."""
+        if self.data is not None:
+            return io.BytesIO(self.data)
+        if self.path.suffix.lower() in (".gz", ".bz2"):
+            return _open_binary(self.path)
+        return contextlib.nullcontext(self.path)
+
+    def error(self, exc: BaseException, first_column: str | None = None) -> DataError:
+        """The DataError for pyarrow's ``EOFError``, ``UnicodeError`` or ``ArrowInvalid`` on this text."""
+        path, data = self.path, self.data
+        if isinstance(exc, EOFError):
+            return _truncated(path)
+        if isinstance(exc, UnicodeError):  # pyarrow decodes through Python's codec
+            return DataError(f"cannot decode: {_decode_error(path, self.encoding or 'utf-8', data)} (check --encoding)",
+                             source=str(path))
+        msg = str(exc)
+        if self.not_text:  # pyarrow's row handler cannot even decode such a line: say what the file is instead
+            return DataError(f"not delimited text: {self.not_text}", source=str(path))
+        if "Empty CSV file" in msg:
+            return EmptyDataError("the file holds no data (only blank lines)", source=str(path))
+        if "Expected" in msg and "columns" in msg:
+            line, detail = _first_bad_line(self.open, self.read_opts, self.parse_opts, first_column)
+            if line is not None and data is None and self.header and line >= 2:
+                lines = record_lines(path, "csv", self.encoding, rows=[line - 2])  # pyarrow counts records, not lines
+                if lines is not None:
+                    line = int(lines[0])
+            if line is not None:
+                return DataError(f"malformed line: {detail}; every line must have the header's number of fields",
+                                 source=str(path), row=line)
+        return DataError(f"cannot parse as delimited text: {msg}", source=str(path))
+
+
+def _delimited(path: Path, delimiter: str, column_names: list[str] | None = None, data: bytes | None = None,
+               encoding: str | None = None) -> _Delimited:
+    """Check delimited text before pyarrow reads it: not a binary file, a first line pyarrow can take, no
+    duplicate column name.  ``encoding``: a codec name from :func:`check_encoding` (``None`` is UTF-8)."""
+    read_opts = pacsv.ReadOptions(column_names=column_names, block_size=_BLOCK, encoding=encoding or "utf8")
+    # a quoted value may span lines: without this pyarrow's parallel chunker splits inside it
+    parse_opts = pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True)
+    head = data[: 1 << 16] if data is not None else _head_bytes(path)
+    not_text = _not_text(head, encoding)
+    if not_text.startswith("the file is ") and _not_text(head[4:]):
+        # a known binary signature, and binary bytes after it: no line of it would make sense
+        raise DataError(f"not delimited text: {not_text}", source=str(path))
+    try:
+        names = _check_first_line(path, delimiter, column_names is None, encoding, data)
+    except UnicodeError:
+        raise DataError(f"cannot decode: {_decode_error(path, encoding or 'utf-8', data)}", source=str(path)) from None
+    if names is not None:
+        _check_header(names, path)  # pyarrow silently accepts duplicate names
+    return _Delimited(path, read_opts, parse_opts, not_text, data, encoding, column_names is None)
+
+
+def _convert_options(include_columns: list[str] | None = None,
+                     column_types: dict[str, pa.DataType] | None = None) -> pacsv.ConvertOptions:
+    return pacsv.ConvertOptions(strings_can_be_null=True, auto_dict_encode=True,
+                                include_columns=include_columns or [], column_types=column_types or {})
 
 
 def _read_delimited(
@@ -296,61 +381,166 @@ def _read_delimited(
     """Read delimited text column-wise with pyarrow (threads, dictionary-encoded strings).
 
     ``encoding`` (a codec name from :func:`check_encoding`; ``None`` is UTF-8) is decoded by pyarrow as it reads."""
-    read_opts = pacsv.ReadOptions(column_names=column_names, block_size=_BLOCK, encoding=encoding or "utf8")
-    # a quoted value may span lines: without this pyarrow's parallel chunker splits inside it
-    parse_opts = pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True)
-    convert_opts = pacsv.ConvertOptions(
-        strings_can_be_null=True,
-        auto_dict_encode=True,
-        include_columns=include_columns or [],
-        column_types=column_types or {},
-    )
-    head = data[: 1 << 16] if data is not None else _head_bytes(path)
-    not_text = _not_text(head, encoding)
-    if not_text.startswith("the file is ") and _not_text(head[4:]):
-        # a known binary signature, and binary bytes after it: no line of it would make sense
-        raise DataError(f"not delimited text: {not_text}", source=str(path))
+    text = _delimited(path, delimiter, column_names, data, encoding)
     try:
-        names = _check_first_line(path, delimiter, column_names is None, encoding, data)
-    except UnicodeError:
-        raise DataError(f"cannot decode: {_decode_error(path, encoding or 'utf-8', data)}", source=str(path)) from None
-    if names is not None:
-        _check_header(names, path)  # pyarrow silently accepts duplicate names
+        with text.open() as src:
+            return pacsv.read_csv(src, read_options=text.read_opts, parse_options=text.parse_opts,
+                                  convert_options=_convert_options(include_columns, column_types))
+    except (EOFError, UnicodeError, pa.ArrowInvalid) as exc:
+        raise text.error(exc) from None
 
-    def source():
-        if data is not None:
-            return io.BytesIO(data)
-        if path.suffix.lower() in (".gz", ".bz2"):
-            return _open_binary(path)
-        return contextlib.nullcontext(path)
 
+#: rows per table :func:`read_batches` yields (about 30 MB of raw columns for a log of four columns)
+BATCH_ROWS = 1 << 20
+#: the formats :func:`read_batches` reads a chunk at a time
+STREAMED_FORMATS: tuple[Format, ...] = ("csv", "tsv", "parquet")
+
+
+#: bytes pyarrow parses at a time in a streaming read; a longer row makes the read start over with larger blocks
+_STREAM_BLOCK = 1 << 20
+#: the largest block a streaming read grows to (a row longer than this is refused)
+_MAX_BLOCK = 1 << 26
+
+
+class ReadAgain(Exception):
+    """A streaming CSV read must start over with other options, which it names.
+
+    A streaming read cannot change course midway: a column whose values change
+    kind after the blocks pyarrow inferred its type from (integers, then text)
+    must be read from the start as the wider type (``column``, ``type``: int64 →
+    float64 → string, as a whole-file read infers); a row longer than a block
+    needs larger blocks (``block_size``).  :func:`zenrec.data.ingest.clean_file`
+    reads again."""
+
+    def __init__(self, why: str, column: str | None = None, type: pa.DataType | None = None,
+                 block_size: int | None = None) -> None:
+        super().__init__(why)
+        self.column = column
+        self.type = type
+        self.block_size = block_size
+
+
+_CONVERSION = re.compile(r"In CSV column #(\d+): (?:Row #\d+: )?(?:CSV conversion error to .+?: invalid value '(.*)'"
+                         r"|Dictionary length exceeded max cardinality)", re.S)
+_INTEGER = re.compile(r"[+-]?\d+")
+_FLOAT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|[+-]?(inf|infinity|nan)", re.I)
+
+
+def _wider(current: pa.DataType, value: str | None) -> pa.DataType:
+    """The type a whole-file read would give a column of ``current`` values and ``value``."""
+    v = (value or "").strip()
+    if value is not None and pa.types.is_null(current) and _INTEGER.fullmatch(v):
+        return pa.int64()
+    if value is not None and (pa.types.is_null(current) or pa.types.is_integer(current)) and _FLOAT.fullmatch(v):
+        return pa.float64()
+    return pa.string()
+
+
+def _read_again(exc: Exception, names: list[str], schema: pa.Schema, block_size: int) -> ReadAgain | None:
+    """How to read again when ``exc`` is pyarrow's conversion error for a later block, or a row too long."""
+    if "straddling object straddles two block boundaries" in str(exc) and block_size < _MAX_BLOCK:
+        return ReadAgain(f"a row is longer than {block_size:,} bytes", block_size=min(block_size * 8, _MAX_BLOCK))
+    m = _CONVERSION.search(str(exc))
+    if m is None or int(m.group(1)) >= len(names):
+        return None
+    name = names[int(m.group(1))]
+    current = schema.field(name).type if name in schema.names else pa.string()
+    wider = _wider(current, m.group(2))
+    if wider == current:
+        return None
+    return ReadAgain(f"column {name!r} holds {m.group(2)!r} after its first {current} values", name, wider)
+
+
+def read_batches(
+    path: str | Path,
+    format: Format | None = None,
+    columns: list[str] | None = None,
+    encoding: str | None = None,
+    batch_rows: int = BATCH_ROWS,
+    column_types: dict[str, pa.DataType] | None = None,
+    block_size: int | None = None,
+) -> Iterator[pa.Table]:
+    """Read a CSV/TSV/Parquet log a chunk at a time: tables of ``batch_rows`` rows, in file order.
+
+    The same checks and errors as :func:`read_table` (binary files, encodings, the
+    header, ragged lines named by their line, files cut short), without ever holding
+    more than a chunk of the file.  ``columns`` restricts the read to those columns
+    when the file has them all.  A CSV column whose values change kind after the
+    first block, or a row longer than a block, raises :class:`ReadAgain`: read again
+    with the ``column_types`` and ``block_size`` it names (``block_size``: bytes
+    pyarrow parses at a time, default 1 MiB).
+    """
+    path = Path(path)
+    if batch_rows < 1:
+        raise ConfigError(f"the 'batch_rows' parameter must be a positive number of rows; got {batch_rows}")
+    enc = check_encoding(encoding)
+    _check_file(path)
+    fmt = format or _guess_format(path)
+    if fmt == "parquet":
+        if enc is not None:
+            raise ConfigError(f"--encoding {encoding} does not apply to Parquet, whose text is always UTF-8")
+        yield from _parquet_batches(path, columns, batch_rows)
+    elif fmt in ("csv", "tsv"):
+        yield from _delimited_batches(path, "," if fmt == "csv" else "\t", columns, enc, batch_rows,
+                                      column_types or {}, block_size or _STREAM_BLOCK)
+    else:
+        raise ConfigError(f"read_batches reads {', '.join(STREAMED_FORMATS)}; got {fmt!r} (use read_table)")
+
+
+def _tables(batches: Iterator[pa.RecordBatch], rows: int) -> Iterator[pa.Table]:
+    """Record batches gathered (or cut, without copying) into tables of ``rows`` rows; the last one: what is left."""
+    held: list[pa.RecordBatch] = []
+    n = 0
+    for batch in batches:
+        held.append(batch)
+        n += batch.num_rows
+        if n >= rows:
+            table = pa.Table.from_batches(held)
+            while n >= rows:
+                yield table.slice(0, rows)
+                table, n = table.slice(rows), n - rows
+            held = table.to_batches()
+    if n:
+        yield pa.Table.from_batches(held)
+
+
+def _delimited_batches(path: Path, delimiter: str, columns: list[str] | None, encoding: str | None,
+                       batch_rows: int, column_types: dict[str, pa.DataType], block_size: int) -> Iterator[pa.Table]:
+    text = _delimited(path, delimiter, encoding=encoding)
+    text.read_opts.block_size = block_size
+    text.read_opts.use_threads = False  # one parser: memory that does not grow with the cores (overlap: clean_file)
+    names: list[str] = []
+    schema = pa.schema([])
     try:
-        with source() as src:
-            return pacsv.read_csv(src, read_options=read_opts, parse_options=parse_opts, convert_options=convert_opts)
-    except EOFError:
-        raise _truncated(path) from None
-    except UnicodeError:  # pyarrow decodes through Python's codec
-        raise DataError(f"cannot decode: {_decode_error(path, encoding or 'utf-8', data)} (check --encoding)",
-                        source=str(path)) from None
-    except pa.ArrowInvalid as exc:
-        msg = str(exc)
-        if not_text:  # pyarrow's row handler cannot even decode such a line: say what the file is instead
-            raise DataError(f"not delimited text: {not_text}", source=str(path)) from None
-        if "Empty CSV file" in msg:
-            raise EmptyDataError("the file holds no data (only blank lines)", source=str(path)) from None
-        if "Expected" in msg and "columns" in msg:
-            line, detail = _first_bad_line(source, read_opts, parse_opts)
-            if line is not None and data is None and column_names is None:  # pyarrow counts records, not lines
-                lines = record_lines(path, "csv", encoding)
-                if lines is not None and 2 <= line <= len(lines) + 1:
-                    line = int(lines[line - 2])
-            if line is not None:
-                raise DataError(
-                    f"malformed line: {detail}; every line must have the header's number of fields",
-                    source=str(path),
-                    row=line,
-                ) from None
-        raise DataError(f"cannot parse as delimited text: {msg}", source=str(path)) from None
+        with text.open() as src:  # the header: which columns to convert
+            names = pacsv.open_csv(src, read_options=text.read_opts, parse_options=text.parse_opts,
+                                   convert_options=_convert_options(None, column_types)).schema.names
+        wanted = [c for c in names if c in set(columns)] if columns and set(columns) <= set(names) else None
+        with text.open() as src:
+            reader = pacsv.open_csv(src, read_options=text.read_opts, parse_options=text.parse_opts,
+                                    convert_options=_convert_options(wanted, column_types))
+            schema = reader.schema
+            yield from _tables(reader, batch_rows)
+    except (EOFError, UnicodeError) as exc:
+        raise text.error(exc) from None
+    except OSError as exc:  # a file that is not what its name says (not gzip...), unreadable
+        raise DataError(f"cannot read as {'csv' if delimiter == ',' else 'tsv'}: {exc}", source=str(path)) from None
+    except pa.ArrowException as exc:
+        again = _read_again(exc, names, schema, block_size)
+        if again is not None:
+            raise again from None
+        raise text.error(exc, names[0] if names else None) from None
+
+
+def _parquet_batches(path: Path, columns: list[str] | None, batch_rows: int) -> Iterator[pa.Table]:
+    try:
+        with pq.ParquetFile(path) as pf:
+            names = pf.schema_arrow.names
+            _check_header(names, path)
+            wanted = [c for c in names if c in set(columns)] if columns and set(columns) <= set(names) else None
+            yield from _tables(pf.iter_batches(batch_size=min(batch_rows, 1 << 20), columns=wanted), batch_rows)
+    except (pa.ArrowException, OSError) as exc:
+        raise DataError(f"cannot read as parquet: {exc}", source=str(path)) from None
 
 
 def read_table(
@@ -509,13 +699,23 @@ def _check_json_depth(path: Path, data: bytes | None = None) -> None:
             carry = buf[end:]
 
 
-def record_lines(path: str | Path, format: Format | None = None, encoding: str | None = None) -> np.ndarray | None:
+#: bytes read at a time when scanning a file for its record lines
+_SCAN = 1 << 22
+
+
+def record_lines(path: str | Path, format: Format | None = None, encoding: str | None = None,
+                 rows: np.ndarray | list[int] | None = None) -> np.ndarray | None:
     """The file line (1-based) on which each data row of a CSV/TSV/JSON Lines file starts.
 
     Rows and lines differ where pyarrow skips blank lines, or a quoted CSV
     value spans lines; errors name rows by these lines.  Computed on demand
     (a vectorised scan of the file), and ``None`` where it cannot be
-    (another format, an encoding that is not ASCII-compatible)."""
+    (another format, an encoding that is not ASCII-compatible).
+
+    With ``rows`` (0-based data rows), only those rows' lines, in the order
+    given; the scan of a CSV/TSV file stops after the last of them and counts
+    the lines of a stretch without quotes, carriage returns or blank lines
+    without looking at each byte.  ``None`` also when the file has fewer rows."""
     path = Path(path)
     fmt = format or _guess_format(path)
     enc = check_encoding(encoding)
@@ -523,47 +723,94 @@ def record_lines(path: str | Path, format: Format | None = None, encoding: str |
         return None
     try:
         if fmt in ("csv", "tsv"):
-            return _csv_record_starts(path)[1:]  # the first record is the header
+            if rows is None:
+                return _csv_record_starts(path)[1:]  # the first record is the header
+            return _record_lines_at(_csv_record_runs(path), np.asarray(rows, dtype=np.int64) + 1)
         if fmt == "jsonl":
-            return _jsonl_record_starts(path)
+            found = _jsonl_record_starts(path)
+            if rows is None:
+                return found
+            wanted = np.asarray(rows, dtype=np.int64)
+            return found[wanted] if not len(wanted) or wanted.max() < len(found) else None
     except (OSError, EOFError):  # changed or gone since it was read: rows keep their plain numbers
         return None
     return None
 
 
+def _record_lines_at(runs: Iterator[np.ndarray | tuple[int, int]], records: np.ndarray) -> np.ndarray | None:
+    """The lines of some records (0-based, any order) from :func:`_csv_record_runs`, read only as far as the
+    last of them; None when there are fewer records."""
+    order = np.argsort(records, kind="stable")
+    wanted = records[order]
+    out = np.empty(len(wanted), dtype=np.int64)
+    done = seen = 0
+    with contextlib.closing(runs):  # type: ignore[type-var]
+        for run in runs:
+            if done == len(wanted):
+                break
+            count = run[1] if isinstance(run, tuple) else len(run)
+            end = seen + count
+            upto = int(np.searchsorted(wanted, end, side="left"))
+            at = wanted[done:upto] - seen
+            out[done:upto] = run[0] + at if isinstance(run, tuple) else run[at]
+            done, seen = upto, end
+    if done < len(wanted):
+        return None
+    lines = np.empty_like(out)
+    lines[order] = out
+    return lines
+
+
 def _csv_record_starts(path: Path) -> np.ndarray:
-    """Lines on which the records of delimited text start: at the first character after a line break
-    (``\\n``, ``\\r\\n`` or ``\\r``) outside a double-quoted value that is not itself a line break
-    (pyarrow skips blank lines).  Vectorised over 16 MiB chunks."""
-    found: list[np.ndarray] = []
+    """Lines on which the records of delimited text start (see :func:`_csv_record_runs`)."""
+    found = [np.arange(r[0], r[0] + r[1], dtype=np.int64) if isinstance(r, tuple) else r
+             for r in _csv_record_runs(path)]
+    return np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
+
+
+def _csv_record_runs(path: Path) -> Iterator[np.ndarray | tuple[int, int]]:
+    """Lines on which the records of delimited text start, :data:`_SCAN` bytes at a time: at the first
+    character after a line break (``\\n``, ``\\r\\n`` or ``\\r``) outside a double-quoted value that is
+    not itself a line break (pyarrow skips blank lines).
+
+    Yields an array per stretch, or ``(first, count)`` for a stretch without quotes, carriage returns
+    or blank lines, whose records are the consecutive lines from ``first`` (counted, not scanned)."""
     line = 1  # the line of buf[0]
     parity = 0  # double quotes before buf[0], mod 2
     after_break = True  # buf[0] follows a line break outside quotes (or starts the file)
     carry = b""
     with _open_binary(path) as fh:
         while True:
-            chunk = fh.read(1 << 24)
+            chunk = fh.read(_SCAN)
             buf = carry + chunk if carry else chunk
             if not buf:
                 break
-            a = np.frombuffer(buf, dtype=np.uint8)
             # the last byte waits for the next chunk: a CR needs to see whether an LF follows it
-            n, ext = (len(a) - 1, a) if chunk else (len(a), np.append(a, 0))
-            cur, nxt = ext[:n], ext[1 : n + 1]
-            brk = (cur == 0x0A) | (cur == 0x0D)
-            ends = np.flatnonzero((cur == 0x0A) | ((cur == 0x0D) & (nxt != 0x0A)))
-            inside = (np.bitwise_xor.accumulate((cur == 0x22).view(np.uint8)) ^ parity).astype(bool)
-            sep = brk & ~inside
-            prev = np.empty(n, dtype=bool)
-            if n:
-                prev[0], prev[1:] = after_break, sep[:-1]
-                parity, after_break = int(inside[-1]), bool(sep[-1])
-            found.append(line + np.searchsorted(ends, np.flatnonzero(prev & ~brk)))
-            line += len(ends)
+            n = len(buf) - 1 if chunk else len(buf)
+            if (not parity and n and buf.find(b'"', 0, n) < 0 and buf.find(b"\r", 0, n) < 0
+                    and buf.find(b"\n\n", 0, n) < 0 and not (after_break and buf[0] == 0x0A)):
+                breaks = buf.count(b"\n", 0, n)
+                ends_on_break = buf[n - 1] == 0x0A
+                yield (line if after_break else line + 1, int(after_break) + breaks - int(ends_on_break))
+                line += breaks
+                after_break = ends_on_break
+            else:
+                a = np.frombuffer(buf, dtype=np.uint8)
+                ext = a if chunk else np.append(a, 0)
+                cur, nxt = ext[:n], ext[1 : n + 1]
+                brk = (cur == 0x0A) | (cur == 0x0D)
+                ends = np.flatnonzero((cur == 0x0A) | ((cur == 0x0D) & (nxt != 0x0A)))
+                inside = (np.bitwise_xor.accumulate((cur == 0x22).view(np.uint8)) ^ parity).astype(bool)
+                sep = brk & ~inside
+                prev = np.empty(n, dtype=bool)
+                if n:
+                    prev[0], prev[1:] = after_break, sep[:-1]
+                    parity, after_break = int(inside[-1]), bool(sep[-1])
+                yield line + np.searchsorted(ends, np.flatnonzero(prev & ~brk))
+                line += len(ends)
             carry = buf[n:]
             if not chunk:
                 break
-    return np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
 
 
 def _jsonl_record_starts(path: Path) -> np.ndarray:

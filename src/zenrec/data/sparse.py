@@ -1,4 +1,5 @@
-"""Sparse-matrix helpers shared by models and artifacts: CSR packing into plain arrays, padded row blocks."""
+"""Sparse-matrix helpers shared by models and artifacts: CSR packing into plain arrays, padded row blocks,
+and the counting sort a CSR conversion is."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from collections.abc import Iterator
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["pack_csr", "unpack_csr", "padded_row_blocks", "row_items"]
+__all__ = ["pack_csr", "unpack_csr", "padded_row_blocks", "row_items", "counting_order"]
 
 
 def padded_row_blocks(
@@ -64,3 +65,16 @@ def unpack_csr(arrays: dict[str, np.ndarray], prefix: str, shape: tuple[int, int
 def row_items(m: sp.csr_matrix, row: int) -> np.ndarray:
     """The column indices stored in one row of a CSR matrix, as int64 (a user's items)."""
     return m.indices[m.indptr[row] : m.indptr[row + 1]].astype(np.int64)
+
+
+def counting_order(keys: np.ndarray, n_keys: int) -> np.ndarray:
+    """Stable order of rows by small non-negative integer keys: a counting sort, O(n + n_keys),
+    done by SciPy's COO->CSR conversion (rows of one key keep their input order).
+
+    >>> counting_order(np.array([2, 0, 2, 1, 0]), 3).tolist()
+    [1, 4, 3, 0, 2]
+    """
+    n = len(keys)
+    cols = np.arange(n, dtype=np.int32 if n < 2**31 - 1 else np.int64)
+    m = sp.csr_matrix((np.ones(n, dtype=np.int8), (keys, cols)), shape=(n_keys, max(n, 1)))
+    return m.indices

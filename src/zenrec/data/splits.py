@@ -21,7 +21,10 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
+from zenrec.data.clean import _to_arrow
 from zenrec.data.dataset import Dataset
 from zenrec.data.interactions import Interactions
 from zenrec.data.readers import read_recbole
@@ -171,6 +174,27 @@ def _partition(inter: Interactions, part: np.ndarray, protocol: str, n_parts: in
     return Split(parts[0], parts[1], parts[2], protocol)
 
 
+def _shuffled_by_user(user: np.ndarray, key: np.ndarray) -> np.ndarray:
+    """``np.lexsort((key, user))`` (the rows of each user ordered by a random ``key`` in [0, 1), ties by row)
+    in a fifth of its time: one sort of ``user << 32 | the key's first 32 bits``; rows whose user and first
+    32 bits are equal (a few in 50M) are then put in lexsort's order."""
+    top = (np.asarray(key, dtype=np.float64) * 4294967296.0).astype(np.uint64)  # floor(key · 2^32), exact
+    composite = (np.asarray(user).astype(np.uint64) << np.uint64(32)) | top
+    del top
+    order = np.argsort(composite)
+    ordered = composite[order]
+    tie = np.flatnonzero(ordered[1:] == ordered[:-1])
+    del ordered, composite
+    if len(tie):
+        breaks = np.diff(tie) > 1
+        starts = tie[np.concatenate([[True], breaks])]
+        ends = tie[np.concatenate([breaks, [True]])] + 2
+        for a, b in zip(starts.tolist(), ends.tolist(), strict=True):
+            run = order[a:b]
+            order[a:b] = run[np.lexsort((run, key[run]))]
+    return order
+
+
 def random_split(
     inter: Interactions, ratios: tuple[float, ...] = (0.8, 0.1, 0.1), seed: int = 2020
 ) -> Split:
@@ -183,10 +207,11 @@ def random_split(
     r = _check_ratios(ratios)
     rng = np.random.default_rng(seed)
     n = len(inter)
-    order = np.lexsort((rng.random(n), inter.user))
+    order = _shuffled_by_user(inter.user, rng.random(n))
     counts = np.bincount(inter.user, minlength=inter.n_users)
     indptr = inter.seq_indptr
-    pos = np.arange(n) - indptr[inter.user[order]]
+    pos = np.arange(n, dtype=np.int64)
+    pos -= indptr[inter.user[order]]
     # per-user counts of each held-out part, RecBole's rule
     cnt = [np.floor(r[k] * counts).astype(np.int64) for k in range(len(r))]
     cnt[0] = counts - sum(cnt[1:])
@@ -199,8 +224,10 @@ def random_split(
     part_sorted = np.zeros(n, dtype=np.int8)
     for k in range(1, len(r)):
         part_sorted += pos >= bounds[k - 1][u]
+    del pos, u
     part = np.empty(n, dtype=np.int8)
     part[order] = part_sorted
+    del order, part_sorted  # only the part of each row is left beside the rows: the parts are copied next
     return _partition(inter, part, "general", len(r))
 
 
@@ -319,13 +346,41 @@ def save_split(split: Split, dataset: Dataset, directory: str | Path, name: str 
 _INT_RE = r"^-?(0|[1-9][0-9]*)$"
 
 
-def _raw_ids(frames: dict[str, pd.DataFrame], col: str) -> tuple[dict[str, np.ndarray], bool]:
-    """Each part's ids as text, and whether every id is a canonical integer (then they stay integers)."""
-    texts = {part: df[col].astype("string").str.strip().to_numpy(dtype=object) for part, df in frames.items()}
-    as_int = all(pd.Series(t, dtype="string").str.fullmatch(_INT_RE).fillna(False).all() for t in texts.values())
-    if as_int:
-        return {p: t.astype(np.int64) for p, t in texts.items()}, True
-    return {p: t.astype(str) for p, t in texts.items()}, False
+def _texts(frames: dict[str, pd.DataFrame], col: str, paths: Mapping[str, str | Path | None], what: str,
+           lower: bool = False) -> dict[str, pa.ChunkedArray]:
+    """Each part's column as stripped Arrow text (no Python object per row); an empty value is an error
+    naming its line."""
+    texts = {}
+    for part, df in frames.items():
+        t = pc.utf8_trim_whitespace(_to_arrow(df[col]).cast(pa.string()))
+        if lower:
+            t = pc.utf8_lower(t)
+        empty = pc.fill_null(pc.equal(t, ""), True)
+        if pc.any(empty).as_py():
+            row = int(np.flatnonzero(empty.to_numpy(zero_copy_only=False))[0])
+            raise DataError(f"expected {what}; got an empty value (line {row + 2})", source=str(paths[part]),
+                            row=row + 2, column=col)
+        texts[part] = t
+    return texts
+
+
+def _coded_ids(texts: dict[str, pa.ChunkedArray], name: str) -> tuple[dict[str, np.ndarray], Vocabulary]:
+    """Each part's codes over the ids of all parts (first-seen order), and their vocabulary: integers when
+    every id is an integer written plainly, text otherwise."""
+    whole = pa.chunked_array([c for t in texts.values() for c in t.chunks], pa.string())
+    uniques: np.ndarray | None = None
+    if pc.all(pc.match_substring_regex(whole, _INT_RE)).as_py() is not False:
+        try:
+            codes, uniques = pd.factorize(whole.cast(pa.int64()).to_numpy())
+        except pa.ArrowInvalid:  # beyond int64: text
+            uniques = None
+    if uniques is None:
+        enc = pc.dictionary_encode(whole.combine_chunks())
+        codes = enc.indices.to_numpy(zero_copy_only=False)
+        uniques = np.asarray(enc.dictionary.to_numpy(zero_copy_only=False), dtype=str)
+    bounds = np.cumsum([0] + [len(t) for t in texts.values()])
+    parts = {p: codes[a:b].astype(np.int32) for p, a, b in zip(texts, bounds[:-1], bounds[1:], strict=True)}
+    return parts, Vocabulary(uniques, name)
 
 
 def load_split_files(
@@ -350,15 +405,13 @@ def load_split_files(
                         column=col,
                     )
             frames[part] = df
-    uids, _ = _raw_ids(frames, "user_id")
-    iids, _ = _raw_ids(frames, "item_id")
-    users, _ = Vocabulary.from_values(np.concatenate(list(uids.values())), "user")
-    items, _ = Vocabulary.from_values(np.concatenate(list(iids.values())), "item")
-    event_names, event_codes = _event_codes(frames, {"train": train, "valid": valid, "test": test})
+    paths = {"train": train, "valid": valid, "test": test}
+    uids, users = _coded_ids(_texts(frames, "user_id", paths, "a user id"), "user")
+    iids, items = _coded_ids(_texts(frames, "item_id", paths, "an item id"), "item")
+    event_names, event_codes = _event_codes(frames, paths)
     parts = {}
     for part, df in frames.items():
-        u = users.index(uids[part])
-        i = items.index(iids[part])
+        u, i = uids.pop(part), iids.pop(part)
         ts = None
         if "timestamp" in df.columns:
             tsv = pd.to_numeric(df["timestamp"], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
@@ -384,20 +437,17 @@ def _event_codes(
     """Event type names and each part's codes from the ``event`` columns (none unless every part has one)."""
     if not frames or not all("event" in df.columns for df in frames.values()):
         return (), {}
-    texts = {}
-    for part, df in frames.items():
-        col = df["event"].astype("string").str.strip().str.lower()
-        if col.isna().any() or (col == "").any():
-            row = int(np.flatnonzero((col.isna() | (col == "")).to_numpy())[0])
-            raise DataError(f"expected an event type; got an empty value (line {row + 2})",
-                            source=str(paths[part]), row=row + 2, column="event")
-        texts[part] = col.to_numpy(dtype=object).astype(str)
-    found = set(np.unique(np.concatenate(list(texts.values()))).tolist())
+    texts = _texts(frames, "event", paths, "an event type", lower=True)
+    enc = pc.dictionary_encode(pa.chunked_array([c for t in texts.values() for c in t.chunks], pa.string())
+                               .combine_chunks())
+    found = enc.dictionary.to_pylist()  # the distinct names, first seen first
     order = list(DEFAULT_EVENT_WEIGHTS)
     names = tuple(sorted(found, key=lambda t: (order.index(t) if t in order else len(order), t)))
     if len(names) > 127:
         raise DataError(f"{len(names)} distinct event types; at most 127 are supported", column="event")
-    return names, {p: pd.Categorical(t, categories=list(names)).codes.astype(np.int8) for p, t in texts.items()}
+    codes = np.array([names.index(t) for t in found], dtype=np.int8)[enc.indices.to_numpy(zero_copy_only=False)]
+    bounds = np.cumsum([0] + [len(t) for t in texts.values()])
+    return names, {p: codes[a:b] for p, a, b in zip(texts, bounds[:-1], bounds[1:], strict=True)}
 
 
 def load_split(directory: str | Path, name: str | None = None) -> tuple[Split, Dataset]:
