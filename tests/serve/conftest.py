@@ -1,10 +1,15 @@
-"""Serving fixtures: small models trained once per session on bundled ml-100k, apps and a real server."""
+"""Serving fixtures: small models trained once per session on bundled ml-100k, apps and a real server
+(in a thread, or ``zenrec serve`` as a child process), and a shared event store on SQLite or PostgreSQL."""
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -110,3 +115,94 @@ def serve_app() -> Callable[..., Any]:
 def run_server() -> Callable[..., Any]:
     """``run_server(app)``: a context manager running ``app`` in uvicorn on loopback, yielding its URL."""
     return live_server
+
+
+class ServeProcess:
+    """``zenrec serve SOURCE --port P --store URL [ARGS…]`` as a child process (the Python server itself, no shell),
+    its output in the file ``log``; :meth:`wait_healthy` waits for ``/healthz``, :meth:`stop` ends it."""
+
+    def __init__(self, source: Path, store_url: str, log: Path, *args: str, env: dict[str, str] | None = None) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = log
+        base = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+        for name in ("ZENREC_API_KEY", "ZENREC_ERASURE_KEY"):
+            base.pop(name, None)
+        cmd = [sys.executable, "-m", "zenrec.cli", "serve", str(source), "--port", str(self.port),
+               "--store", store_url, *args]
+        with open(log, "ab") as out:  # a file, not a pipe: the log must never block the server
+            self.proc = subprocess.Popen(cmd, env={**base, **(env or {})}, stdout=out, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL)
+
+    def tail(self, n: int = 3000) -> str:
+        return self.log.read_text(errors="replace")[-n:]
+
+    def wait_healthy(self, timeout: float = 90.0) -> dict:
+        """The first ``/healthz`` body that answers 200 (an AssertionError with the log when the server exits
+        or does not answer in time)."""
+        import httpx
+
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                r = httpx.get(f"{self.url}/healthz", timeout=2)
+                if r.status_code == 200:
+                    return r.json()
+            except httpx.TransportError:
+                pass
+            if self.proc.poll() is not None:
+                raise AssertionError(f"zenrec serve exited with {self.proc.returncode}:\n{self.tail()}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"zenrec serve not healthy after {timeout:.0f} s:\n{self.tail()}")
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        """SIGTERM (a clean shutdown), SIGKILL when it does not exit in time; safe to call twice."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+
+@pytest.fixture(scope="session")
+def serve_process() -> type[ServeProcess]:
+    """``serve_process(source, store_url, log, *args)``: a ``zenrec serve`` child process (:class:`ServeProcess`)."""
+    return ServeProcess
+
+
+def postgres_base_url() -> str:
+    """The test PostgreSQL server's URL (``ZENREC_TEST_POSTGRES_URL``, set by ``scripts/with_postgres.sh``), or
+    skip; with ``ZENREC_REQUIRE_POSTGRES=1`` a missing server fails instead (as in tests/store)."""
+    url = os.environ.get("ZENREC_TEST_POSTGRES_URL", "")
+    if not url:
+        if os.environ.get("ZENREC_REQUIRE_POSTGRES") == "1":
+            pytest.fail("ZENREC_REQUIRE_POSTGRES=1 but ZENREC_TEST_POSTGRES_URL is unset: run the tests through "
+                        "scripts/with_postgres.sh (as `make test` does)", pytrace=False)
+        pytest.skip("PostgreSQL serving tests need ZENREC_TEST_POSTGRES_URL (run through scripts/with_postgres.sh)")
+    return url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def shared_store_url(request, tmp_path) -> Iterator[str]:
+    """An empty event store several servers can share: a SQLite file, or a fresh schema of the test PostgreSQL."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/shared/events.db"
+        return
+    import sqlalchemy as sa
+    from sqlalchemy.engine import make_url
+
+    base = postgres_base_url()
+    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
+    schema = f"zs_{uuid.uuid4().hex[:16]}"
+    try:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
+        yield make_url(base).update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
+            hide_password=False)
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
+    finally:
+        admin.dispose()

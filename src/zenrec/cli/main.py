@@ -853,6 +853,10 @@ def serve(
                                                     "sessions)")] = True,
     leaderboard: Annotated[Path | None, typer.Option("--leaderboard", help="a leaderboard JSON file (`zenrec compare "
                                                      "--json`) for the web page's model view and GET /model")] = None,
+    sync_seconds: Annotated[float, typer.Option("--sync-seconds", help="how often the server reads events and "
+                                                "erasures that other servers on the same store took (0: never)")] = 0.1,
+    sync_notify: Annotated[bool, typer.Option("--sync-notify/--no-sync-notify", help="on PostgreSQL, also read them "
+                                              "as soon as a commit notifies (LISTEN/NOTIFY)")] = True,
 ) -> None:
     """Serve Top-N over HTTP with real-time events (FastAPI + uvicorn; OpenAPI at /docs).
 
@@ -885,7 +889,8 @@ def serve(
                       log_sessions=log_session_lists, log_anonymous_reads=log_anonymous_reads,
                       served_max_rows=served_max_rows or None,
                       served_max_age_s=served_max_age_days * 86_400.0 if served_max_age_days else None,
-                      served_prune_s=served_prune_seconds, leaderboard=leaderboard)
+                      served_prune_s=served_prune_seconds, leaderboard=leaderboard, sync_seconds=sync_seconds,
+                      sync_notify=sync_notify)
     out.print(f"serving {model_dir} at http://{host}:{port}  (OpenAPI: http://{host}:{port}/docs; Ctrl-C stops)")
     out.print(f"web page: http://{host}:{port}/")
     try:

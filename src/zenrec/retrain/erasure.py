@@ -5,7 +5,9 @@ re-runnable (each step is idempotent):
 
 1. the user's keyed hash joins the tombstones, so a retrain starting now
    already leaves them out;
-2. their events and served lists are deleted from the store (one transaction);
+2. their events and served lists are deleted from the store (one transaction
+   that also records the erasure, by keyed hash, for every server following
+   the store: :mod:`zenrec.serve.follower`);
 3. each version directory is rewritten: ``training_log.npz`` without their
    rows, ``arrays.npz`` with their vocabulary entry replaced and their rows
    emptied (:func:`zenrec.store.erasure.erase_from_arrays`), each file by
@@ -137,7 +139,7 @@ def _forget(root: Path, dirs: list[tuple[str, Path]], user: Any, store: EventSto
                    else f"sqlite:///{(root / 'events.db').resolve()}")
         store = EventStore(store or default)
     try:
-        counts = erase_user_events(store, user)  # type: ignore[arg-type]
+        counts = erase_user_events(store, user, report.user_hash)  # type: ignore[arg-type]
         report.events, report.served_lists = counts["events"], counts["served_lists"]
         for name, path in dirs:
             rows = erase_from_training_log(path / TRAINING_LOG_FILE, user)
@@ -148,7 +150,7 @@ def _forget(root: Path, dirs: list[tuple[str, Path]], user: Any, store: EventSto
             if changed:
                 report.versions[name] = changed
         purge()  # events posted or lists logged while the versions were rewritten go too
-        again = erase_user_events(store, user)  # type: ignore[arg-type]
+        again = erase_user_events(store, user, report.user_hash)  # type: ignore[arg-type]
         report.events += again["events"]
         report.served_lists += again["served_lists"]
     finally:

@@ -5,7 +5,9 @@ model directory, or the promoted version of a registry root) as a
 :class:`~zenrec.serve.live.LiveModel`, the event store with its
 :class:`~zenrec.store.events.BatchWriter`, and the events stored since the
 model was trained, replayed into the live overlay so that a restart keeps
-real-time state.  Routes live in :mod:`zenrec.serve.routes`, one module per
+real-time state.  A :class:`~zenrec.serve.follower.StoreFollower` then keeps
+reading the store's tail, so events and erasures that other servers on the
+same store take reach this one too.  Routes live in :mod:`zenrec.serve.routes`, one module per
 resource; errors are JSON (:mod:`zenrec.serve.errors`).
 
     zenrec serve models/ease --port 8000          # or: uvicorn via create_app(...)
@@ -34,6 +36,7 @@ from zenrec.errors import ConfigError, ZenrecError
 from zenrec.models.bundle import ModelBundle
 from zenrec.retrieval.base import check_k
 from zenrec.serve.errors import ApiError, error_body, install_error_handlers
+from zenrec.serve.follower import DEFAULT_SYNC_SECONDS, StoreFollower
 from zenrec.serve.heap import freeze_heap
 from zenrec.serve.live import ListLog, LiveModel, default_store_url, is_registry, manifest_version
 from zenrec.serve.versions import RegistryWatcher, ServingView, start_view
@@ -74,6 +77,11 @@ class Metrics:
                                         "events refused as duplicates of a stored event id", registry=r)
         self.events_replayed = Counter("zenrec_events_replayed_total",
                                        "stored events replayed into the live state at startup", registry=r)
+        self.events_followed = Counter("zenrec_events_followed_total", "events stored through another server "
+                                       "(or writer) and applied from the store's tail", registry=r)
+        self.erasures_followed = Counter("zenrec_erasures_followed_total", "erasures recorded in the store "
+                                         "(by any server or `zenrec forget`) and applied by this server",
+                                         registry=r)
         self.events_attributed = Counter("zenrec_events_attributed_total",
                                          "events carrying a served list id, by the version that served the list "
                                          "and event type", ["model_version", "type"], registry=r)
@@ -120,6 +128,8 @@ class ServeState:
     log_anonymous_reads: bool = True
     #: the model directory or registry root served (``DELETE /users/{id}`` erases under it)
     source: Path | None = None
+    #: reads the events and erasures other servers put in the store (None: ``sync_seconds=0``)
+    follower: StoreFollower | None = None
 
     def served(self, out: Any, live: LiveModel, kind: str, started: float) -> dict[str, Any]:
         """Count, time and log one served list (``out``: :class:`~zenrec.models.query.Recommendations`); returns
@@ -268,17 +278,18 @@ def replay_events(live: LiveModel, store: Any, since_seq: int | None = None) -> 
     stored after the model was written.  ``live.replayed_through`` ends at
     the last seq read.
     """
-    seq, n = max(int(since_seq or 0), live.replayed_through), 0
-    while True:
-        page = store.events_since(seq, limit=_REPLAY_PAGE)
-        if not page:
-            break
-        seq = page[-1].seq
-        fresh = page if since_seq is not None else [e for e in page if e.created >= live.trained_at]
-        n += live.apply_events(fresh)
-        if len(page) < _REPLAY_PAGE:
-            break
-    live.replayed_through = seq
+    with live.replay_lock:  # the store follower moves replayed_through too
+        seq, n = max(int(since_seq or 0), live.replayed_through), 0
+        while True:
+            page = store.events_since(seq, limit=_REPLAY_PAGE)
+            if not page:
+                break
+            seq = page[-1].seq
+            fresh = page if since_seq is not None else [e for e in page if e.created >= live.trained_at]
+            n += live.apply_events(fresh)
+            if len(page) < _REPLAY_PAGE:
+                break
+        live.replayed_through = seq
     return n
 
 
@@ -303,6 +314,8 @@ def create_app(
     score_cache_mb: float = 64.0,
     durability: str = "fsync",
     leaderboard: str | Path | dict[str, Any] | None = None,
+    sync_seconds: float = DEFAULT_SYNC_SECONDS,
+    sync_notify: bool = True,
 ) -> FastAPI:
     """A FastAPI app serving a model directory (``zenrec train``) or a registry root's promoted version.
 
@@ -341,6 +354,12 @@ def create_app(
     survives; see :class:`~zenrec.store.events.EventStore`.
     ``leaderboard`` (a ``zenrec compare --json`` file or its dict) is shown by
     ``GET /model`` and the web page at ``/``.
+
+    Several servers may share one store (replicas on PostgreSQL, or processes
+    on one SQLite file): each reads the store's new events and erasures every
+    ``sync_seconds`` (0: never; the server then sees only what is posted to
+    it) and, on PostgreSQL with ``sync_notify``, as soon as a commit notifies
+    it (:mod:`zenrec.serve.follower`).
     """
     from zenrec._io import read_manifest
     from zenrec.models.base import MODEL_FORMAT
@@ -358,6 +377,10 @@ def create_app(
             raise ConfigError(f"the {name!r} parameter must be a number of seconds ≥ 0 or None; got {limit!r}")
     if isinstance(poll_seconds, bool) or not isinstance(poll_seconds, (int, float)) or not 0 <= poll_seconds < 3600:
         raise ConfigError(f"the 'poll_seconds' parameter must be a number of seconds from 0 to 3600; got {poll_seconds!r}")
+    if isinstance(sync_seconds, bool) or not isinstance(sync_seconds, (int, float)) or not 0 <= sync_seconds <= 60:
+        raise ConfigError(f"the 'sync_seconds' parameter must be a number of seconds from 0 to 60; got {sync_seconds!r}")
+    if not isinstance(sync_notify, bool):
+        raise ConfigError(f"the 'sync_notify' parameter must be true or false; got {sync_notify!r}")
     if retrieval not in ("auto", "exact", "faiss", "hnsw", "ivf"):
         raise ConfigError(f"the 'retrieval' parameter must be auto, exact, faiss, hnsw or ivf; got {retrieval!r}")
     if isinstance(score_cache_mb, bool) or not isinstance(score_cache_mb, (int, float)) or not (
@@ -388,17 +411,21 @@ def create_app(
 
             def load(version: str) -> LiveModel:
                 assert registry is not None
+                erased = store.last_erasure_seq()  # read before the files: later erasures are followed
                 live = LiveModel(ModelBundle.load(registry.path(version)), version, item_table, retrieval, lists,
                                  cache_bytes)
+                live.erasures_through = erased
                 replayed[0] += replay_events(live, store, registry.info(version).last_event_seq)
                 return live
 
             if registry is not None:
                 view = start_view(registry, load)
             else:
+                erased = store.last_erasure_seq()
                 bundle = ModelBundle.load(source)
                 live = LiveModel(bundle, manifest_version(source, bundle.manifest), item_table, retrieval, lists,
                                  cache_bytes)
+                live.erasures_through = erased
                 replayed[0] = replay_events(live, store)
                 view = ServingView(live.version, {live.version: live})
             writer = BatchWriter(store)
@@ -429,6 +456,10 @@ def create_app(
                                                 poll_seconds or 1.0)
                 if poll_seconds > 0:
                     state.watcher.start()
+            if sync_seconds > 0:
+                state.follower = StoreFollower(store, lambda: state.view, source, sync_seconds, sync_notify,
+                                               metrics.events_followed.inc, metrics.erasures_followed.inc)
+                state.follower.start()
             if key is None:
                 log.warning("no API key set: POST /events is open to anyone who can reach the server")
                 if log_lists and not log_anonymous_reads:
@@ -446,6 +477,9 @@ def create_app(
             watcher = getattr(getattr(app.state, "zenrec", None), "watcher", None)
             if watcher is not None:
                 watcher.stop()
+            follower = getattr(getattr(app.state, "zenrec", None), "follower", None)
+            if follower is not None:
+                follower.stop()
             served_log = getattr(getattr(app.state, "zenrec", None), "served_log", None)
             if served_log is not None:
                 served_log.close()

@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import threading
 import uuid
 from collections import OrderedDict, deque
@@ -44,7 +45,7 @@ from zenrec.models.query import Query, Recommendations, Vectors
 from zenrec.retrieval import Retriever, ScoreRetriever, attribute_filter, make_retriever
 from zenrec.retrieval.base import check_k
 from zenrec.serve.cache import ScoreCache
-from zenrec.store.erasure import erase_from_bundle
+from zenrec.store.erasure import erase_from_bundle, hash_prefixes, user_hash
 
 __all__ = ["ListLog", "LiveModel", "is_registry", "manifest_version", "default_store_url"]
 
@@ -56,6 +57,8 @@ MAX_OVERLAY = 500
 MAX_LISTS = 100_000
 #: catalogues up to this size are scored in the server's event loop (no thread hand-off)
 INLINE_MAX_ITEMS = 50_000
+#: erased users remembered with the event seq their erasure covered (an event it deleted, met later, is skipped)
+MAX_ERASED = 10_000
 #: default memory for users' cached score rows (:class:`~zenrec.serve.cache.ScoreCache`)
 SCORE_CACHE_BYTES = 64 << 20
 
@@ -129,7 +132,15 @@ class LiveModel:
         self.lists = lists if lists is not None else ListLog()
         self._served = np.zeros(self.n_items, dtype=bool)  # items this version has recommended
         self.items_served = 0
-        self.replayed_through = 0  # the store seq up to which stored events were replayed
+        self.replayed_through = 0  # the store seq up to which stored events were replayed (or followed)
+        self.erasures_through = 0  # the store's erasure seq up to which erasures are reflected in this version
+        #: held while a replay or the store follower moves :attr:`replayed_through`
+        self.replay_lock = threading.Lock()
+        # recently erased users (by a keyed hash under a per-process random key, not by raw id) -> the event seq
+        # their erasure covered: an event it deleted, met later, is skipped
+        self._erased: OrderedDict[bytes, int] = OrderedDict()
+        self._erased_key = os.urandom(16)
+        self._hash_index: tuple[bytes, np.ndarray, np.ndarray] | None = None  # key, sorted prefixes, positions
         self.events_applied = 0
         self.events_ignored = 0  # events on items the model does not know: stored, not scored
         self._scorer = ScoreRetriever(self.n_items)
@@ -177,12 +188,16 @@ class LiveModel:
                 if i < 0:
                     self.events_ignored += 1
                     continue
+                seq = int(getattr(e, "seq", 0) or 0)
+                if seq > 0 and self._erased and seq <= self._erased.get(self._erased_name(str(e.user)), 0):
+                    continue  # an event an erasure deleted, arriving after it
                 q = self._overlay.get(str(e.user))
                 if q is None:
                     q = self._overlay[str(e.user)] = deque(maxlen=MAX_OVERLAY)
-                seq = int(getattr(e, "seq", 0) or 0)
                 if seq > 0 and any(s == seq for _, s, _ in q):
                     continue
+                if seq > 0 and len(q) == q.maxlen and seq < min(s for _, s, _ in q):
+                    continue  # older than every event kept: it would push out a newer one
                 q.append((float(e.timestamp), seq, int(i)))
                 self._stamps[str(e.user)] = self._stamps.get(str(e.user), 0) + 1
                 applied += 1
@@ -215,17 +230,73 @@ class LiveModel:
         with self._lock:
             return str(user) not in self._overlay and self._user_index(user) >= 0
 
-    def forget(self, user: Any) -> dict[str, int]:
+    def forget(self, user: Any, through_seq: int | None = None) -> dict[str, int]:
         """Erase ``user`` from this loaded version (``zenrec forget``): their events since training, their
         cached score row and their row of the bundle's vocabulary and seen items; from the next read they are
-        an unknown user.  Returns what was removed."""
+        an unknown user.  Returns what was removed.
+
+        With ``through_seq`` (an erasure another server recorded in the store) only the user's events up to
+        that store ``seq`` go: later ones were posted after the erasure, by a user starting afresh.
+        """
         key = str(user).strip()
+        # the model's row goes first: a request that reads the stamp bumped below then reads the erased
+        # vocabulary, so no row scored for the known user can be cached under that stamp
+        known = erase_from_bundle(self.bundle, key)
         with self._lock:
             q = self._overlay.pop(key, None)
+            gone = len(q) if q else 0
+            if through_seq is not None:
+                name = self._erased_name(key)
+                self._erased[name] = max(int(through_seq), self._erased.pop(name, 0))
+                while len(self._erased) > MAX_ERASED:
+                    self._erased.popitem(last=False)
+                kept = [e for e in (q or ()) if e[1] > through_seq]
+                if kept:
+                    self._overlay[key] = deque(kept, maxlen=MAX_OVERLAY)
+                    gone -= len(kept)
             self._stamps[key] = self._stamps.get(key, 0) + 1  # a request scoring them now caches nothing valid
         rows = self.score_cache.drop(key)
-        known = erase_from_bundle(self.bundle, key)
-        return {"live_events": len(q) if q else 0, "cached_rows": rows, "model_rows": int(known)}
+        return {"live_events": gone, "cached_rows": rows, "model_rows": int(known)}
+
+    def _erased_name(self, key: str) -> bytes:
+        return hashlib.blake2b(key.encode(), key=self._erased_key, digest_size=16).digest()
+
+    def users_hashed(self, hashes: Iterable[str], key: bytes) -> dict[str, list[str]]:
+        """The users this version holds (in its vocabulary, or with events since training) whose keyed hash
+        (:func:`~zenrec.store.erasure.user_hash` under ``key``) is one of ``hashes``: hash → raw ids as text.
+
+        The vocabulary's hashes are computed once per key (about 2 s per million users) and kept as 16
+        bytes per user; each match is confirmed with the full hash.
+        """
+        wanted = set(hashes)
+        found: dict[str, set[str]] = {}
+        with self._lock:
+            keys = list(self._overlay)
+        for k in keys:
+            try:
+                h = user_hash(key, k)
+            except ConfigError:  # not an id the rule accepts: no erasure can name it
+                continue
+            if h in wanted:
+                found.setdefault(h, set()).add(k)
+        index = self._hash_index
+        if index is None or index[0] != key:
+            prefixes = hash_prefixes(key, self.bundle.users.all_ids)
+            order = np.argsort(prefixes, kind="stable")
+            index = self._hash_index = (key, prefixes[order], order)
+        _, sorted_prefixes, positions = index
+        ids = self.bundle.users.all_ids  # read once: an erasure swaps the vocabulary, never moves an index
+        for h in wanted:
+            p = np.uint64(int(h[:16], 16))
+            lo, hi = np.searchsorted(sorted_prefixes, p, "left"), np.searchsorted(sorted_prefixes, p, "right")
+            for pos in positions[lo:hi]:
+                raw = str(ids[pos].item() if hasattr(ids[pos], "item") else ids[pos])
+                try:
+                    if user_hash(key, raw) == h:
+                        found.setdefault(h, set()).add(raw)
+                except ConfigError:  # an erased row's placeholder
+                    continue
+        return {h: sorted(v) for h, v in found.items()}
 
     def users_with_events(self) -> int:
         """How many users have events in the overlay."""

@@ -28,6 +28,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import secrets
 import threading
 import time
@@ -35,16 +36,25 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 import sqlalchemy as sa
 
 from zenrec._io import atomic_file, load_arrays, save_arrays
 from zenrec.data.ids import normalize_id
 from zenrec.data.vocab import Vocabulary
 from zenrec.errors import ConfigError
-from zenrec.store.events import EventStore, events_table, served_table
+from zenrec.store.events import (
+    EventStore,
+    erasures_table,
+    events_table,
+    hold_append_lock,
+    notify_change,
+    served_table,
+)
 
 __all__ = ["KEY_ENV", "ErasureLog", "user_hash", "load_key", "erase_user_events", "erase_from_arrays",
-           "erase_from_bundle", "placeholder_id", "erasure_dir", "read_key_file", "pseudonymise_users"]
+           "erase_from_bundle", "placeholder_id", "erasure_dir", "read_key_file", "pseudonymise_users",
+           "hash_prefixes"]
 
 #: the environment variable that holds the erasure key (any non-empty text); else ``erasure/erasure.key``
 KEY_ENV = "ZENREC_ERASURE_KEY"
@@ -60,6 +70,7 @@ USER_ROW_ARRAYS = ("model.user_factors", "model.user_vecs", "model.sequences", "
 USER_CSR = ("model.hist", "extra.seen")
 
 _lock = threading.Lock()
+_HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
 def erasure_dir(root: str | Path) -> Path:
@@ -104,6 +115,18 @@ def load_key(directory: str | Path, create: bool = True) -> bytes:
 def user_hash(key: bytes, user: Any) -> str:
     """The keyed hash that names ``user`` in tombstones and the audit log: hex HMAC-SHA256 of its text."""
     return hmac.new(key, _user_text(user).encode(), hashlib.sha256).hexdigest()
+
+
+def hash_prefixes(key: bytes, ids: np.ndarray) -> np.ndarray:
+    """The first 8 bytes of every id's keyed hash (:func:`user_hash`, of the id's text) as ``uint64``: a
+    compact index for finding which of many ids a hash names (confirm a match with :func:`user_hash`).
+
+    ``ids`` are ids as a vocabulary stores them (already normalised); any id hashes, placeholders included.
+    """
+    out = np.empty(len(ids), dtype=np.uint64)
+    for n, u in enumerate(np.asarray(ids).tolist()):
+        out[n] = int.from_bytes(hmac.new(key, str(u).encode(), hashlib.sha256).digest()[:8], "big")
+    return out
 
 
 class ErasureLog:
@@ -188,14 +211,33 @@ class ErasureLog:
         return [json.loads(line) for line in lines if line.strip()]
 
 
-def erase_user_events(store: EventStore, user: Any) -> dict[str, int]:
-    """Delete ``user``'s events and served lists in one transaction; the counts deleted."""
+def erase_user_events(store: EventStore, user: Any, user_hash: str | None = None) -> dict[str, int]:
+    """Delete ``user``'s events and served lists in one transaction; the counts deleted.
+
+    With ``user_hash`` (the user's keyed hash, :func:`user_hash`) the same
+    transaction records the erasure in the store's ``erasures`` table — the
+    hash and the last event ``seq`` it covers, never the raw id — so that
+    every server following the store forgets the user too
+    (:mod:`zenrec.serve.follower`).  On PostgreSQL it holds the appenders'
+    lock, so no event of the user commits beside it unseen.
+    """
     uid = _user_text(user)
+    if user_hash is not None and not (isinstance(user_hash, str) and _HEX64.fullmatch(user_hash)):
+        raise ConfigError(f"the 'user_hash' parameter must be 64 hex digits (user_hash()); got {user_hash!r}")
     with store._write("erase_user") as conn:
+        if store.dialect == "postgresql":
+            hold_append_lock(conn)
         if store.dialect == "sqlite":  # the deleted rows' bytes are overwritten, not left in free pages
             conn.exec_driver_sql("PRAGMA secure_delete=ON")
+        # read before the delete: the user's own events may be the newest
+        through = conn.execute(sa.select(sa.func.coalesce(sa.func.max(events_table.c.seq), 0))).scalar()
         served = conn.execute(sa.delete(served_table).where(served_table.c.user_id == uid)).rowcount or 0
         events = conn.execute(sa.delete(events_table).where(events_table.c.user_id == uid)).rowcount or 0
+        if user_hash is not None:
+            conn.execute(sa.insert(erasures_table).values(user_hash=user_hash, through_seq=int(through or 0),
+                                                          created=time.time()))
+            if store.dialect == "postgresql":
+                notify_change(conn)
     if events or served:
         _compact(store)
     return {"events": int(events), "served_lists": int(served)}
@@ -296,16 +338,22 @@ def erase_from_bundle(bundle: Any, user: Any) -> bool:
     The user's vocabulary entry becomes the placeholder (a new vocabulary, swapped in with one assignment)
     and their seen row is emptied; True when the bundle knew them.
     """
-    ids = bundle.users.all_ids
-    u = _index_of(ids, user)
+    vocab = bundle.users
+    ids = vocab.all_ids
+    u = int(vocab.index([_user_text(user)], missing="mask")[0])
     if u < 0:
         return False
     new = ids.copy() if ids.dtype.kind == "i" else ids.astype(object)
     new[u] = placeholder_id(ids, u)
     bundle.users = Vocabulary(new.astype(np.int64) if ids.dtype.kind == "i" else new.astype(str), "user")
-    seen = bundle.seen.tolil(copy=True)
-    seen.rows[u], seen.data[u] = [], []
-    bundle.seen = seen.tocsr()
+    seen = bundle.seen.tocsr()
+    lo, hi = int(seen.indptr[u]), int(seen.indptr[u + 1])
+    if hi > lo:  # the row emptied in CSR form: O(nnz) array copies, no per-row Python objects
+        indptr = seen.indptr.copy()
+        indptr[u + 1:] -= hi - lo
+        gone = slice(lo, hi)
+        bundle.seen = sp.csr_matrix((np.delete(seen.data, gone), np.delete(seen.indices, gone), indptr),
+                                    shape=seen.shape)
     return True
 
 

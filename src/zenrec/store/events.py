@@ -2,7 +2,7 @@
 
 SQLite (a file, WAL journal, ``synchronous=FULL``) is the default; PostgreSQL
 is chosen by URL (``postgresql+psycopg://user@host/db``), so several serving
-replicas can share one store.  One table, ``events``::
+replicas can share one store.  The main table, ``events``::
 
     seq            autoincrement primary key: the order events were stored in
     event_id       the client's id for the event, unique when given (idempotency)
@@ -19,6 +19,15 @@ replicas can share one store.  One table, ``events``::
 committed, so an acknowledged event survives the process being killed.
 :class:`BatchWriter` gathers events from many threads into few transactions
 for load, resolving each caller's future only after the commit.
+
+Beside it, ``served_lists`` (:mod:`zenrec.store.served`) and ``erasures``: one
+row per erasure (:func:`zenrec.store.erasure.erase_user_events`), naming the
+user by keyed hash only, with the last event ``seq`` it covered.  Replicas
+tail ``events`` and ``erasures`` by ``seq`` (:meth:`EventStore.events_since`,
+:meth:`EventStore.erasures_since`); on PostgreSQL each commit that adds to
+them also notifies the store's channel (:data:`CHANGE_CHANNEL_SQL`, one per
+schema), a wake-up for :class:`zenrec.store.changes.StoreListener` (the
+``seq`` stays the truth).
 """
 
 from __future__ import annotations
@@ -53,6 +62,8 @@ if TYPE_CHECKING:
 __all__ = [
     "Event",
     "EventRecord",
+    "ErasureRecord",
+    "CHANGE_CHANNEL_SQL",
     "Stored",
     "EventStore",
     "BatchWriter",
@@ -69,6 +80,9 @@ FRAME_COLUMNS = ("user", "item", "event", "value", "timestamp", "event_id", "lis
 
 _IN_CHUNK = 500  # ids per ``IN (...)`` lookup
 _APPEND_LOCK = 0x7A656E72  # PostgreSQL advisory lock key of appends ("zenr")
+#: SQL for the PostgreSQL channel that every commit adding events or erasures notifies (a wake-up, no
+#: payload): one channel per schema, so stores in other schemas of the database do not wake each other
+CHANGE_CHANNEL_SQL = "'zenrec:' || md5(coalesce(current_schema(), ''))"
 
 
 class StoreError(ZenrecError, RuntimeError):
@@ -114,6 +128,19 @@ served_table = sa.Table(
     sa.Column("latency_ms", sa.Double(), nullable=False),
     sa.Column("created", sa.Double(), nullable=False),
     sa.Index("ix_served_created", "created"),
+)
+
+
+# one row per erasure (written by zenrec.store.erasure.erase_user_events): replicas tail it by seq and forget
+# the user; the user is named by keyed hash only, never by raw id
+erasures_table = sa.Table(
+    "erasures",
+    _metadata,
+    sa.Column("seq", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("user_hash", sa.String(64), nullable=False),  # hex HMAC-SHA256 (zenrec.store.erasure.user_hash)
+    sa.Column("through_seq", sa.BigInteger(), nullable=False),  # the largest events.seq when the rows were deleted
+    sa.Column("created", sa.Double(), nullable=False),
+    sqlite_autoincrement=True,
 )
 
 
@@ -261,6 +288,17 @@ class EventRecord:
     event_id: str | None
     list_id: str | None
     model_version: str | None
+    created: float
+
+
+@dataclass(frozen=True)
+class ErasureRecord:
+    """One erasure as read back from the store: the user's keyed hash, and the last event ``seq`` it covered
+    (every event of the user up to ``through_seq`` was deleted; later ones are new)."""
+
+    seq: int
+    user_hash: str
+    through_seq: int
     created: float
 
 
@@ -464,7 +502,7 @@ class EventStore:
                 # one appender at a time, until commit: seqs then become visible in order, so a reader that
                 # has seen seq N never later finds a new event below N (replay and retrain tail by seq).
                 # SQLite's BEGIN IMMEDIATE already serialises writers.
-                conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_APPEND_LOCK})")
+                hold_append_lock(conn)
             # runs of keyed / unkeyed events, so seqs follow the batch order
             start = 0
             while start < len(to_insert):
@@ -506,6 +544,8 @@ class EventStore:
                     raise DataError(f"event_id {e.event_id!r} already names the event of user {was[0]!r} on item "
                                     f"{was[1]!r}; this one is user {e.user!r} on item {e.item!r} (nothing was "
                                     "stored: give each event its own id)")
+            if fresh and self.dialect == "postgresql":
+                notify_change(conn)  # delivered at the commit, to every replica listening
         out = []
         for i, e in enumerate(evs):
             if i in fresh:
@@ -578,6 +618,26 @@ class EventStore:
             stmt = stmt.limit(_limit(limit))
         return [_record(r) for r in self._read(stmt)]
 
+    def last_seq(self) -> int:
+        """The largest event ``seq`` stored so far (0 for an empty store)."""
+        return int(self._read(sa.select(sa.func.coalesce(sa.func.max(_T.seq), 0)))[0][0])
+
+    def erasures_since(self, seq: int = 0, limit: int | None = None) -> list[ErasureRecord]:
+        """Erasures recorded after ``seq`` (exclusive), in ``seq`` order (written, like events, one writer at a
+        time, so a tailer never misses one behind the last seq it read)."""
+        if isinstance(seq, bool) or not isinstance(seq, numbers.Integral) or seq < 0:
+            raise ConfigError(f"the 'seq' parameter must be a non-negative integer; got {seq!r}")
+        e = erasures_table.c
+        stmt = sa.select(e.seq, e.user_hash, e.through_seq, e.created).where(e.seq > int(seq)).order_by(e.seq)
+        if limit is not None:
+            stmt = stmt.limit(_limit(limit))
+        return [ErasureRecord(int(r[0]), str(r[1]), int(r[2]), float(r[3])) for r in self._read(stmt)]
+
+    def last_erasure_seq(self) -> int:
+        """The largest erasure ``seq`` recorded so far (0 when none)."""
+        e = erasures_table.c
+        return int(self._read(sa.select(sa.func.coalesce(sa.func.max(e.seq), 0)))[0][0])
+
     def frame(self, since_ts: float | None = None, until_ts: float | None = None) -> pd.DataFrame:
         """Events with ``since_ts <= timestamp < until_ts`` as a DataFrame, oldest first.
 
@@ -616,6 +676,19 @@ class EventStore:
 
     def __repr__(self) -> str:
         return f"EventStore({self.url!r})"
+
+
+def hold_append_lock(conn: Connection) -> None:
+    """PostgreSQL: take the appenders' advisory lock until ``conn``'s transaction ends (SQLite's ``BEGIN
+    IMMEDIATE`` already serialises writers): a transaction holding it sees every committed event and no
+    append commits beside it, so its ``max(seq)`` is exact."""
+    conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_APPEND_LOCK})")
+
+
+def notify_change(conn: Connection) -> None:
+    """PostgreSQL: notify the store's channel (:data:`CHANGE_CHANNEL_SQL`) from ``conn``'s transaction; it is
+    sent when the transaction commits."""
+    conn.exec_driver_sql(f"SELECT pg_notify({CHANGE_CHANNEL_SQL}, '')")
 
 
 def _row(e: Event, now: float) -> dict[str, Any]:

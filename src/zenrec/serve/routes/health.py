@@ -23,6 +23,9 @@ def healthz(request: Request) -> dict[str, Any]:
     live = view.live
     # not None when the promoted version could not be loaded and an older one serves
     problem = view.problem or (state.watcher.last_error if state.watcher is not None else None)
+    follower = state.follower
+    if problem is None and follower is not None and follower.last_error is not None:
+        problem = f"following the event store: {follower.last_error}"
     return {
         "status": "degraded" if problem else "ok",
         "model_version": live.version,
@@ -38,6 +41,7 @@ def healthz(request: Request) -> dict[str, Any]:
         "score_cache": {"users": len(live.score_cache), "bytes": live.score_cache.bytes,
                         "hit_rate": round(live.score_cache.hit_rate(), 4)},
         "store": state.store.dialect,
+        "sync": follower.status() if follower is not None else {"mode": "off"},
         "problem": problem,
     }
 
