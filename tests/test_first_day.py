@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -48,15 +46,7 @@ def zenrec(*args: object, cwd: Path) -> subprocess.CompletedProcess:
     return r
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def test_a_shop_log_from_ingest_to_a_counted_conversion(tmp_path):
+def test_a_shop_log_from_ingest_to_a_counted_conversion(tmp_path, serve_process):
     import httpx
 
     shop_log(tmp_path)
@@ -76,21 +66,11 @@ def test_a_shop_log_from_ingest_to_a_counted_conversion(tmp_path):
     assert manifest["tuning"]["label"] == winner and manifest["events"]["aliases"]["buy"] == "purchase"
     assert "zenrec train data" in r.stdout
 
-    port = free_port()
-    server = subprocess.Popen([*ZENREC, "serve", "best", "--host", "127.0.0.1", "--port", str(port),
-                               "--data", "data"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              text=True, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
+    server = serve_process("best", None, tmp_path / "server.log", "--host", "127.0.0.1", "--data", "data",
+                           cwd=tmp_path)
+    url = server.url
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert server.poll() is None and time.monotonic() < deadline, "the server did not start"
-            time.sleep(0.2)
+        server.wait_healthy(60)
         lists = [httpx.get(f"{url}/users/cust-{u}/recommendations", params={"k": 5}).json() for u in range(4)]
         assert all(len(body["items"]) == 5 and body["list_id"] for body in lists), lists
         first = lists[0]
@@ -100,8 +80,7 @@ def test_a_shop_log_from_ingest_to_a_counted_conversion(tmp_path):
         wrong = httpx.post(f"{url}/events", json={**buy, "type": "wishlist"})
         assert wrong.status_code == 422 and "buy→purchase" in wrong.json()["error"]["message"]
     finally:
-        os.killpg(server.pid, signal.SIGTERM)  # a clean stop flushes the served-list log
-        server.wait(30)
+        server.stop()  # SIGTERM: a clean stop flushes the served-list log
 
     r = zenrec("report", "online", "best", "--json", "online.json", cwd=tmp_path)
     (row,) = json.loads((tmp_path / "online.json").read_text())["rows"]

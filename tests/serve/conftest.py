@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -115,62 +113,6 @@ def serve_app() -> Callable[..., Any]:
 def run_server() -> Callable[..., Any]:
     """``run_server(app)``: a context manager running ``app`` in uvicorn on loopback, yielding its URL."""
     return live_server
-
-
-class ServeProcess:
-    """``zenrec serve SOURCE --port P --store URL [ARGS…]`` as a child process (the Python server itself, no shell),
-    its output in the file ``log``; :meth:`wait_healthy` waits for ``/healthz``, :meth:`stop` ends it."""
-
-    def __init__(self, source: Path, store_url: str, log: Path, *args: str, env: dict[str, str] | None = None) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = log
-        base = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-        for name in ("ZENREC_API_KEY", "ZENREC_ERASURE_KEY"):
-            base.pop(name, None)
-        cmd = [sys.executable, "-m", "zenrec.cli", "serve", str(source), "--port", str(self.port),
-               "--store", store_url, *args]
-        with open(log, "ab") as out:  # a file, not a pipe: the log must never block the server
-            self.proc = subprocess.Popen(cmd, env={**base, **(env or {})}, stdout=out, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL)
-
-    def tail(self, n: int = 3000) -> str:
-        return self.log.read_text(errors="replace")[-n:]
-
-    def wait_healthy(self, timeout: float = 90.0) -> dict:
-        """The first ``/healthz`` body that answers 200 (an AssertionError with the log when the server exits
-        or does not answer in time)."""
-        import httpx
-
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                r = httpx.get(f"{self.url}/healthz", timeout=2)
-                if r.status_code == 200:
-                    return r.json()
-            except httpx.TransportError:
-                pass
-            if self.proc.poll() is not None:
-                raise AssertionError(f"zenrec serve exited with {self.proc.returncode}:\n{self.tail()}")
-            if time.monotonic() > deadline:
-                raise AssertionError(f"zenrec serve not healthy after {timeout:.0f} s:\n{self.tail()}")
-            time.sleep(0.1)
-
-    def stop(self) -> None:
-        """SIGTERM (a clean shutdown), SIGKILL when it does not exit in time; safe to call twice."""
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-
-
-@pytest.fixture(scope="session")
-def serve_process() -> type[ServeProcess]:
-    """``serve_process(source, store_url, log, *args)``: a ``zenrec serve`` child process (:class:`ServeProcess`)."""
-    return ServeProcess
 
 
 def postgres_base_url() -> str:

@@ -17,12 +17,8 @@ from __future__ import annotations
 import os
 import random
 import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 
 import httpx
 import pytest
@@ -33,59 +29,7 @@ from zenrec.store.events import EventStore
 CLIENTS = 4
 KILL_AT_ACKS = 300  # kill once this many events are acknowledged …
 KILL_AFTER_S = 3.0  # … or this long after the load started, whichever comes first
-STARTUP_S = 60.0
 RETRY_BATCH = 250
-
-
-def free_port() -> int:
-    """A TCP port free on loopback right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Server:
-    """``zenrec serve`` as a child process (the Python server itself, no shell), logging to a file."""
-
-    def __init__(self, model_dir: Path, store_url: str, log: Path) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = log
-        env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-        env.pop("ZENREC_API_KEY", None)
-        cmd = [sys.executable, "-m", "zenrec.cli", "serve", str(model_dir), "--port", str(self.port),
-               "--store", store_url]
-        with open(log, "ab") as out:  # a file, not a pipe: the access log must never block the server
-            self.proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL)
-
-    def tail(self, n: int = 3000) -> str:
-        return self.log.read_text(errors="replace")[-n:]
-
-    def wait_healthy(self) -> dict:
-        deadline = time.monotonic() + STARTUP_S
-        while True:
-            try:
-                r = httpx.get(f"{self.url}/healthz", timeout=2)
-                if r.status_code == 200:
-                    return r.json()
-            except httpx.TransportError:
-                pass
-            if self.proc.poll() is not None:
-                raise AssertionError(f"zenrec serve exited with {self.proc.returncode}:\n{self.tail()}")
-            if time.monotonic() > deadline:
-                raise AssertionError(f"zenrec serve not healthy after {STARTUP_S:.0f} s:\n{self.tail()}")
-            time.sleep(0.1)
-
-    def stop(self) -> None:
-        """SIGTERM (a clean shutdown), SIGKILL when it does not exit in time; safe to call twice."""
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
 
 
 class Load:
@@ -156,7 +100,7 @@ def _read_store(url: str) -> list:
 
 
 @pytest.mark.slow
-def test_acknowledged_events_survive_sigkill_of_http_server(model_dirs, tmp_path):
+def test_acknowledged_events_survive_sigkill_of_http_server(model_dirs, tmp_path, serve_process):
     t_start = time.monotonic()
     model_dir = model_dirs("ease")
     bundle = ModelBundle.load(model_dir)
@@ -166,7 +110,7 @@ def test_acknowledged_events_survive_sigkill_of_http_server(model_dirs, tmp_path
     log = tmp_path / "server.log"
 
     # ---------------------------------------------------------------- load, then SIGKILL
-    first = Server(model_dir, store_url, log)
+    first = serve_process(model_dir, store_url, log)
     load = None
     try:
         health = first.wait_healthy()
@@ -212,7 +156,7 @@ def test_acknowledged_events_survive_sigkill_of_http_server(model_dirs, tmp_path
     unacked_stored = len(by_id) - len(acked)  # committed, but the answer never reached the client
 
     # ---------------------------------------------------------------- restart on the same store
-    second = Server(model_dir, store_url, log)
+    second = serve_process(model_dir, store_url, log)
     try:
         health = second.wait_healthy()
         assert health["events_replayed"] == len(rows), (health, len(rows))
