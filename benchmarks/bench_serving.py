@@ -55,6 +55,14 @@ Results: one JSON line per measurement in ``benchmarks/.work/results/serving.jso
     .venv/bin/python benchmarks/bench_serving.py --only a --seconds 5 --rates 100 --repeats 1  # a smoke run
     .venv/bin/python benchmarks/bench_serving.py --reuse --write-docs
     .venv/bin/python benchmarks/bench_serving.py --only d --seconds 60 --repeats 1   # served-list bound, ~2 min
+    .venv/bin/python benchmarks/bench_serving.py --only s --users 100000 --s-workers 1 2 --write-docs  # scaling.md
+
+* (s) 1M items (as (c), faiss) at scale: the server's start-up when it builds
+  its HNSW index and saves it beside the model, then when it memory-maps the
+  saved index; then ``--s-workers`` counts of ``zenrec serve --reuse-port``
+  processes on one port and one SQLite store under ``--s-rates`` and closed
+  loop.  Requests go to users drawn uniformly from every synthetic user
+  (``--users``).  Renders the ``serving`` section of docs/scaling.md.
 """
 
 from __future__ import annotations
@@ -384,6 +392,11 @@ class Server:
     def pid(self) -> int | None:
         return None if self.proc is None else self.proc.pid
 
+    @property
+    def pids(self) -> list[int]:
+        """Every process of this server (one; :class:`Workers` has several)."""
+        return [] if self.pid is None else [self.pid]
+
     def start(self, timeout: float) -> float:
         """Start and wait for ``/healthz``; returns the seconds it took."""
         import shutil
@@ -393,8 +406,10 @@ class Server:
 
         self.logs.mkdir(parents=True, exist_ok=True)
         self.store.parent.mkdir(parents=True, exist_ok=True)
+        joining = getattr(self, "joins", False)  # another worker on a port (and store) already served
         for suffix in ("", "-wal", "-shm", "-journal"):  # a fresh event store: nothing replayed
-            Path(str(self.store) + suffix).unlink(missing_ok=True)
+            if not joining:
+                Path(str(self.store) + suffix).unlink(missing_ok=True)
         exe = Path(sys.executable).with_name("zenrec")
         cli = [str(exe)] if exe.exists() else [shutil.which("zenrec") or "zenrec"]
         cmd = cli + ["serve", str(self.model_dir), "--port", str(self.port), "--retrieval", self.retrieval,
@@ -406,6 +421,8 @@ class Server:
         if self.core is not None and self.build_threads <= 1:
             cmd = ["taskset", "-c", str(self.core)] + cmd
             self.pinned = f"core {self.core}"
+        elif shutil.which("taskset"):  # every core, not the affinity this script inherited (its own core)
+            cmd = ["taskset", "-c", f"0-{(os.cpu_count() or 1) - 1}"] + cmd
         log(f"server {self.name}: {' '.join(cmd)}")
         t0 = time.perf_counter()
         self._log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
@@ -416,7 +433,10 @@ class Server:
                 if self.proc.poll() is not None:
                     raise RuntimeError(f"server {self.name} exited with {self.proc.returncode}:\n{self.tail()}")
                 try:
-                    if c.get(self.base + "/healthz").status_code == 200:
+                    if joining:  # /healthz would answer from the worker already up
+                        if "Application startup complete" in self.tail(100_000):
+                            break
+                    elif c.get(self.base + "/healthz").status_code == 200:
                         break
                 except httpx.HTTPError:
                     pass
@@ -468,7 +488,7 @@ def snapshot(client, server: Server, locust_pid: int | None) -> dict:
         log(f"metrics scrape failed: {exc}")
         metrics = {}
     busy, total = system_cpu()
-    return {"t": t, "metrics": metrics, "server_cpu": proc_cpu_seconds(server.pid),
+    return {"t": t, "metrics": metrics, "server_cpu": sum(proc_cpu_seconds(p) for p in server.pids),
             "locust_cpu": proc_cpu_seconds(locust_pid), "self_cpu": proc_cpu_seconds(os.getpid()),
             "busy": busy, "total": total}
 
@@ -855,6 +875,95 @@ def case_c(args, out: dict) -> None:
                      "users_below_0_8": sum(r < 0.8 for r in per_user)})
 
 
+class Workers:
+    """``n`` ``zenrec serve --reuse-port`` processes on one port and one event store (the kernel spreads the
+    connections); looks like one :class:`Server` to :func:`run_load` (CPU: all of them; ``/metrics``: whichever
+    worker answers the scrape)."""
+
+    def __init__(self, model_dir: Path, n: int, name: str, extra: list[str]) -> None:
+        self.servers = [Server(model_dir, "faiss", f"{name}-w{i}", None, extra=["--reuse-port", *extra])
+                        for i in range(n)]
+        first = self.servers[0]
+        for w in self.servers[1:]:
+            w.port, w.base, w.store, w.joins = first.port, first.base, first.store, True
+        self.base, self.name = first.base, name
+        self.pinned = "no (the workers and the load generator share both cores)" if n > 1 else first.pinned
+
+    @property
+    def pid(self) -> int | None:
+        return self.servers[0].pid
+
+    @property
+    def pids(self) -> list[int]:
+        return [p for w in self.servers for p in w.pids]
+
+    @property
+    def proc(self):
+        """A worker that exited, else the first one (``run_load`` checks that none died)."""
+        return next((w.proc for w in self.servers if w.proc is not None and w.proc.poll() is not None),
+                    self.servers[0].proc)
+
+    def tail(self, n: int = 3000) -> str:
+        return "\n".join(w.tail(n // len(self.servers)) for w in self.servers)
+
+    def start(self, timeout: float) -> float:
+        return max(w.start(timeout) for w in self.servers)  # one after the other: the first maps the index
+
+    def stop(self) -> None:
+        for w in self.servers:
+            w.stop()
+
+
+def case_s(args, out: dict) -> None:
+    """(s) serving at scale: start-up of the 1M-item faiss server building its index, then mapping the saved
+    one; then 1..N workers (``--s-workers``) sharing the port and the store under ``--s-rates`` and closed loop."""
+    import shutil
+
+    path, users, info = synthetic_bundle(args)
+    users_file = write_users("s", users)
+    index = path / "index"
+    for label in ("build", "mapped"):
+        if label == "build":
+            if args.s_keep_index and (index / "manifest.json").exists():
+                continue
+            shutil.rmtree(index, ignore_errors=True)
+        server = Server(path, "faiss", f"s-start-{label}", None, build_threads=args.build_threads,
+                        extra=served_extra(args))
+        meta = {"case": "s", "kind": "start", "index": label, "model": "als (synthetic)", **info,
+                "users_sampled": len(users), "loadavg_before": loadavg()}
+        try:
+            meta["startup_s"] = round(server.start(args.start_timeout), 2)
+        except Exception as exc:  # noqa: BLE001 - recorded; the load runs need the saved index
+            meta["error"] = str(exc)[-2000:]
+        finally:
+            server.stop()
+            meta["loadavg_after"] = loadavg()
+            out["emit"](meta)
+    for n in args.s_workers:
+        group: Server | Workers = (Server(path, "faiss", "s-1worker", args.server_core, extra=served_extra(args))
+                                   if n == 1 else Workers(path, n, f"s-{n}workers", served_extra(args)))
+        meta = {"case": "s", "kind": "meta", "workers": n, "loadavg_before": loadavg()}
+        try:
+            meta["startup_s"] = round(group.start(args.start_timeout), 2)
+            meta["pinned"] = group.pinned
+            for rep in range(args.repeats):
+                for rate in args.s_rates:
+                    rec = run_load(group, users_file, f"s-{n}w-{rate:g}-r{rep}", args, rate)
+                    out["emit"]({"case": "s", "kind": "load", "workers": n, "rate": rate, "repeat": rep,
+                                 "loadavg": loadavg(), **rec})
+                if args.max_users > 0:
+                    rec = run_load(group, users_file, f"s-{n}w-max-r{rep}", args, None, closed_users=args.max_users)
+                    out["emit"]({"case": "s", "kind": "load", "workers": n, "rate": "max", "repeat": rep,
+                                 "loadavg": loadavg(), **rec})
+        except Exception as exc:  # noqa: BLE001 - the other worker counts still run
+            log(f"case s, {n} workers failed: {exc}")
+            out["emit"]({"case": "s", "kind": "error", "workers": n, "error": str(exc)[-3000:]})
+        finally:
+            group.stop()
+            meta["loadavg_after"] = loadavg()
+            out["emit"](meta)
+
+
 #: case (d)'s bound and prune interval when ``--served-max-rows`` / ``--served-prune-seconds`` are not given
 D_MAX_ROWS, D_PRUNE_S = 5000, 1.0
 
@@ -1216,6 +1325,73 @@ def render(records: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+S_COMMAND = ("python benchmarks/bench_serving.py --only s --users 100000 --s-workers 1 2 --s-rates 300 500 "
+             "--seconds 15 --repeats 3 --write-docs")
+
+
+def render_s(records: list[dict]) -> str:
+    """The ``serving`` section of docs/scaling.md: start-up with and without a saved index, then throughput and
+    latency by worker count (medians over repeats), from the latest (s) run."""
+    mine = [r for r in records if r.get("case") == "s"]
+    if not mine:
+        return "## Serving\n\nNo (s) run recorded yet: `" + S_COMMAND + "`."
+    def latest(kind: str) -> list[dict]:  # a run with --s-keep-index measures no build: take the starts of another
+        runs = [r["run_id"] for r in mine if r.get("kind") == kind]
+        return [r for r in mine if runs and r["run_id"] == max(runs)]
+
+    rs = latest("load") or latest("start")
+    last = rs[0]["run_id"]
+    env = next((r["env"] for r in rs if r.get("env")), {})
+    starts = [r for r in latest("start") if r.get("kind") == "start"]
+    data = starts[0] if starts else {}
+    lines = ["## Serving", "", f"Command: `{S_COMMAND}`", "",
+             f"Run {last} on {env.get('machine', '–')}; {_client_name(env)}; window {env.get('seconds', '–')} s "
+             f"after {env.get('warmup', '–')} s of warm-up, {env.get('repeats', '–')} repeat(s); medians. "
+             f"Data: {data.get('items', '–'):,} items × {data.get('dim', '–')} dims (synthetic ALS bundle), "
+             f"requests for users drawn uniformly from all {data.get('users_sampled', '–'):,} users "
+             "(`GET /users/{u}/recommendations?k=10`; known users without new events: one HNSW search each, "
+             "no score cache involved).", "",
+             "| start-up of one server | seconds to `/healthz` | load average before → after | run |",
+             "|---|---|---|---|"]
+    for r in starts:
+        what = ("builds the HNSW index and saves it beside the model" if r.get("index") == "build"
+                else "memory-maps the saved index (checked against the model's vectors)")
+        lines.append(f"| {what} | {_num(r.get('startup_s'))}{' (failed)' if r.get('error') else ''} | "
+                     f"{r.get('loadavg_before', '–')} → {r.get('loadavg_after', '–')} | {r['run_id']} |")
+    lines += ["", "| workers | target req/s | achieved req/s | errors | p50 ms | p99 ms (range) | max ms | "
+              "server CPU (cores) | server CPU ms / request | load average (1 min) |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
+    groups: dict[tuple, list[dict]] = {}
+    for r in rs:
+        if r.get("kind") == "load":
+            groups.setdefault((r["workers"], str(r["rate"])), []).append(r)
+    met = False
+    for (n, rate), g in sorted(groups.items(), key=lambda x: (x[0][0], 1e12 if x[0][1] == "max" else float(x[0][1]))):
+        med = {k: _median([r.get(k) for r in g]) for k in ("achieved_rps", "p50_ms", "p99_ms", "max_ms",
+                                                             "server_cpu")}
+        p99s = sorted(r["p99_ms"] for r in g if r.get("p99_ms") is not None)
+        per_req = (med["server_cpu"] * 1000.0 / med["achieved_rps"]) if med["server_cpu"] and med["achieved_rps"] \
+            else None
+        errors = sum(r.get("errors", 0) for r in g)
+        target = (f"closed loop ({g[0].get('closed_users')} connections)" if rate == "max" else rate)
+        load1 = _median([(r.get("loadavg") or [None])[0] for r in g])
+        lines.append(f"| {n} | {target} | {_num(med['achieved_rps'])} | {errors} | {_num(med['p50_ms'], '.2f')} | "
+                     f"{_num(med['p99_ms'], '.1f')}" + (f" ({p99s[0]:.1f}–{p99s[-1]:.1f})" if len(p99s) > 1 else "")
+                     + f" | {_num(med['max_ms'])} | {_num(med['server_cpu'], '.2f')} | {_num(per_req, '.2f')} | "
+                     f"{_num(load1, '.1f')} |")
+        if rate != "max" and float(rate) >= TARGET_RATE and med["p99_ms"] is not None and \
+                med["p99_ms"] <= TARGET_P99_MS and med["achieved_rps"] >= 0.95 * float(rate) and not errors:
+            met = True
+    lines += ["", f"Target: {TARGET_RATE} req/s with client p99 ≤ {TARGET_P99_MS:g} ms — "
+              + ("**met** in this run." if met else "**not met** in this run.")
+              + " The load average column is the whole machine's, other work included.",
+              "",
+              "CPU per request: the servers' CPU seconds in the window over the requests answered.",
+              "With several workers, `/metrics` comes from whichever worker answers the scrape,",
+              "so only client-side latencies are shown."]
+    return "\n".join(lines)
+
+
 def read_results(path: Path) -> list[dict]:
     if not path.exists():
         return []
@@ -1235,8 +1411,14 @@ def main(argv: list[str] | None = None) -> None:
     from datetime import datetime, timezone
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--only", nargs="+", choices=("a", "b", "c", "d"), default=["a", "b", "c"],
-                    help="cases to run; (d), the served-list bound, only when named")
+    ap.add_argument("--only", nargs="+", choices=("a", "b", "c", "d", "s"), default=["a", "b", "c"],
+                    help="cases to run; (d), the served-list bound, and (s), start-up and workers at 1M items, "
+                         "only when named")
+    ap.add_argument("--s-workers", type=int, nargs="+", default=[1, 2],
+                    help="(s) worker counts (`zenrec serve --reuse-port` processes on one port and store)")
+    ap.add_argument("--s-rates", type=float, nargs="+", default=[300, 500], help="req/s for (s)")
+    ap.add_argument("--s-keep-index", action="store_true",
+                    help="(s): keep an index saved by an earlier run (skip the start-up that builds it)")
     ap.add_argument("--seconds", type=float, default=20.0, help="measured window per load run")
     ap.add_argument("--client", choices=("openloop", "locust"), default="openloop",
                     help="load generator: a minimal asyncio open-loop client (Poisson arrivals) or locust")
@@ -1307,8 +1489,8 @@ def main(argv: list[str] | None = None) -> None:
             emit_result(rec, args.results)
 
         out = {"emit": emit}
-        cases = {"a": case_a, "b": case_b, "c": case_c, "d": case_d}
-        for name in ("a", "b", "c", "d"):
+        cases = {"a": case_a, "b": case_b, "c": case_c, "d": case_d, "s": case_s}
+        for name in ("a", "b", "c", "d", "s"):
             if name in args.only:
                 log(f"case {name}; load average {loadavg()}")
                 try:
@@ -1324,8 +1506,13 @@ def main(argv: list[str] | None = None) -> None:
         args.results.parent.mkdir(parents=True, exist_ok=True)
         args.results.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in kept))
     if args.write_docs:
-        path = write_doc_section("serving-load", render(read_results(args.results)))
-        log(f"wrote the serving-load section of {path}")
+        results = read_results(args.results)
+        if set(args.only) - {"s"}:
+            path = write_doc_section("serving-load", render(results))
+            log(f"wrote the serving-load section of {path}")
+        if "s" in args.only or any(r.get("case") == "s" for r in results):
+            path = write_doc_section("serving", render_s(results), REPO / "docs" / "scaling.md")
+            log(f"wrote the serving section of {path}")
 
 
 if __name__ == "__main__":

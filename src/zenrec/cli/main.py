@@ -857,6 +857,9 @@ def serve(
                                                 "erasures that other servers on the same store took (0: never)")] = 0.1,
     sync_notify: Annotated[bool, typer.Option("--sync-notify/--no-sync-notify", help="on PostgreSQL, also read them "
                                               "as soon as a commit notifies (LISTEN/NOTIFY)")] = True,
+    reuse_port: Annotated[bool, typer.Option("--reuse-port", help="share --port with other `zenrec serve` "
+                                             "processes started with this flag (SO_REUSEPORT, Linux): the kernel "
+                                             "spreads connections over them, one core each")] = False,
 ) -> None:
     """Serve Top-N over HTTP with real-time events (FastAPI + uvicorn; OpenAPI at /docs).
 
@@ -893,12 +896,33 @@ def serve(
                       sync_notify=sync_notify)
     out.print(f"serving {model_dir} at http://{host}:{port}  (OpenAPI: http://{host}:{port}/docs; Ctrl-C stops)")
     out.print(f"web page: http://{host}:{port}/")
+    sockets = [_shared_socket(host, port)] if reuse_port else None
     try:
-        uvicorn.Server(uvicorn.Config(app_, host=host, port=port, log_level="info", access_log=access_log)).run()
+        uvicorn.Server(uvicorn.Config(app_, host=host, port=port, log_level="info", access_log=access_log)).run(
+            sockets=sockets)
     except SystemExit:  # uvicorn's exit on a failed start (a port in use, a model it cannot serve)
         if getattr(app_.state, "startup_error", None) is not None:  # uvicorn logged its one line
             raise typer.Exit(2) from None
         raise
+
+
+def _shared_socket(host: str, port: int) -> Any:
+    """A socket bound to ``host:port`` with ``SO_REUSEPORT``, so that several servers share the port."""
+    import socket
+
+    if not hasattr(socket, "SO_REUSEPORT"):
+        raise ConfigError("--reuse-port needs SO_REUSEPORT (Linux, BSD, macOS); run one server per port instead")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"--reuse-port: cannot bind {host}:{port} ({exc.strerror or exc}); a server started "
+                          "without --reuse-port may hold it") from None
+    return sock
 
 
 EXIT_REJECTED = 3

@@ -169,6 +169,8 @@ def _exclude_keys(exclude: Exclude, m: int, n: int) -> np.ndarray:
         parts.append(r * np.int64(n) + ids.astype(np.int64))
     if not parts:
         return np.empty(0, dtype=np.int64)
+    if len(parts) == 1 and (len(parts[0]) < 2 or bool((parts[0][1:] > parts[0][:-1]).all())):
+        return parts[0]  # one query's sorted ids (a CSR row): already sorted and unique
     return np.unique(np.concatenate(parts))
 
 
@@ -227,6 +229,8 @@ class Retriever(ABC):
     dim: int
     #: seconds spent building the index (0 for exact scoring)
     build_seconds: float = 0.0
+    #: what a loaded retriever's manifest says it was built from (:func:`~zenrec.retrieval.saved.saved_retriever`)
+    fingerprint: str | None = None
 
     def search(
         self,
@@ -284,11 +288,12 @@ class Retriever(ABC):
             "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
 
-    def save(self, path: str | Path) -> Path:
-        """Write the retriever to a directory (``manifest.json`` + its index), atomically."""
+    def save(self, path: str | Path, metadata: dict[str, Any] | None = None) -> Path:
+        """Write the retriever to a directory (``manifest.json`` + its index), atomically; ``metadata`` (JSON)
+        goes into the manifest (a ``fingerprint`` is read back as :attr:`fingerprint`)."""
         path = Path(path)
         with atomic_dir(path) as tmp:
-            manifest = self._manifest()
+            manifest = {**(metadata or {}), **self._manifest()}
             self._write(tmp, manifest)
             write_json(tmp / "manifest.json", manifest)
         return path
@@ -307,8 +312,9 @@ class Retriever(ABC):
 
     @classmethod
     @abstractmethod
-    def _read(cls, path: Path, manifest: dict[str, Any]) -> Retriever:
-        """Rebuild a retriever of this backend from its directory and manifest."""
+    def _read(cls, path: Path, manifest: dict[str, Any], mmap: bool = False) -> Retriever:
+        """Rebuild a retriever of this backend from its directory and manifest (``mmap``: map the index file
+        instead of reading it, where the backend can)."""
 
     @staticmethod
     def _n_items(path: Path, manifest: dict[str, Any]) -> int:
@@ -319,15 +325,21 @@ class Retriever(ABC):
             raise ArtifactError(f"{path}/manifest.json: corrupted manifest ({exc})") from None
 
     @classmethod
-    def load(cls, path: str | Path) -> Retriever:
-        """Load a retriever saved by :meth:`save` (any backend when called on the base)."""
+    def load(cls, path: str | Path, mmap: bool = False) -> Retriever:
+        """Load a retriever saved by :meth:`save` (any backend when called on the base).
+
+        ``mmap``: memory-map a faiss index file rather than read it (start in
+        seconds; processes serving the same file share its pages).
+        """
         path = Path(path)
         manifest = read_manifest(path, "retriever", RETRIEVER_FORMAT)
         backend = manifest.get("backend")
         impl = Retriever._backends.get(backend) if isinstance(backend, str) else None
         if impl is None:
             raise ArtifactError(f"{path}/manifest.json: unknown retriever backend {backend!r}")
-        r = impl._read(path, manifest)
+        r = impl._read(path, manifest, mmap)
+        fingerprint = manifest.get("fingerprint")
+        r.fingerprint = fingerprint if isinstance(fingerprint, str) else None
         if cls is not Retriever and not isinstance(r, cls):
             raise ArtifactError(f"{path}: holds a {type(r).__name__}, not a {cls.__name__}")
         return r

@@ -48,7 +48,7 @@ class ExactRetriever(ScoreRetriever):
         manifest["has_bias"] = self.item_bias is not None
 
     @classmethod
-    def _read(cls, path: Path, manifest: dict[str, Any]) -> ExactRetriever:
+    def _read(cls, path: Path, manifest: dict[str, Any], mmap: bool = False) -> ExactRetriever:
         n_items = cls._n_items(path, manifest)
         arrays = load_arrays(path / "vectors.npz")
         if "item_vectors" not in arrays or len(arrays["item_vectors"]) != n_items:

@@ -139,6 +139,7 @@ class FaissRetriever(Retriever):
 
     def _init_search(self) -> None:
         faiss = _faiss()
+        self._hnsw_params: dict[int, Any] = {}  # efSearch -> SearchParametersHNSW (read-only once made)
         if self.kind == "hnsw":
             self._flat = faiss.downcast_index(self.index.storage)  # exact scans, no copy
         else:
@@ -171,7 +172,10 @@ class FaissRetriever(Retriever):
         """Approximate top ``n`` (unfiltered) of each query row, in chunks; the effort grows with ``n / k``."""
         faiss = _faiss()
         if self.kind == "hnsw":
-            params = faiss.SearchParametersHNSW(efSearch=max(self.ef_search, 2 * n if n > k else n))
+            ef = max(self.ef_search, 2 * n if n > k else n)
+            params = self._hnsw_params.get(ef)
+            if params is None:  # made once per effort: a SWIG object costs more to build than a small search
+                params = self._hnsw_params[ef] = faiss.SearchParametersHNSW(efSearch=ef)
         else:
             # more lists for a deeper fetch, and at least enough to hold about 2n items
             probe = max(math.ceil(self.nprobe * math.sqrt(n / k)), math.ceil(2 * n * self.nlist / self.n_items))
@@ -277,6 +281,82 @@ class FaissRetriever(Retriever):
             _finish(lab, dist, np.minimum(f.available[grp], k))
             ids[grp, :k], scores[grp, :k] = lab, dist
 
+    # ----------------------------------------------------------- verification
+    def check_matches(self, item_vectors: np.ndarray, item_bias: np.ndarray | None = None, where: str = "") -> None:
+        """Raise :class:`ArtifactError` unless this (loaded) index holds exactly these item vectors and a graph
+        or list structure whose every id lies inside the catalogue.
+
+        A saved index comes from a file that may be truncated, edited or made
+        for other vectors; faiss trusts its ids (an id past the catalogue
+        reads outside memory) and its vectors (other vectors give other
+        answers).  Reads every stored vector and link once (about a second
+        per million items).
+        """
+        faiss = _faiss()
+        where = where or type(self).__name__
+        vectors, bias = _check_vectors(item_vectors, item_bias)
+        if (bias is not None) != self.has_bias or vectors.shape != (self.n_items, self.dim):
+            raise ArtifactError(f"{where}: built for {self.n_items} items × {self.dim} dims "
+                                f"({'with' if self.has_bias else 'without'} bias); the model has {vectors.shape}")
+        n, d = self.n_items, self.dim + self.has_bias
+        if (self.index.ntotal, self.index.d) != (n, d):
+            raise ArtifactError(f"{where}: holds {self.index.ntotal} items × {self.index.d} dims; expected {(n, d)}")
+
+        def same(rows: np.ndarray, stored: np.ndarray) -> bool:
+            if not np.array_equal(stored[:, : self.dim], vectors[rows]):
+                return False
+            return bias is None or np.array_equal(stored[:, self.dim], bias[rows])
+
+        head = np.hstack([vectors[self._head_ids], bias[self._head_ids, None]]) if bias is not None else vectors[
+            self._head_ids]
+        if not np.array_equal(self._head_vt.T, head):
+            raise ArtifactError(f"{where}: its exactly scored head items hold other vectors than the model's")
+        if self.kind == "hnsw":
+            stored = faiss.rev_swig_ptr(self._flat.get_xb(), n * d).reshape(n, d)
+            step = 1 << 16
+            for s in range(0, n, step):
+                if not same(np.arange(s, min(s + step, n)), stored[s : s + step]):
+                    raise ArtifactError(f"{where}: holds other vectors than the model's (from item {s} on)")
+            self._check_graph(where)
+        else:
+            lists = self.index.invlists
+            seen = 0
+            for lst in range(lists.nlist):
+                size = lists.list_size(lst)
+                if not size:
+                    continue
+                ids = faiss.rev_swig_ptr(lists.get_ids(lst), size).astype(np.int64)
+                if ids.min() < 0 or ids.max() >= n:
+                    raise ArtifactError(f"{where}: list {lst} holds item ids outside [0, {n})")
+                codes = faiss.rev_swig_ptr(lists.get_codes(lst), size * d * 4).view(np.float32).reshape(size, d)
+                if not same(ids, codes):
+                    raise ArtifactError(f"{where}: list {lst} holds other vectors than the model's")
+                seen += size
+            if seen != n:
+                raise ArtifactError(f"{where}: its lists hold {seen} entries for {n} items")
+
+    def _check_graph(self, where: str) -> None:
+        """Every HNSW level, offset, link and the entry point within bounds (a corrupt graph reads outside memory)."""
+        faiss = _faiss()
+        h, n = self.index.hnsw, self.n_items
+        cum = faiss.vector_to_array(h.cum_nneighbor_per_level).astype(np.int64)
+        levels = faiss.vector_to_array(h.levels).astype(np.int64)
+        offsets = faiss.vector_to_array(h.offsets).astype(np.int64)
+        links = faiss.rev_swig_ptr(h.neighbors.data(), h.neighbors.size()) if h.neighbors.size() else np.empty(0)
+        problem = None
+        if len(levels) != n or len(offsets) != n + 1 or len(cum) < 2 or (np.diff(cum) < 0).any():
+            problem = f"{len(levels)} levels and {len(offsets)} offsets for {n} items"
+        elif levels.min() < 1 or levels.max() >= len(cum) or h.max_level != levels.max() - 1:
+            problem = f"node levels in {levels.min()}..{levels.max()}, max_level={h.max_level}"
+        elif offsets[0] != 0 or not np.array_equal(np.diff(offsets), cum[levels]) or offsets[-1] != len(links):
+            problem = "link offsets that do not match the node levels"
+        elif not 0 <= h.entry_point < n or levels[h.entry_point] != h.max_level + 1:
+            problem = f"entry point {h.entry_point}"
+        elif len(links) and (int(links.min()) < -1 or int(links.max()) >= n):
+            problem = f"links to items {int(links.min())}..{int(links.max())}, outside [0, {n})"
+        if problem is not None:
+            raise ArtifactError(f"{where}: a corrupted HNSW graph ({problem})")
+
     # ------------------------------------------------------------ persistence
     def _write(self, directory: Path, manifest: dict[str, Any]) -> None:
         faiss = _faiss()
@@ -292,15 +372,19 @@ class FaissRetriever(Retriever):
             manifest["params"] = {"nlist": self.nlist, "nprobe": self.nprobe}
 
     @classmethod
-    def _read(cls, path: Path, manifest: dict[str, Any]) -> FaissRetriever:
+    def _read(cls, path: Path, manifest: dict[str, Any], mmap: bool = False) -> FaissRetriever:
         faiss = _faiss()
         file = path / "index.faiss"
         if not file.exists():
             raise ArtifactError(f"{file}: missing (the retriever is incomplete)")
         try:
-            index = faiss.read_index(str(file))
+            index = faiss.read_index(str(file), faiss.IO_FLAG_MMAP if mmap else 0)
         except RuntimeError as exc:
             raise ArtifactError(f"{file}: not a readable faiss index ({str(exc).splitlines()[0]})") from None
+        expected_type = {"hnsw": faiss.IndexHNSWFlat, "ivf": faiss.IndexIVFFlat}.get(manifest.get("faiss_kind"))
+        if expected_type is not None and not isinstance(index, expected_type):
+            raise ArtifactError(f"{file}: holds a {type(index).__name__}, not the {manifest.get('faiss_kind')} index "
+                                "its manifest names")
         self = cls.__new__(cls)
         try:
             self.kind = manifest["faiss_kind"]

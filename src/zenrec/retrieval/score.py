@@ -72,7 +72,7 @@ class ScoreRetriever(Retriever):
         return None
 
     @classmethod
-    def _read(cls, path: Path, manifest: dict[str, Any]) -> ScoreRetriever:
+    def _read(cls, path: Path, manifest: dict[str, Any], mmap: bool = False) -> ScoreRetriever:
         n_items = cls._n_items(path, manifest)
         return cls(n_items)
 

@@ -35,6 +35,7 @@ from zenrec import __version__
 from zenrec.errors import ConfigError, ZenrecError
 from zenrec.models.bundle import ModelBundle
 from zenrec.retrieval.base import check_k
+from zenrec.retrieval.saved import INDEX_DIR
 from zenrec.serve.errors import ApiError, error_body, install_error_handlers
 from zenrec.serve.follower import DEFAULT_SYNC_SECONDS, StoreFollower
 from zenrec.serve.heap import freeze_heap
@@ -331,7 +332,10 @@ def create_app(
     per item, in the model's item order) enables attribute filters.
     ``retrieval`` (auto, exact, faiss, hnsw, ivf) is how known users of a
     model that declares ``vectors()`` are served (``auto``: scored by the model
-    up to 50,000 items, a faiss HNSW index over its vectors above).
+    up to 50,000 items, a faiss HNSW index over its vectors above).  A faiss
+    index is built once and saved in the model (version) directory's
+    ``index/`` folder; later starts memory-map it (seconds instead of minutes,
+    and worker processes share its pages).
 
     Serving a registry, the app polls it every ``poll_seconds`` (0: never)
     and hot-swaps a newly promoted version or traffic split in: the new
@@ -412,8 +416,9 @@ def create_app(
             def load(version: str) -> LiveModel:
                 assert registry is not None
                 erased = store.last_erasure_seq()  # read before the files: later erasures are followed
-                live = LiveModel(ModelBundle.load(registry.path(version)), version, item_table, retrieval, lists,
-                                 cache_bytes)
+                where = registry.path(version)
+                live = LiveModel(ModelBundle.load(where), version, item_table, retrieval, lists, cache_bytes,
+                                 where / INDEX_DIR)
                 live.erasures_through = erased
                 replayed[0] += replay_events(live, store, registry.info(version).last_event_seq)
                 return live
@@ -424,7 +429,7 @@ def create_app(
                 erased = store.last_erasure_seq()
                 bundle = ModelBundle.load(source)
                 live = LiveModel(bundle, manifest_version(source, bundle.manifest), item_table, retrieval, lists,
-                                 cache_bytes)
+                                 cache_bytes, source / INDEX_DIR)
                 live.erasures_through = erased
                 replayed[0] = replay_events(live, store)
                 view = ServingView(live.version, {live.version: live})

@@ -42,7 +42,7 @@ import pandas as pd
 from zenrec.errors import ConfigError
 from zenrec.models.bundle import ModelBundle
 from zenrec.models.query import Query, Recommendations, Vectors
-from zenrec.retrieval import Retriever, ScoreRetriever, attribute_filter, make_retriever
+from zenrec.retrieval import Retriever, ScoreRetriever, attribute_filter, make_retriever, saved_retriever
 from zenrec.retrieval.base import check_k
 from zenrec.serve.cache import ScoreCache
 from zenrec.store.erasure import erase_from_bundle, hash_prefixes, user_hash
@@ -107,12 +107,14 @@ class LiveModel:
     are served: ``auto`` scores them through the model up to 50,000 items (the
     same numbers as the library) and searches a faiss HNSW index above;
     ``exact``/``faiss``/``hnsw``/``ivf`` force a retriever over the vectors
-    (:func:`~zenrec.retrieval.make_retriever`).
+    (:func:`~zenrec.retrieval.make_retriever`).  With ``index_dir`` (the
+    model directory's ``index/``) an approximate index is kept there and
+    memory-mapped at the next start (:func:`~zenrec.retrieval.saved_retriever`).
     """
 
     def __init__(self, bundle: ModelBundle, version: str, item_table: pd.DataFrame | None = None,
                  retrieval: str = "auto", lists: ListLog | None = None,
-                 score_cache_bytes: int = SCORE_CACHE_BYTES) -> None:
+                 score_cache_bytes: int = SCORE_CACHE_BYTES, index_dir: Path | None = None) -> None:
         self.bundle = bundle
         self.model = bundle.model
         self.version = str(version)
@@ -150,7 +152,9 @@ class LiveModel:
             vectors = self.model.vectors()
             if vectors is not None:
                 self._vectors = vectors
-                self._vector_retriever = make_retriever(vectors.items, vectors.item_bias, backend=retrieval)
+                self._vector_retriever = (
+                    make_retriever(vectors.items, vectors.item_bias, backend=retrieval) if index_dir is None
+                    else saved_retriever(index_dir, vectors.items, vectors.item_bias, backend=retrieval))
         self._similar_retriever: Retriever | None = None
         self._sim_lock = threading.Lock()
 
@@ -328,9 +332,11 @@ class LiveModel:
 
     def _count_served(self, idx: np.ndarray) -> None:
         with self._lock:
-            new = np.unique(idx[~self._served[idx]])
-            self._served[new] = True
-            self.items_served += len(new)
+            new = idx[~self._served[idx]]
+            if len(new):  # once most items were served, nothing to sort
+                new = np.unique(new)
+                self._served[new] = True
+                self.items_served += len(new)
 
     def _select(self, iq: Query, key: str | None, stamp: int) -> Recommendations:
         """The model's list for an index query: one ANN search over its vectors, or its (cached) score row."""
