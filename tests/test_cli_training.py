@@ -111,3 +111,67 @@ def test_sasrec_with_default_parameters_stops_early_on_ml100k_and_shows_progress
     assert len(epoch_lines) == t["epochs"]
     assert any(re.match(r"sasrec epoch \d+/200 step \d+/\d+ [\d.]+ it/s .* eta \S+ loss ", x) for x in lines)
     assert f"sasrec: trained {t['epochs']} of at most 200 epochs, stopped early" in proc.stdout
+
+
+# ------------------------------------------------------- --nproc (distributed training)
+@pytest.mark.parametrize("value", ["0", "-3"])
+def test_nproc_below_one_is_refused_before_anything_runs(small, tmp_path, value):
+    r = run("train", small, "--model", "sasrec", "--nproc", value, "-o", tmp_path / "m")
+    assert r.exit_code == 2 and "Traceback" not in r.output
+    assert f"error: --nproc must be a positive number of processes; got {value}" in r.stderr
+    assert not (tmp_path / "m").exists()
+
+
+def test_nproc_that_is_no_number_is_a_usage_error(small, tmp_path):
+    r = run("train", small, "--model", "sasrec", "--nproc", "two", "-o", tmp_path / "m", env={"COLUMNS": "200"})
+    assert r.exit_code == 2 and "Traceback" not in r.output
+    assert "Invalid value for '--nproc': Input should be a valid integer" in r.stderr
+
+
+def test_nproc_needs_a_model_with_a_torch_training_loop(small, tmp_path):
+    r = run("train", small, "--model", "ease", "--nproc", "2", "-o", tmp_path / "m")
+    assert r.exit_code == 2 and "Traceback" not in r.output
+    assert "error: ease does not train on several processes (it has no PyTorch training loop); --nproc and " \
+           "torchrun train " in r.stderr
+    assert "sasrec" in r.stderr and not (tmp_path / "m").exists()
+
+
+def test_nproc_refuses_differential_privacy_and_bad_parameters_before_starting_processes(small, tmp_path):
+    pytest.importorskip("torch")
+    r = run("train", small, "--model", "lmf", "-p", "dp_epsilon=5", "--nproc", "2", "-o", tmp_path / "m")
+    assert r.exit_code == 2 and "error: lmf with dp_epsilon does not train on several processes" in r.stderr
+    assert "training on 2 processes" not in r.stderr
+    bad = run("train", small, "--model", "sasrec", "-p", "nope=1", "--nproc", "2", "-o", tmp_path / "m")
+    assert bad.exit_code == 2 and "SASRec has no parameter 'nope'" in bad.stderr
+    assert "training on 2 processes" not in bad.stderr
+
+
+def test_nproc_above_the_cores_is_refused(small, tmp_path):
+    pytest.importorskip("torch")
+    r = run("train", small, "--model", "sasrec", "--nproc", "4096", "-o", tmp_path / "m")
+    assert r.exit_code == 2 and "Traceback" not in r.output
+    assert re.search(r"error: --nproc 4096 is more than the \d+ (cores this process may use|GPUs here)", r.stderr)
+
+
+def test_under_torchrun_nproc_and_closed_form_models_are_refused(small, tmp_path):
+    """A process torchrun started (WORLD_SIZE > 1) must not start torchrun again, nor fit EASE N times."""
+    env = {"WORLD_SIZE": "2", "RANK": "0"}
+    again = run("train", small, "--model", "sasrec", "--nproc", "2", "-o", tmp_path / "m", env=env)
+    assert again.exit_code == 2 and "already runs under torchrun (WORLD_SIZE=2): leave --nproc out" in again.stderr
+    ease = run("train", small, "--model", "ease", "-o", tmp_path / "m", env=env)
+    assert ease.exit_code == 2 and "error: ease does not train on several processes" in ease.stderr
+
+
+@pytest.mark.slow
+def test_nproc_with_a_folder_that_is_no_dataset_fails_once_and_clearly(tmp_path):
+    pytest.importorskip("torch")
+    (tmp_path / "empty").mkdir()
+    proc = subprocess.run([sys.executable, "-m", "zenrec.cli", "train", str(tmp_path / "empty"), "--model", "sasrec",
+                           "--nproc", "2", "-o", str(tmp_path / "m")], capture_output=True, text=True,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "empty: no manifest.json; this is not a saved zenrec dataset" in proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    # process 0 printed the reason (or, when process 1 failed first, the launcher quotes its log)
+    assert re.match(r"error: distributed training failed: process [01] of 2 exited with code 2", last), last
+    assert not (tmp_path / "m").exists()

@@ -575,6 +575,9 @@ def train(
     validation: Annotated[bool, typer.Option("--validation/--no-validation", help="models that early-stop hold "
                                              "out a validation slice and stop on it (default); without it they "
                                              "train all --param epochs=N on everything")] = True,
+    nproc: Annotated[int, typer.Option("--nproc", help="train a PyTorch model on N processes of this machine "
+                                       "(DistributedDataParallel, started by torchrun; batch_size is per process, "
+                                       "one thread each)")] = 1,
 ) -> None:
     """Fit a model on every interaction of a dataset and save it with its vocabularies.
 
@@ -593,26 +596,39 @@ def train(
 
       zenrec train data/ --model ease --param reg=500 -o models/ease
       zenrec train data/ --params-from tune.json -o models/best
+      zenrec train data/ --model sasrec --nproc 2 -o models/sasrec
+
+    Under torchrun (--nproc, or torchrun … -m zenrec.cli train … on several
+    machines) process 0 validates, reports and writes the model directory.
     """
     from contextlib import nullcontext
 
+    from zenrec.cli.launch import check_processes, launch_train, train_args
     from zenrec.models.base import TrainOptions
     from zenrec.models.bundle import train_bundle
     from zenrec.models.registry import create_model, get_model_class
+    from zenrec.train.distributed import is_main_process
 
+    main = is_main_process()  # under torchrun only process 0 prints and writes
     params: dict[str, Any] = {}
     if params_from is not None:
         from zenrec.experiments.best import params_from as read_params
 
         model, params = read_params(params_from, model)
-        out.print(f"parameters of {model} from {params_from}", highlight=False)
+        if main and nproc <= 1:
+            out.print(f"parameters of {model} from {params_from}", highlight=False)
     if model is None:
         raise ConfigError("give --model NAME (or --params-from a tuning result)")
     model_cls = get_model_class(model)  # unknown names fail before loading data
     uses_side = model_cls.uses_side
     params.update(_parse_params(param))
     check_dir_target(output)
-    if model_cls.early_stops and not validation:
+    if check_processes(model, model_cls, params, nproc):
+        if not data.is_dir():
+            _load_dataset(data)  # a missing dataset fails here, not in every process
+        launch_train(nproc, train_args(data, output, model, param, params_from, seed, validation))
+        return
+    if model_cls.early_stops and not validation and main:
         epochs = create_model(model, **params).config.epochs  # type: ignore[attr-defined]
         err.print(f"note: {model} trains without validation: all {epochs} epochs, no early stopping "
                   "(bound them with --param epochs=N)", highlight=False)
@@ -625,6 +641,8 @@ def train(
             bundle = train_bundle(ds, model, params, options)
         except ImportError as exc:  # an optional extra, e.g. text_encoder=minilm without zenrec[text]
             raise ConfigError(str(exc)) from None
+        if not main:
+            return  # process 0 writes the model directory and says how it trained
         bundle.save(output, metadata={"dataset": ds.name, "dataset_fingerprint": ds.fingerprint})
     if uses_side and ds.item_columns:
         out.print(f"item features: {ds.item_columns.describe()}", highlight=False)
@@ -642,6 +660,8 @@ def _print_estimates(event: Any) -> None:
 def _training_summary(model: str, t: dict[str, Any]) -> str:
     """One line on how a model that early-stops trained (its ``training_``)."""
     line = f"{model}: trained {t['epochs']} of at most {t['max_epochs']} epochs"
+    if t.get("processes"):
+        line += f" on {t['processes']} processes (effective batch {t['effective_batch_size']})"
     if t.get("best_epoch") is not None:
         line += (f", {'stopped early; ' if t.get('stopped_early') else ''}best validation NDCG@10 "
                  f"{t['valid_ndcg@10']:.4f} at epoch {t['best_epoch']} (its weights are kept)")

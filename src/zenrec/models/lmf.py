@@ -100,9 +100,7 @@ class LogisticMF(TorchRecommender):
             for b in poisson_batches(len(users), c.batch_size, self._gen):
                 yield users[b], torch.cat([items[b][:, None], self._sampler.sample((len(b), c.negatives))], dim=1)
             return
-        perm = torch.randperm(len(users), device=users.device, generator=self._gen)
-        for s in range(0, len(perm), c.batch_size):
-            b = perm[s : s + c.batch_size]
+        for b in self._epoch_batches(len(users), c.batch_size, users.device):
             neg = self._sampler.sample((len(b), c.negatives))
             yield users[b], torch.cat([items[b][:, None], neg], dim=1)
 

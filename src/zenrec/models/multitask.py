@@ -282,9 +282,7 @@ class MultiTask(TorchRecommender):
         import torch
 
         c, (users, items, labels) = self.config, self._samples
-        perm = torch.randperm(len(users), device=users.device, generator=self._gen)
-        for s in range(0, len(perm), c.batch_size):
-            b = perm[s : s + c.batch_size]
+        for b in self._epoch_batches(len(users), c.batch_size, users.device):
             neg = self._sampler.sample((len(b), c.negatives))
             yield users[b], torch.cat([items[b][:, None], neg], dim=1), labels[b]
 

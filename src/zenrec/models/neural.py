@@ -9,7 +9,9 @@ epoch's weights.  A model writes its network and its batches:
 
 * ``_build(train, device, seed)`` — the network on ``device`` (kept as
   ``self.net_``) and whatever its batches read;
-* ``_batches(epoch)`` — one epoch of training batches;
+* ``_batches(epoch)`` — one epoch of training batches, in the order of
+  :meth:`TorchRecommender._epoch_batches` (which also gives each process of
+  a distributed run its share);
 * ``_loss(batch)`` — a batch's scalar loss tensor;
 * ``_publish()`` — the arrays scoring reads, from the current weights
   (before each validation and once after training; nothing by default);
@@ -47,6 +49,16 @@ applies (coupled in Adam and SGD, decoupled in AdamW).  A config without
 the field trains without it; a penalty computed inside a model's loss has
 a name of its own (LogisticMF's and MultiTask's ``l2``).
 
+**Several processes.**  Started by torchrun (``zenrec train --nproc N``),
+``_fit`` joins the run (:mod:`zenrec.train.distributed`): each process builds
+the same data with its own seed for what is drawn inside a step, takes its
+share of each epoch's batches (``batch_size`` per process), and the loop
+averages the gradients with DistributedDataParallel; process 0 validates and
+its kept weights end up in every process.  ``training_`` then records
+``processes`` and ``effective_batch_size``.  Differentially private training
+refuses to run on several processes (a :class:`~zenrec.errors.ConfigError`):
+its Poisson sampling, clipping and accounting are per process.
+
 The networks live in :mod:`zenrec.models.nets`, which imports torch; this
 module and the model modules import them inside methods, so ``import
 zenrec`` never imports torch.
@@ -56,7 +68,7 @@ from __future__ import annotations
 
 import logging
 from abc import abstractmethod
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any, ClassVar
 
 import numpy as np
@@ -95,6 +107,7 @@ class TorchRecommender(Recommender):
         seed_everything(options.seed)
         full, held = train, "given"
         dp_epsilon = getattr(c, "dp_epsilon", None)
+        run = self._join_run(options, dp_epsilon)
         if dp_epsilon is not None:  # DP-SGD: fixed epochs, no weights picked by (private) data; see train.privacy
             valid, held = None, "none (differential privacy: every epoch is trained, no epoch is picked by data)"
         elif valid is None and options.validation is not False:
@@ -112,8 +125,13 @@ class TorchRecommender(Recommender):
         target = self._validation(train, valid, options.seed)
         if target is None and train is not full:  # nothing to validate on in the slice: train on everything
             train, held = full, "none (nothing to validate on in the held-out slice)"
-        self.device_ = pick_device(options.device, options.threads or self.default_threads)
-        self.net_ = self._build(train, self.device_, options.seed)
+        if run is None:
+            self.device_ = pick_device(options.device, options.threads or self.default_threads)
+            self.net_ = self._build(train, self.device_, options.seed)
+        else:  # each process its own draws inside a step; process 0's initial weights are copied to every one
+            self.device_ = run.device
+            seed_everything(options.seed + run.rank)
+            self.net_ = self._build(train, self.device_, options.seed + run.rank)
         opt = make_optimizer(self.net_.parameters(), c.optimizer, c.lr, getattr(c, "weight_decay", 0.0))
         private = None
         if dp_epsilon is not None:
@@ -135,15 +153,28 @@ class TorchRecommender(Recommender):
                 self._publish()
                 return validation_ndcg(self._score, truth, seen, users=users)
 
-        result = fit_loop(self.net_, opt, self._batches, self._loss, c.epochs, validate, c.patience,
-                          options.progress, name=self.name, callback=options.callback, steps=self._n_batches(),
-                          step=None if private is None else private.step)
+        steps = self._n_batches()
+        if run is not None and steps is not None:
+            steps = -(-steps // run.world)
+        import torch
+
+        self._run = run
+        self._shuffle_gen = torch.Generator().manual_seed(options.seed)  # epoch orders only: the same in every process
+        try:
+            result = fit_loop(self.net_, opt, self._batches, self._loss, c.epochs, validate, c.patience,
+                              options.progress, name=self.name, callback=options.callback, steps=steps,
+                              step=None if private is None else private.step, distributed=run)
+        finally:
+            self._run = self._shuffle_gen = None
         self.epochs_trained_ = result.epochs
         self.best_epoch_ = result.best_epoch
         self.train_history_ = result.history
         self.training_ = {"epochs": result.epochs, "max_epochs": c.epochs, "best_epoch": result.best_epoch,
                           "valid_ndcg@10": result.best_value, "validation": held,
                           "stopped_early": result.epochs < c.epochs}
+        if run is not None:
+            self.training_["processes"] = run.world
+            self.training_["effective_batch_size"] = c.batch_size * run.world
         if private is not None:
             self.training_["privacy"] = private.spent(result.epochs)
             log.info("%s: differential privacy: ε=%.3f spent at δ=%g (noise multiplier %.3f)", self.name,
@@ -152,6 +183,44 @@ class TorchRecommender(Recommender):
             self._remember(full)  # scoring reads every event; the weights are the best epoch's
         self._publish()  # the best epoch's weights, restored by the loop
         self._after_fit()
+
+    # ------------------------------------------------------------ distributed
+    #: the distributed run being trained in (set by ``_fit`` for its duration; None: one process)
+    _run: Any = None
+    _shuffle_gen: Any = None
+
+    def _join_run(self, options: TrainOptions, dp_epsilon: float | None) -> Any:
+        """This process's :class:`~zenrec.train.distributed.DistributedRun` when it is one of several (torchrun),
+        else None (kept as ``self._run`` while the loop runs)."""
+        import torch.distributed as dist
+
+        from zenrec.train.distributed import env_world_size, setup
+
+        if env_world_size() <= 1 and not (dist.is_available() and dist.is_initialized()):
+            return None
+        if dp_epsilon is not None:
+            raise ConfigError(f"{self.name} with dp_epsilon does not train on several processes: DP-SGD's "
+                              "per-example clipping, Poisson sampling and privacy accounting are per process; "
+                              "train it in one process (without torchrun or --nproc)")
+        return setup(options.device, options.threads)
+
+    def _epoch_batches(self, n: int, batch_size: int, device: Any) -> Iterator[Any]:
+        """This process's batches of one epoch over ``n`` examples, as index tensors on ``device``.
+
+        The epoch's order is a permutation drawn from a generator seeded by the
+        run's seed that draws nothing else, so every process of a distributed run
+        draws the same one; each takes its share
+        (:func:`zenrec.train.distributed.shard`: ``batch_size`` examples per
+        process and step).  One process is the case of a single share: the
+        permutation cut into ``batch_size`` batches.
+        """
+        import torch
+
+        from zenrec.train.distributed import shard
+
+        perm = torch.randperm(n, generator=self._shuffle_gen).to(device)
+        run = self._run
+        yield from shard(perm, batch_size, 0 if run is None else run.rank, 1 if run is None else run.world)
 
     # ------------------------------------------------------------------ hooks
     @abstractmethod

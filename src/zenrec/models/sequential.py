@@ -117,17 +117,12 @@ class SequentialRecommender(TorchRecommender):
             windows = self._training_windows(train)
         self._windows = tuple(torch.as_tensor(a, device=device) for a in windows)
         self._gen = torch.Generator(device=device).manual_seed(seed)
-        self._rng = np.random.default_rng(seed)
         self._log_q = torch.log(torch.as_tensor(self.popularity_ + 1e-6, device=device))
         self._sampler = NegativeSampler(train.n_items, "uniform", device=device)
         return net
 
     def _batches(self, epoch: int) -> Iterator[Any]:
         """Every training window once, in random order (under DP: Poisson-sampled users' windows)."""
-        import torch
-
-        from zenrec.train.loop import batch_indices
-
         windows, first = self._windows
         if self.config.dp_epsilon is not None:
             from zenrec.train.privacy import poisson_batches
@@ -135,15 +130,14 @@ class SequentialRecommender(TorchRecommender):
             for b in poisson_batches(len(windows), self.config.batch_size, self._gen):
                 yield windows[b], first[b]
             return
-        for idx in batch_indices(len(windows), self.config.batch_size, self._rng):
-            idx = torch.as_tensor(idx, device=windows.device)
+        for idx in self._epoch_batches(len(windows), self.config.batch_size, windows.device):
             yield windows[idx], first[idx]
 
     def _loss(self, batch: Any) -> Any:
         return self._window_loss(*batch)
 
     def _after_fit(self) -> None:
-        del self._windows, self._rng, self._gen, self._log_q, self._sampler
+        del self._windows, self._gen, self._log_q, self._sampler
 
     # ------------------------------------------------ differential privacy
     _dp_unit = "one user (the user's most recent max_len + 1 items form one example)"

@@ -233,8 +233,6 @@ class TwoTower(TorchRecommender):
 
     def _batches(self, epoch: int) -> Iterator[Any]:
         """Every training pair once, in random order (under DP: Poisson-sampled users, :meth:`_user_rows`)."""
-        import torch
-
         if self.config.dp_epsilon is not None:
             from zenrec.train.privacy import poisson_batches
 
@@ -242,9 +240,7 @@ class TwoTower(TorchRecommender):
                 yield self._user_rows(self._dp_users[b])
             return
         users, items = self._pairs
-        perm = torch.randperm(len(users), device=users.device, generator=self._gen)
-        for s in range(0, len(perm), self.config.batch_size):
-            b = perm[s : s + self.config.batch_size]
+        for b in self._epoch_batches(len(users), self.config.batch_size, users.device):
             yield users[b], items[b]
 
     def _loss(self, batch: Any) -> Any:

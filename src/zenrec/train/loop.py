@@ -1,18 +1,20 @@
-"""One training loop for every PyTorch model: epochs, early stopping, progress, checkpoints."""
+"""One training loop for every PyTorch model: epochs, early stopping, progress, checkpoints, several processes."""
 
 from __future__ import annotations
 
 import logging
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
+from zenrec.errors import ConfigError
 from zenrec.train.early_stopping import EarlyStopping
 from zenrec.train.progress import Callback, Reporter, TrainEvent
+
+if TYPE_CHECKING:
+    from zenrec.train.distributed import DistributedRun
 
 __all__ = ["fit_loop", "LoopResult", "make_optimizer"]
 
@@ -63,6 +65,7 @@ def fit_loop(
     callback: Callback | None = None,
     steps: int | None = None,
     step: Callable[[Any], float] | None = None,
+    distributed: DistributedRun | None = None,
 ) -> LoopResult:
     """Train ``net`` for up to ``epochs`` epochs, keeping the best validated weights.
 
@@ -85,21 +88,49 @@ def fit_loop(
     ``step(batch)``, when given, does a batch's whole update itself and
     returns its loss (differentially private training by per-example
     gradients, :mod:`zenrec.train.privacy`); ``loss_fn`` is then not called.
+
+    ``distributed`` (one process of several, :mod:`zenrec.train.distributed`):
+    ``batches`` yields this process's share, the loss runs through
+    DistributedDataParallel (gradients averaged over the processes), and only
+    process 0 validates (``validate`` is not called elsewhere), reports and
+    writes the checkpoint; its decision to stop is broadcast after each epoch,
+    and at the end its kept weights and this result, so every process returns
+    the same.  Rates in the events count the examples of every process.  A
+    resumed run reads the checkpoint in every process: on several machines it
+    must be on storage they all read.
     """
     import torch
 
+    dist = distributed
+    main = dist is None or dist.main
     stopper = EarlyStopping(patience)
     start_epoch = 0
     hist: list[dict[str, float]] = []
-    if checkpoint is not None and Path(checkpoint).exists():
-        state = torch.load(checkpoint, weights_only=True)
+    resume = checkpoint is not None and Path(checkpoint).exists()
+    if dist is not None and checkpoint is not None:
+        resume = bool(dist.broadcast_json(resume))
+        if resume and not Path(checkpoint).exists():
+            raise ConfigError(f"process {dist.rank} cannot read the checkpoint {checkpoint} that process 0 resumes "
+                              "from: on several machines put it on storage every machine reads")
+    if resume:
+        state = torch.load(checkpoint, weights_only=True, map_location="cpu")
         net.load_state_dict(state["net"])
         optimizer.load_state_dict(state["optimizer"])
         start_epoch = int(state["epoch"])
         log.info("%s: resumed from %s at epoch %d", name, checkpoint, start_epoch)
+    world = 1
+    if dist is not None:
+        if step is not None:
+            raise ConfigError("a training step of its own (differential privacy) does not run on several processes")
+        from zenrec.train.distributed import ddp_loss
+
+        loss_fn = ddp_loss(dist, net, loss_fn)
+        world = dist.world
     t0 = time.perf_counter()
     train_seconds = 0.0
     report = Reporter(name, progress, callback)
+    if not main:
+        report.listeners = []  # process 0 reports for the run
     epoch = start_epoch
     try:
         for epoch in range(start_epoch, epochs):
@@ -116,7 +147,7 @@ def fit_loop(
                     optimizer.step()
                     total += float(loss.detach())
                 count += 1
-                samples += _batch_size(batch)
+                samples += _batch_size(batch) * world
                 spent = time.perf_counter() - t_epoch
                 rate = count / spent if spent > 0 else None
                 report(TrainEvent(
@@ -131,12 +162,16 @@ def fit_loop(
                    "train_seconds": train_seconds}
             stop = False
             if validate is not None:
-                net.eval()
-                with torch.no_grad():
-                    value = float(validate())
+                value = float("nan")
+                if main:
+                    net.eval()
+                    with torch.no_grad():
+                        value = float(validate())
+                    state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+                    stop = stopper.step(value, state)
+                if dist is not None:  # every process stops after the same epoch
+                    stop, value = dist.broadcast_json([stop, value])
                 row["valid"] = value
-                state = {k: v.detach().clone() for k, v in net.state_dict().items()}
-                stop = stopper.step(value, state)
             hist.append(row)
             best_epoch = stopper.best_epoch + 1 + start_epoch if validate is not None else None
             stop_by = epochs if best_epoch is None else min(epochs, best_epoch + patience)
@@ -147,7 +182,7 @@ def fit_loop(
                 rate=count / spent if spent > 0 else None,
                 samples_rate=samples / spent if samples and spent > 0 else None,
                 eta_run=per_epoch * (stop_by - epoch - 1), elapsed=time.perf_counter() - t0))
-            if checkpoint is not None:
+            if checkpoint is not None and main:
                 tmp = Path(str(checkpoint) + ".tmp")
                 torch.save({"net": net.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch + 1}, tmp)
                 tmp.replace(checkpoint)
@@ -161,13 +196,17 @@ def fit_loop(
     if stopper.best_state is not None:
         net.load_state_dict(stopper.best_state)
     net.eval()
-    return LoopResult(
+    result = LoopResult(
         epochs=epoch + 1,
         best_value=None if validate is None else stopper.best,
         best_epoch=None if validate is None else stopper.best_epoch + 1 + start_epoch,
         seconds=time.perf_counter() - t0,
         history=hist,
     )
+    if dist is not None:  # process 0's kept weights and summary in every process
+        dist.broadcast_module(net)
+        result = LoopResult(**dist.broadcast_json(asdict(result)))
+    return result
 
 
 def _batch_size(batch: Any) -> int:
@@ -176,8 +215,3 @@ def _batch_size(batch: Any) -> int:
     shape = getattr(first, "shape", None)
     return int(shape[0]) if shape else 0
 
-
-def batch_indices(n: int, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
-    """A shuffled partition of ``range(n)`` into batches."""
-    perm = rng.permutation(n)
-    return [perm[s : s + batch_size] for s in range(0, n, batch_size)]
