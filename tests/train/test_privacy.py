@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import warnings
 
-import numpy as np
 import pytest
 
 from zenrec.errors import ConfigError
@@ -19,18 +18,9 @@ FAST = {"factors": 16, "epochs": 4, "batch_size": 256, "lr": 0.02}
 
 
 @pytest.fixture(scope="module")
-def tiny(ml100k):
+def tiny(ml100k_top):
     """200 users × the 120 most popular items of ml-100k, per-user random 80/10/10 (≈ 8k training pairs)."""
-    from zenrec.data import Interactions, random_split
-
-    inter = ml100k.interactions
-    counts = np.bincount(inter.item, minlength=inter.n_items)
-    items = np.sort(np.argsort(-counts, kind="stable")[:120])
-    item_map = np.full(inter.n_items, -1)
-    item_map[items] = np.arange(len(items))
-    rows = (item_map[inter.item] >= 0) & (inter.user < 200)
-    small = Interactions(inter.user[rows], item_map[inter.item[rows]], 200, len(items), inter.timestamp[rows])
-    return random_split(small, (0.8, 0.1, 0.1), seed=7)
+    return ml100k_top(200, 120)
 
 
 def fit(split, **params):

@@ -24,18 +24,9 @@ pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
 
 @pytest.fixture(scope="module")
-def tiny(ml100k):
+def tiny(ml100k_top):
     """300 users × the 150 most popular items of ml-100k, per-user random 80/10/10, with timestamps."""
-    from zenrec.data import Interactions, random_split
-
-    inter = ml100k.interactions
-    counts = np.bincount(inter.item, minlength=inter.n_items)
-    items = np.sort(np.argsort(-counts, kind="stable")[:150])
-    item_map = np.full(inter.n_items, -1)
-    item_map[items] = np.arange(len(items))
-    rows = (item_map[inter.item] >= 0) & (inter.user < 300)
-    small = Interactions(inter.user[rows], item_map[inter.item[rows]], 300, len(items), inter.timestamp[rows])
-    return random_split(small, (0.8, 0.1, 0.1), seed=7)
+    return ml100k_top(300, 150)
 
 
 def fit(name, split, **params):

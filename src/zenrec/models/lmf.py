@@ -49,8 +49,6 @@ class LogisticMFConfig(ModelConfig, DPParams):
         if self.dp_epsilon is not None:
             if self.sampler != "uniform":
                 raise ValueError("dp_epsilon needs sampler='uniform' (popularity negatives read private item counts)")
-            if self.batch_size < 32:
-                raise ValueError("dp_epsilon needs batch_size >= 32 (Poisson-sampled batches)")
         return self
 
 

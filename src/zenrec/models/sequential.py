@@ -78,8 +78,6 @@ class SequentialConfig(ModelConfig, DPParams):
         if self.dp_epsilon is not None:
             if self.loss != "ce":
                 raise ValueError("dp_epsilon needs loss='ce' (sampled negatives correct by private item counts)")
-            if self.batch_size < 32:
-                raise ValueError("dp_epsilon needs batch_size >= 32 (Poisson-sampled batches)")
         return self
 
     @model_validator(mode="after")

@@ -99,8 +99,6 @@ class TwoTowerConfig(ModelConfig, UserDPParams):
         if self.dp_epsilon is not None:
             if self.loss != "softmax":
                 raise ValueError("dp_epsilon needs loss='softmax' (sampled negatives correct by private item counts)")
-            if self.batch_size < 32:
-                raise ValueError("dp_epsilon needs batch_size >= 32 (Poisson-sampled batches)")
         return self
 
 

@@ -38,7 +38,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from zenrec.errors import ConfigError
 
@@ -61,6 +61,12 @@ class DPParams(BaseModel):
         None, gt=0, le=100, description="train by DP-SGD (Opacus) to this ε at dp_delta; None: no differential privacy")
     dp_delta: float = Field(1e-5, gt=0, lt=1, description="δ of (ε, δ)-differential privacy (with dp_epsilon)")
     dp_max_grad_norm: float = Field(1.0, gt=0, description="per-example gradient clipping norm (with dp_epsilon)")
+
+    @model_validator(mode="after")
+    def _dp_batch(self) -> DPParams:
+        if self.dp_epsilon is not None and getattr(self, "batch_size", 32) < 32:
+            raise ValueError("dp_epsilon needs batch_size >= 32 (Poisson-sampled batches)")
+        return self
 
 
 class UserDPParams(DPParams):
