@@ -37,6 +37,7 @@ from zenrec.models.bundle import ModelBundle
 from zenrec.retrieval.base import check_k
 from zenrec.retrieval.saved import INDEX_DIR
 from zenrec.serve.errors import ApiError, error_body, install_error_handlers
+from zenrec.serve.fastpath import ROUTE_KEY, UserListFastPath
 from zenrec.serve.follower import DEFAULT_SYNC_SECONDS, StoreFollower
 from zenrec.serve.heap import freeze_heap
 from zenrec.serve.live import ListLog, LiveModel, default_store_url, is_registry, manifest_version
@@ -265,7 +266,7 @@ class RequestMetrics:
         try:
             await self.app(scope, receive, sending)
         finally:
-            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            route = scope.get(ROUTE_KEY) or getattr(scope.get("route"), "path", None) or "unmatched"
             method = scope.get("method", "")
             self.metrics.requests.labels(route, method, str(status)).inc()
             self.metrics.latency.labels(route, method).observe(time.perf_counter() - t0)
@@ -520,6 +521,7 @@ def create_app(
     app.include_router(health.metrics_router, dependencies=reads)
     for module in (events, health, users):
         app.include_router(module.router)
+    app.add_middleware(UserListFastPath)  # innermost: the plain user list skips FastAPI's layers
     if log_lists and not log_anonymous_reads and key is not None:  # which reads came with the key
         app.add_middleware(KeyedRequests, key=key)
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)  # refuses a large body before it is read

@@ -58,8 +58,12 @@ def json_response(body: Any, status: int = 200) -> Response:
     FastAPI would validate and re-serialise a returned dict against the
     response model; for the hot read paths that costs more than the list.
     """
-    return Response(json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode(),
-                    status_code=status, media_type="application/json")
+    return Response(json_bytes(body), status_code=status, media_type="application/json")
+
+
+def json_bytes(body: Any) -> bytes:
+    """A response body as compact UTF-8 JSON (no NaN: a score that is not a number is a bug to see)."""
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
 
 
 def plain_id(raw: str, vocabulary: Any) -> Any:

@@ -59,8 +59,14 @@ async def user_recommendations(
     An unknown user with posted events is scored from them; without any, the
     list holds popular items and says `"fallback": "popular"`.
     """
+    return json_response(await user_list(state_of(request), user_id, k, exclude_seen, filter, reasons))
+
+
+async def user_list(state: Any, user_id: str, k: int, exclude_seen: bool = True, filter: str | None = None,
+                    reasons: bool = False) -> dict[str, Any]:
+    """The body of a user's list (``GET /users/{user_id}/recommendations``, and its fast path in
+    :mod:`zenrec.serve.fastpath`); raises :class:`~zenrec.serve.errors.ApiError` on a bad parameter."""
     started = time.perf_counter()
-    state = state_of(request)
     state.check_k(k)
     view = state.view
     user = plain_id(user_id, view.live.bundle.users)
@@ -71,7 +77,7 @@ async def user_recommendations(
         out = live.recommend(query)
     else:
         out = await run_in_threadpool(live.recommend, query)
-    return json_response(state.served(out, live, "user", started))
+    return state.served(out, live, "user", started)
 
 
 @router.post("/recommendations", response_model=ListOut)
