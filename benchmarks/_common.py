@@ -149,6 +149,16 @@ def write_doc_section(name: str, section: str, path: Path | None = None) -> Path
     return path
 
 
+def load_words(loads: list[float], own: float) -> str:
+    """How busy the machine was, from the 1-minute load averages seen during a run and the load the benchmark
+    itself puts on it (its busy threads or processes): "no other work" only when the load stayed near its own."""
+    lo, hi = min(loads), max(loads)
+    if hi <= own + 0.75:
+        return f"no other work ran (1-minute load average {lo:.1f}–{hi:.1f}, the benchmark's own)"
+    return (f"the machine was shared with other work (1-minute load average {lo:.1f}–{hi:.1f}), so wall times "
+            "are upper bounds")
+
+
 def machine() -> str:
     """One line about this machine: cores, CPU model, memory, OS and Python."""
     cpu = "unknown CPU"

@@ -36,7 +36,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
-from _common import context_line, machine, section_footer, write_doc_section  # noqa: E402
+from _common import context_line, load_words, machine, section_footer, write_doc_section  # noqa: E402
 
 WORK = HERE / ".work"
 DOC = ROOT / "docs" / "benchmarks.md"
@@ -153,8 +153,7 @@ def render_scaling(results: list[dict], command: str) -> str:
         "## Ingest: time and peak memory from 1M to 50M events",
         "",
         context_line(f"Run {when} on {machine()}. Median of {results[0]['repeats']} fresh processes per size; "
-                     f"the machine was shared with other work (1-minute load average {min(loads):.1f}–"
-                     f"{max(loads):.1f} during the runs), so wall times are upper bounds; CPU time is steadier."),
+                     f"{load_words(loads, 2)}; CPU time is steadier than wall time."),
         "",
         "| events | log | users | items | kept | ingest | events/s | peak RSS (median / max) | CPU | "
         "events per CPU second | read back + split | its peak RSS |",
