@@ -196,7 +196,8 @@ def main(argv: list[str] | None = None) -> None:
             continue
         lines.append(f"| {name} ({kind}) | {what} | {r['rows']:,} | {r['wall_s']:.1f} s | "
                      f"{r['rows'] / r['wall_s']:,.0f} | {r['cpu_s']:.1f} s | {r['peak_mb']:,.0f} MB |")
-    lines += ["", f"Reproduce (with duckdb and polars installed): `python benchmarks/bench_ingest_engines.py "
+    lines += ["", "DuckDB and polars are not zenrec dependencies: install them into the environment to run it again.",
+              "", "Reproduce: `python benchmarks/bench_ingest_engines.py "
                   f"--log {args.log}" + (f" --repeats {args.repeats}" if args.repeats != 3 else "") + "`"]
     write_doc_section("ingest-engines", "\n".join(lines) + "\n", SCALING)
     print(f"updated {SCALING.relative_to(ROOT)}")

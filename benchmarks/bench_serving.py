@@ -1344,13 +1344,16 @@ def render_s(records: list[dict]) -> str:
     env = next((r["env"] for r in rs if r.get("env")), {})
     starts = [r for r in latest("start") if r.get("kind") == "start"]
     data = starts[0] if starts else {}
-    lines = ["## Serving", "", f"Command: `{S_COMMAND}`", "",
-             f"Run {last} on {env.get('machine', '–')}; {_client_name(env)}; window {env.get('seconds', '–')} s "
-             f"after {env.get('warmup', '–')} s of warm-up, {env.get('repeats', '–')} repeat(s); medians. "
-             f"Data: {data.get('items', '–'):,} items × {data.get('dim', '–')} dims (synthetic ALS bundle), "
-             f"requests for users drawn uniformly from all {data.get('users_sampled', '–'):,} users "
-             "(`GET /users/{u}/recommendations?k=10`; known users without new events: one HNSW search each, "
-             "no score cache involved).", "",
+    lines = ["## Serving", "",
+             context_line(
+                 f"Run {last} on {env.get('machine', '–')}; {_client_name(env)} on the same two cores as the servers; "
+                 f"window {env.get('seconds', '–')} s after {env.get('warmup', '–')} s of warm-up, "
+                 f"{env.get('repeats', '–')} repeat(s); medians. Data: {data.get('items', '–'):,} items × "
+                 f"{data.get('dim', '–')} dims (synthetic ALS bundle), requests for users drawn uniformly from all "
+                 f"{data.get('users_sampled', '–'):,} users (`GET /users/{{u}}/recommendations?k=10`; known users "
+                 "without new events: one HNSW search each, no score cache involved). Such a plain request is "
+                 "answered before FastAPI's routing and parameter layers (`zenrec/serve/fastpath.py`); anything "
+                 "else goes through the documented route."), "",
              "| start-up of one server | seconds to `/healthz` | load average before → after | run |",
              "|---|---|---|---|"]
     for r in starts:
@@ -1388,7 +1391,7 @@ def render_s(records: list[dict]) -> str:
               "",
               "CPU per request: the servers' CPU seconds in the window over the requests answered.",
               "With several workers, `/metrics` comes from whichever worker answers the scrape,",
-              "so only client-side latencies are shown."]
+              "so only client-side latencies are shown.", "", f"Reproduce: `{S_COMMAND}`"]
     return "\n".join(lines)
 
 
