@@ -43,9 +43,7 @@ import json
 import os
 import random
 import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -55,7 +53,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from _common import REPO, WORK, context_line, machine, write_doc_section  # noqa: E402
+from _common import REPO, WORK, context_line, load_words, machine, write_doc_section  # noqa: E402
+
+from zenrec.serve.process import ServeProcess  # noqa: E402
 
 RESULTS = WORK / "results" / "replicas.jsonl"
 DOC = REPO / "docs" / "scaling.md"
@@ -63,50 +63,10 @@ COMMAND = "bash scripts/with_postgres.sh .venv/bin/python benchmarks/bench_repli
 MODES = ("notify", "poll", "sqlite")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Server:
-    """``zenrec serve`` as a child process, its output in a log file."""
-
-    def __init__(self, source: Path, store: str, log: Path, args: list[str]) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = log
-        env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-               "ZENREC_ERASURE_KEY": "bench-replicas-erasure-key"}
-        env.pop("ZENREC_API_KEY", None)
-        cmd = [sys.executable, "-m", "zenrec.cli", "serve", str(source), "--port", str(self.port), "--store", store,
-               "--no-served-log", *args]
-        with open(log, "ab") as out:
-            self.proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-
-    def wait_healthy(self, timeout: float = 120.0) -> dict:
-        import httpx
-
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                r = httpx.get(f"{self.url}/healthz", timeout=2)
-                if r.status_code == 200:
-                    return r.json()
-            except httpx.TransportError:
-                pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"zenrec serve did not start:\n{self.log.read_text(errors='replace')[-3000:]}")
-            time.sleep(0.1)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+def server(source: Path, store: str, log: Path, args: list[str]) -> ServeProcess:
+    """``zenrec serve`` as a child process (no served-list log; a fixed erasure key), its output in ``log``."""
+    return ServeProcess(source, store, log, "--no-served-log", *args,
+                        env={"ZENREC_ERASURE_KEY": "bench-replicas-erasure-key"})
 
 
 def make_registry(root: Path) -> tuple[Path, list[str], list]:
@@ -174,8 +134,8 @@ def run_mode(mode: str, args: argparse.Namespace, source: Path, versions: list[s
     extra = ["--sync-seconds", str(args.sync_seconds)] + (["--no-sync-notify"] if mode == "poll" else [])
     logs = args.work / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    a = Server(source, store, logs / f"{mode}-a.log", extra)
-    b = Server(source, store, logs / f"{mode}-b.log", extra)
+    a = server(source, store, logs / f"{mode}-a.log", extra)
+    b = server(source, store, logs / f"{mode}-b.log", extra)
     rng = random.Random(args.seed)
     pool = list(users)
     rng.shuffle(pool)
@@ -311,11 +271,10 @@ def render(rows: list[dict]) -> str:
                      f"{r['post_ms_p50']} |")
     probe = rows[0]["probe_ms"] if rows else 2
     seen = [r[k] for r in rows for k in ("load_before", "load_after") if k in r]
-    loads = f"{min(seen):.1f}–{max(seen):.1f}" if seen else "not recorded"
+    busy = load_words(seen, 2) if seen else "the load average was not recorded"
     lines += ["", context_line(f"B is probed every {probe:g} ms (plus the time of one list, about a millisecond), "
                                "so a time includes up to that much slack. EASE on ml-100k (1,682 items), two registry "
-                               "versions; no other load of ours, but the machine is shared: its 1-minute load "
-                               f"average was {loads} during the runs (2 cores). Machine: " + machine() + "."),
+                               f"versions; {busy}. Machine: " + machine() + "."),
               "", context_line("The bound: an event is in another replica's answers at most one sync interval "
                                "(`--sync-seconds`, default 0.1 s) plus one read of the store's tail after its commit; "
                                "on PostgreSQL a notification usually wakes the read at once. A promotion waits for "
