@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -30,7 +31,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 DOC = ROOT / "docs" / "scaling.md"
 sys.path.insert(0, str(HERE))
-from _common import context_line, machine, peak_rss_mb, write_doc_section  # noqa: E402
+from _common import context_line, load_words, machine, peak_rss_mb, write_doc_section  # noqa: E402
 
 #: model → (registry name, config for the catalogue run)
 CATALOGUE = {
@@ -88,7 +89,7 @@ def one_run(args: argparse.Namespace) -> dict:
     return {"model": args.one, "items": args.items, "users": args.users, "events": args.events,
             "epochs": len(hist), "fit_s": wall, "epoch_train_s": statistics.median(train_s),
             "epoch_s": wall / max(len(hist), 1), "peak_mb": peak_rss_mb(), "factors": params["factors"],
-            "valid": model.training_.get("valid_ndcg@10")}
+            "valid": model.training_.get("valid_ndcg@10"), "load": os.getloadavg()[0]}
 
 
 def run_child(args: argparse.Namespace, model: str, items: int) -> dict:
@@ -104,10 +105,11 @@ def run_child(args: argparse.Namespace, model: str, items: int) -> dict:
 
 
 def catalogue_part(args: argparse.Namespace) -> tuple[list[str], list[str]]:
-    rows, failures = [], []
+    rows, failures, loads = [], [], []
     for model in args.models:
         base = run_child(args, model, args.base_items)
         big = run_child(args, model, args.items)
+        loads += [base["load"], big["load"]]
         f = big["factors"]
         grow = bound_bytes(model, args.items, f) - bound_bytes(model, args.base_items, f)
         bound_mb = base["peak_mb"] + grow / 2**20  # peak_rss_mb: MiB
@@ -123,7 +125,7 @@ def catalogue_part(args: argparse.Namespace) -> tuple[list[str], list[str]]:
         context_line(f"{machine()}. Synthetic catalogue: {args.items:,} items (popularity ∝ 1/(rank + 10)), "
                      f"{args.users:,} users, {args.events:,} events, seed {args.seed}; {args.epochs} epochs, "
                      f"{args.threads} threads, the default 10 % validation hold-out (full ranking over every "
-                     f"item each epoch). One fresh process per row; the machine was shared."), "",
+                     f"item each epoch). One fresh process per row; {load_words(loads, args.threads)}."), "",
         "| model | items | epochs | train per epoch | epoch incl. validation | peak RSS at "
         f"{args.base_items:,} items | peak RSS | bound | within | full-softmax logits of one batch |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|",
@@ -159,7 +161,7 @@ def quality_fit(model: str, loss: str, seed: int, epochs: int, threads: int) -> 
     fit_s = time.perf_counter() - t
     ndcg = evaluate_split(m, split, ks=(10,), beyond=False)["ndcg@10"]
     return {"model": model, "loss": loss, "seed": seed, "ndcg": ndcg, "fit_s": fit_s,
-            "best_epoch": m.best_epoch_}
+            "best_epoch": m.best_epoch_, "load": os.getloadavg()[0]}
 
 
 def quality_part(args: argparse.Namespace) -> list[str]:
@@ -183,9 +185,12 @@ def quality_part(args: argparse.Namespace) -> list[str]:
         spread = statistics.stdev(diffs) if len(diffs) > 1 else float("nan")
         f_nd = ", ".join(f"{r['ndcg']:.4f}" for r in full)
         s_nd = ", ".join(f"{r['ndcg']:.4f}" for r in samp)
+        mean = statistics.mean(diffs)
+        # within noise: the mean difference is within two standard errors of zero, or sampled is not worse
+        noise = "yes" if mean >= 0 or (len(diffs) > 1 and -mean <= 2 * spread / len(diffs) ** 0.5) else "**no**"
         rows.append(f"| {model} | {'sequential' if model == 'sasrec' else 'general'} | {full_loss[model]} "
                     f"{f_nd} | {s_nd} | "
-                    f"{statistics.mean(diffs):+.4f} | {spread:.4f} | "
+                    f"{mean:+.4f} | {spread:.4f} | {noise} | "
                     f"{statistics.median(r['fit_s'] for r in full):.0f} s / "
                     f"{statistics.median(r['fit_s'] for r in samp):.0f} s |")
     return [
@@ -193,9 +198,10 @@ def quality_part(args: argparse.Namespace) -> list[str]:
         context_line(f"Test NDCG@10, seeds {', '.join(map(str, args.seeds))}, at most {args.quality_epochs} epochs "
                      "with early stopping on validation NDCG@10, default configs otherwise (SASRec: negatives=256; "
                      "two-tower: negatives=1024). Difference: sampled − full, mean over seeds; spread: the standard "
-                     "deviation of the per-seed differences (nan with one seed)."), "",
-        "| model | protocol | full softmax | sampled | difference | spread | fit time full / sampled |",
-        "|---|---|---|---|---:|---:|---|",
+                     "deviation of the per-seed differences (nan with one seed). Within noise: the mean difference "
+                     "is at most two standard errors (spread / √seeds) below zero, or above it."), "",
+        "| model | protocol | full softmax | sampled | difference | spread | within noise | fit time full / sampled |",
+        "|---|---|---|---|---:|---:|---|---|",
         *rows, "",
     ]
 

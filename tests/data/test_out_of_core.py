@@ -28,7 +28,7 @@ from zenrec.data import CleaningConfig, ColumnMap, Dataset, read_table, readers,
 from zenrec.data.readers import record_lines
 from zenrec.data.splits import _shuffled_by_user
 from zenrec.data.synthetic_log import EVENT_TYPES, event_log_chunks, write_event_log
-from zenrec.errors import DataError
+from zenrec.errors import ConfigError, DataError
 
 COLS = ColumnMap(user="u", item="i", timestamp="t", event="e", value="v")
 ALIASES = {"buy": "purchase", "basket": "cart"}
@@ -249,6 +249,20 @@ def test_synthetic_log_has_sessions_power_laws_funnels_and_dirt():
     assert (acts["item_id"] == prev_item.loc[acts.index]).mean() > 0.8
     again = pa.concat_tables(event_log_chunks(60_000, chunk_rows=25_000, seed=2)).to_pandas()
     pd.testing.assert_frame_equal(t, again)  # the same arguments, the same log
+
+
+def test_a_flatter_item_exponent_touches_more_of_the_catalogue():
+    def distinct(exponent: float) -> tuple[int, float]:
+        t = pa.concat_tables(event_log_chunks(50_000, n_items=50_000, item_exponent=exponent, seed=3)).to_pandas()
+        counts = t["item_id"].value_counts()
+        return len(counts), counts.iloc[: len(counts) // 100].sum() / counts.sum()
+
+    (steep, steep_top), (flat, flat_top) = distinct(1.0), distinct(0.5)
+    # expected distinct items of about 35k views (1 - exp(-draws * p) summed): 12.1k at 1.0, 22.4k at 0.5
+    assert steep < 15_000 < 19_000 < flat
+    assert flat_top < steep_top  # the head's share of events shrinks
+    with pytest.raises(ConfigError, match="'item_exponent' parameter .* between 0 and 4; got -1"):
+        next(event_log_chunks(100, item_exponent=-1))
 
 
 def test_synthetic_log_as_csv_and_parquet_ingests_the_same(tmp_path):

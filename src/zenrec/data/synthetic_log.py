@@ -74,6 +74,7 @@ def event_log_chunks(
     start: int = 1_700_000_000,
     days: int = 365,
     seed: int = 0,
+    item_exponent: float = 1.0,
 ) -> Iterator[pa.Table]:
     """The log's rows (``rows`` in all, duplicates and dirty rows included) as tables of ``chunk_rows``.
 
@@ -82,6 +83,9 @@ def event_log_chunks(
     ``gap_seconds`` the mean time between them; the log spans ``days`` days
     from ``start``.  Each chunk covers its own stretch of that time, so the
     chunks follow each other in time.  The same arguments give the same log.
+    Item popularity falls as ``(rank + 10) ** -item_exponent``: with the
+    default 1, 5M rows touch about 530k items of a 1M-item catalogue; with a
+    flatter 0.5, about 920k.
     """
     _check("rows", rows, 1)
     _check("chunk_rows", chunk_rows, 1)
@@ -90,13 +94,14 @@ def event_log_chunks(
     _check("duplicate_frac", duplicate_frac, 0, 0.5)
     _check("malformed_frac", malformed_frac, 0, 0.5)
     _check("days", days, 1)
+    _check("item_exponent", item_exponent, 0, 4)
     n_users = n_users or max(rows // 40, 10)
     n_items = n_items or max(rows // 100, 10)
     _check("n_users", n_users, 1)
     _check("n_items", n_items, 1)
     rng = np.random.default_rng(seed)
     users = _Zipf(rng, n_users, 0.8, 20.0)
-    items = _Zipf(rng, n_items, 1.0, 10.0)
+    items = _Zipf(rng, n_items, item_exponent, 10.0)
     span = days * 86_400
     bounds = list(range(0, rows, chunk_rows)) + [rows]
     for c, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)):
