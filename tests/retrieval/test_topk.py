@@ -52,6 +52,23 @@ def test_topk_tie_at_the_cut_keeps_lower_indices():
     np.testing.assert_array_equal(idx, _reference_topk(big, 37))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_long_rows_take_the_torch_path_with_the_same_ties(dtype):
+    from zenrec.retrieval.topk import TORCH_MIN_COLS
+
+    rng = np.random.default_rng(3)
+    n = TORCH_MIN_COLS + 1000
+    block = rng.integers(0, 4, size=(12, n)).astype(dtype)  # plateaus: thousands tie at the k-th place
+    block[0, :] = -np.inf  # a row with nothing to rank
+    block[1, rng.choice(n, 50, replace=False)] = np.nan  # NaN ranks last
+    block[2] = rng.standard_normal(n)  # no ties
+    for k in (1, 10, 37, n - 1):
+        idx, vals = topk(block, k)
+        expected = _reference_topk(np.where(np.isnan(block), -np.inf, block), k)
+        np.testing.assert_array_equal(idx, expected)
+        np.testing.assert_array_equal(vals, np.take_along_axis(block, expected, axis=1))
+
+
 def test_topk_nan_ranks_last_and_edge_sizes():
     scores = np.array([[np.nan, 1.0, -np.inf, 0.0]], dtype=np.float32)
     idx, vals = topk(scores, 4)

@@ -18,10 +18,26 @@ def _selection_key(scores: np.ndarray) -> np.ndarray:
     return scores
 
 
+#: from this many columns on, the k largest of a row are found by torch's top-k (6-13x faster than numpy's
+#: argpartition on a 1M-item row, one thread each; more with ties); below it numpy's, with no torch call overhead
+TORCH_MIN_COLS = 4096
+
+
+def _largest(key: np.ndarray, k: int) -> np.ndarray:
+    """Column indices of the ``k`` largest values of each row of a float block (NaN-free), unordered; which of
+    several values tied at the k-th place are taken is arbitrary (:func:`topk` settles ties)."""
+    n = key.shape[1]
+    if n >= TORCH_MIN_COLS and key.dtype in (np.float32, np.float64):
+        import torch
+
+        return torch.topk(torch.from_numpy(np.ascontiguousarray(key)), k, dim=1, sorted=False).indices.numpy()
+    return np.argpartition(key, n - k, axis=1)[:, n - k :]
+
+
 def topk(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Indices and values of the ``k`` largest scores per row, best first.
 
-    ``argpartition`` selects the candidates, then only those k are sorted;
+    ``argpartition`` (torch's top-k on long rows) selects the candidates, then only those k are sorted;
     ``-inf`` (and NaN) entries come last and ties go to the lower item index —
     also across the k-th place: when equal scores straddle the cut, the lower
     indices are the ones kept (``argpartition`` alone picks arbitrarily).
@@ -35,7 +51,7 @@ def topk(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         return np.empty((n_rows, 0), np.int64), np.empty((n_rows, 0), scores.dtype)
     key = _selection_key(scores)
     if k < n:
-        part = np.argpartition(key, n - k, axis=1)[:, n - k :]  # the k largest, unordered
+        part = _largest(key, k)  # the k largest, unordered
         pv = np.take_along_axis(key, part, axis=1)
         kth = pv.min(axis=1)  # the k-th largest value per row
         # rows where some item tied with the k-th value was left out of the partition
