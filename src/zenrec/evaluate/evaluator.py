@@ -221,13 +221,13 @@ def evaluate(
     n_nan = 0
     for s in range(0, len(users), bs):
         u = users[s : s + bs]
-        block = np.array(score(u), dtype=np.float32, copy=True)
+        block = np.asarray(score(u), dtype=np.float32)  # read only: filtered_topk does not write to it
         if block.shape != (len(u), n_items):
             raise ConfigError(f"scorer returned shape {block.shape}; expected {(len(u), n_items)}")
         nan = np.isnan(block)
         if nan.any():
             n_nan += int(nan.any(axis=1).sum())
-            block[nan] = -np.inf
+            block = np.where(nan, np.float32(-np.inf), block)
         allowed = None
         if sampled is not None:
             tb = t[u].toarray().astype(bool)

@@ -241,7 +241,11 @@ class SequentialRecommender(TorchRecommender):
             emb = self._item_vectors()
             for s in range(0, len(inp), 1024):
                 h = net(torch.as_tensor(inp[s : s + 1024], device=device))[:, -1, :]
-                out[s : s + 1024] = (h @ emb.T).float().cpu().numpy()
+                if h.device.type == "cpu" and h.dtype == emb.dtype == torch.float32:
+                    # straight into the block: no second users × items array (1M items: 256 MB per 64 users)
+                    torch.matmul(h, emb.T, out=torch.from_numpy(out[s : s + 1024]))
+                else:
+                    out[s : s + 1024] = (h @ emb.T).float().cpu().numpy()
         out[empty] = self.popularity_  # no history at all: popular items
         return out
 

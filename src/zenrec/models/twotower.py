@@ -377,7 +377,8 @@ class TwoTower(TorchRecommender):
     def _score_seqs(self, users: np.ndarray, seqs: np.ndarray) -> np.ndarray:
         out = np.empty((len(users), self.n_items_), dtype=np.float32)
         for s in range(0, len(users), 1024):
-            out[s : s + 1024] = self.user_vectors(users[s : s + 1024], seqs[s : s + 1024]) @ self.item_vectors_.T
+            np.matmul(self.user_vectors(users[s : s + 1024], seqs[s : s + 1024]), self.item_vectors_.T,
+                      out=out[s : s + 1024])  # straight into the block: no second users × items array
         return out
 
     def _score(self, users: np.ndarray) -> np.ndarray:
