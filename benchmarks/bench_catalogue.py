@@ -30,6 +30,8 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 DOC = ROOT / "docs" / "scaling.md"
+#: every child's record, one JSON line each; ``--reuse`` renders from the latest record of each run
+RECORDS = HERE / ".work" / "catalogue.jsonl"
 sys.path.insert(0, str(HERE))
 from _common import context_line, load_words, machine, peak_rss_mb, write_doc_section  # noqa: E402
 
@@ -43,6 +45,9 @@ CATALOGUE = {
 #: bytes per item and per factor of one trained id table: weights, gradient, Adam's two moments, and the copy of
 #: the best epoch's weights the early-stopping loop keeps (5 float32 copies)
 TABLE_COPIES = 5
+#: item-sized id tables of each model: SASRec's item embedding; the two-tower's item tower and its user tower's
+#: history embedding
+ITEM_TABLES = {"sasrec": 1, "twotower": 2}
 #: bytes per item of the per-item vectors (popularity, logQ, sampler probabilities, counts, seen flags) — generous
 PER_ITEM_ARRAYS = 64
 #: bytes per scored (user, item) cell of one evaluation block: scores, their copy, the NaN mask, top-k work
@@ -57,7 +62,7 @@ def eval_block_cells(n_items: int) -> int:
 def bound_bytes(model: str, n_items: int, factors: int) -> int:
     """The memory that grows with the catalogue, in bytes: id tables × 5 copies, the two-tower's published item
     vectors (and their concatenation), the per-item vectors and one evaluation block."""
-    tables = TABLE_COPIES * 4 * factors * (n_items + 2)
+    tables = ITEM_TABLES[model] * TABLE_COPIES * 4 * factors * (n_items + 2)
     published = 2 * 4 * factors * n_items if model == "twotower" else 0
     return tables + published + PER_ITEM_ARRAYS * n_items + EVAL_CELL * eval_block_cells(n_items)
 
@@ -92,16 +97,36 @@ def one_run(args: argparse.Namespace) -> dict:
             "valid": model.training_.get("valid_ndcg@10"), "load": os.getloadavg()[0]}
 
 
+def _key(rec: dict) -> tuple:
+    return (rec["model"], rec.get("items"), rec.get("loss"), rec.get("seed"))
+
+
+def recorded(key: tuple) -> dict | None:
+    """The latest saved record of a run (``--reuse``)."""
+    if not RECORDS.exists():
+        return None
+    found = [r for r in map(json.loads, RECORDS.read_text().splitlines()) if _key(r) == key]
+    return found[-1] if found else None
+
+
+def save(rec: dict) -> dict:
+    RECORDS.parent.mkdir(parents=True, exist_ok=True)
+    with RECORDS.open("a") as f:
+        f.write(json.dumps(rec) + "\n")
+    print(json.dumps(rec), file=sys.stderr)
+    return rec
+
+
 def run_child(args: argparse.Namespace, model: str, items: int) -> dict:
+    if args.reuse and (rec := recorded((model, items, None, None))) is not None:
+        return rec
     cmd = [sys.executable, __file__, "--one", model, "--items", str(items), "--users", str(args.users),
            "--events", str(args.events), "--epochs", str(args.epochs), "--threads", str(args.threads),
            "--seed", str(args.seed)]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
     if out.returncode != 0:
         raise SystemExit(f"{model} at {items} items failed:\n{out.stderr[-3000:]}")
-    rec = json.loads(out.stdout.strip().splitlines()[-1])
-    print(json.dumps(rec), file=sys.stderr)
-    return rec
+    return save(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
 def catalogue_part(args: argparse.Namespace) -> tuple[list[str], list[str]]:
@@ -133,7 +158,8 @@ def catalogue_part(args: argparse.Namespace) -> tuple[list[str], list[str]]:
         context_line(
             "The bound: peak RSS at the small catalogue (everything that does not grow with items: users, events, "
             "windows, the network) plus what grows with n items of d factors: each id table 5 × 4 · d · n bytes "
-            "(weights, dense gradient, Adam's two moments, the best epoch's copy), the two-tower's published item "
+            "(weights, dense gradient, Adam's two moments, the best epoch's copy; SASRec has one such table, the "
+            "two-tower two: its item tower's and its history embedding), the two-tower's published item "
             "vectors 2 × 4 · d · n, 64 bytes of per-item vectors, and one evaluation block of "
             "clip(2^24 / n, 64, 8192) users × n items × 24 bytes. Nothing of size batch × n is allocated: "
             "the sampled softmax scores each batch against its distinct targets plus the sampled negatives only. "
@@ -172,14 +198,15 @@ def quality_part(args: argparse.Namespace) -> list[str]:
         for loss in (full_loss[model], "sampled"):
             res[loss] = []
             for seed in args.seeds:
+                if args.reuse and (rec := recorded((model, None, loss, seed))) is not None:
+                    res[loss].append(rec)
+                    continue
                 cmd = [sys.executable, __file__, "--quality-one", model, "--loss", loss, "--seed", str(seed),
                        "--quality-epochs", str(args.quality_epochs), "--threads", str(args.threads)]
                 out = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
                 if out.returncode != 0:
                     raise SystemExit(f"{model} {loss} failed:\n{out.stderr[-3000:]}")
-                rec = json.loads(out.stdout.strip().splitlines()[-1])
-                print(json.dumps(rec), file=sys.stderr)
-                res[loss].append(rec)
+                res[loss].append(save(json.loads(out.stdout.strip().splitlines()[-1])))
         full, samp = res[full_loss[model]], res["sampled"]
         diffs = [s["ndcg"] - f["ndcg"] for f, s in zip(full, samp, strict=True)]
         spread = statistics.stdev(diffs) if len(diffs) > 1 else float("nan")
@@ -221,6 +248,8 @@ def main() -> None:
     p.add_argument("--skip", choices=["catalogue", "quality"], default=None)
     p.add_argument("--timeout", type=float, default=1800)
     p.add_argument("--write-docs", action="store_true")
+    p.add_argument("--reuse", action="store_true",
+                   help=f"take each run's latest record from {RECORDS.name} when there is one; measure the others")
     p.add_argument("--one", choices=list(CATALOGUE), help=argparse.SUPPRESS)
     p.add_argument("--quality-one", choices=list(CATALOGUE), help=argparse.SUPPRESS)
     p.add_argument("--loss", help=argparse.SUPPRESS)
@@ -238,7 +267,7 @@ def main() -> None:
         lines += part
     if args.skip != "quality":
         lines += quality_part(args)
-    command = "python benchmarks/bench_catalogue.py " + " ".join(sys.argv[1:])
+    command = "python benchmarks/bench_catalogue.py " + " ".join(a for a in sys.argv[1:] if a != "--reuse")
     lines += [f"Reproduce: `{command.strip()}`"]
     text = "\n".join(lines)
     print(text)
