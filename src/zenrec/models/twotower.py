@@ -208,6 +208,7 @@ class TwoTower(TorchRecommender):
     def _build(self, train: Interactions, device: Any, seed: int) -> Any:
         import torch
 
+        from zenrec.train.negatives import mixture_log_q
         from zenrec.train.sequences import last_items
 
         c = self.config
@@ -224,11 +225,7 @@ class TwoTower(TorchRecommender):
         self._seqs = torch.as_tensor(self.sequences_, dtype=torch.long, device=device)
         self._csr = (torch.as_tensor(csr.indptr, dtype=torch.long, device=device),
                      torch.as_tensor(csr.indices, dtype=torch.long, device=device))
-        # logQ of the sampled softmax: how often an item is a candidate, for the mixture it is drawn from (the
-        # batch's targets, in proportion to popularity, plus uniform negatives): B · p_i + N / n
-        share = self.popularity_ / max(float(self.popularity_.sum()), 1e-12)
-        expected = c.batch_size * share + c.negatives / train.n_items
-        self._log_q = torch.log(torch.as_tensor(expected, dtype=torch.float32, device=device))
+        self._log_q = mixture_log_q(self.popularity_, c.batch_size, c.negatives, device)  # targets + uniform
         self._gen = torch.Generator(device=device).manual_seed(seed)
         self._dp_users = torch.as_tensor(np.flatnonzero(np.diff(csr.indptr) > 0), dtype=torch.long, device=device)
         return net

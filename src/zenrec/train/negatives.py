@@ -74,3 +74,15 @@ def in_batch_candidates(targets: Any, sampler: NegativeSampler | None = None, n_
     if sampler is not None and n_sampled:
         cand = torch.cat([cand, sampler.sample((n_sampled,))])
     return cand
+
+
+def mixture_log_q(popularity: np.ndarray, target_draws: int, negatives: int, device: Any = "cpu") -> Any:
+    """log of how often each item is a candidate of a sampled softmax whose candidates are a batch's targets
+    (``target_draws`` of them, drawn in proportion to ``popularity``) plus ``negatives`` uniform items:
+    ``log(target_draws · p_i + negatives / n)``, the logQ correction of that mixture."""
+    import torch
+
+    pop = np.asarray(popularity, dtype=np.float64)
+    share = pop / max(float(pop.sum()), 1e-12)
+    expected = target_draws * share + negatives / len(pop)
+    return torch.log(torch.as_tensor(expected, dtype=torch.float32, device=device))
