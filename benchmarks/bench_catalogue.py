@@ -98,7 +98,7 @@ def one_run(args: argparse.Namespace) -> dict:
 
 
 def _key(rec: dict) -> tuple:
-    return (rec["model"], rec.get("items"), rec.get("loss"), rec.get("seed"))
+    return (rec["model"], rec.get("items"), rec.get("loss"), rec.get("seed"), rec.get("max_epochs"))
 
 
 def recorded(key: tuple) -> dict | None:
@@ -118,7 +118,7 @@ def save(rec: dict) -> dict:
 
 
 def run_child(args: argparse.Namespace, model: str, items: int) -> dict:
-    if args.reuse and (rec := recorded((model, items, None, None))) is not None:
+    if args.reuse and (rec := recorded((model, items, None, None, None))) is not None:
         return rec
     cmd = [sys.executable, __file__, "--one", model, "--items", str(items), "--users", str(args.users),
            "--events", str(args.events), "--epochs", str(args.epochs), "--threads", str(args.threads),
@@ -186,7 +186,7 @@ def quality_fit(model: str, loss: str, seed: int, epochs: int, threads: int) -> 
     m = create_model(model, **params).fit(split.train, split.valid, TrainOptions(seed=seed, threads=threads))
     fit_s = time.perf_counter() - t
     ndcg = evaluate_split(m, split, ks=(10,), beyond=False)["ndcg@10"]
-    return {"model": model, "loss": loss, "seed": seed, "ndcg": ndcg, "fit_s": fit_s,
+    return {"model": model, "loss": loss, "seed": seed, "max_epochs": epochs, "ndcg": ndcg, "fit_s": fit_s,
             "best_epoch": m.best_epoch_, "load": os.getloadavg()[0]}
 
 
@@ -198,7 +198,7 @@ def quality_part(args: argparse.Namespace) -> list[str]:
         for loss in (full_loss[model], "sampled"):
             res[loss] = []
             for seed in args.seeds:
-                if args.reuse and (rec := recorded((model, None, loss, seed))) is not None:
+                if args.reuse and (rec := recorded((model, None, loss, seed, args.quality_epochs))) is not None:
                     res[loss].append(rec)
                     continue
                 cmd = [sys.executable, __file__, "--quality-one", model, "--loss", loss, "--seed", str(seed),
@@ -218,6 +218,8 @@ def quality_part(args: argparse.Namespace) -> list[str]:
         rows.append(f"| {model} | {'sequential' if model == 'sasrec' else 'general'} | {full_loss[model]} "
                     f"{f_nd} | {s_nd} | "
                     f"{mean:+.4f} | {spread:.4f} | {noise} | "
+                    f"{', '.join(str(r['best_epoch']) for r in full)} / "
+                    f"{', '.join(str(r['best_epoch']) for r in samp)} | "
                     f"{statistics.median(r['fit_s'] for r in full):.0f} s / "
                     f"{statistics.median(r['fit_s'] for r in samp):.0f} s |")
     return [
@@ -226,9 +228,11 @@ def quality_part(args: argparse.Namespace) -> list[str]:
                      "with early stopping on validation NDCG@10, default configs otherwise (SASRec: negatives=256; "
                      "two-tower: negatives=1024). Difference: sampled − full, mean over seeds; spread: the standard "
                      "deviation of the per-seed differences (nan with one seed). Within noise: the mean difference "
-                     "is at most two standard errors (spread / √seeds) below zero, or above it."), "",
-        "| model | protocol | full softmax | sampled | difference | spread | within noise | fit time full / sampled |",
-        "|---|---|---|---|---:|---:|---|---|",
+                     "is at most two standard errors (spread / √seeds) below zero, or above it. Best epoch: the epoch "
+                     "early stopping kept, per seed."), "",
+        "| model | protocol | full softmax | sampled | difference | spread | within noise | best epoch full / sampled "
+        "| fit time full / sampled |",
+        "|---|---|---|---|---:|---:|---|---|---|",
         *rows, "",
     ]
 

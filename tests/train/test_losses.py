@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from zenrec.train.losses import bce_loss, bpr_loss, sampled_softmax_loss, softmax_loss
-from zenrec.train.negatives import NegativeSampler, in_batch_candidates
+from zenrec.train.negatives import MixtureLogQ, NegativeSampler, in_batch_candidates
 
 
 def _nll_sigmoid(x: float) -> float:
@@ -71,6 +71,30 @@ def test_in_batch_candidates_hold_every_target_once_plus_the_draws():
     assert len(cand) == 3 + 7
     assert set(cand[:3].tolist()) == {1, 3, 5}
     assert in_batch_candidates(tgt).tolist() == [1, 3, 5]
+
+
+def test_mixture_log_q_is_how_often_each_item_is_a_candidate():
+    """Simulated batches of ``in_batch_candidates``: a head item in every batch counts once, not T · p times."""
+    counts = np.array([600.0, 200.0, 50.0, 10.0, 3.0, 1.0, 0.5, 0.0])
+    n, draws, negatives, batches = len(counts), 40, 5, 4000
+    gen = torch.Generator().manual_seed(3)
+    sampler = NegativeSampler(n, "uniform", generator=gen)
+    probs = torch.as_tensor(counts / counts.sum())
+    seen = np.zeros(n)
+    for _ in range(batches):
+        tgt = torch.multinomial(probs, draws, replacement=True, generator=gen)
+        seen += np.bincount(in_batch_candidates(tgt, sampler, negatives).numpy(), minlength=n)
+    want = seen / batches
+    log_q = MixtureLogQ(counts, negatives)
+    got = np.exp(log_q(draws).numpy())
+    subset = torch.tensor([5, 0, 5])
+    np.testing.assert_array_equal(log_q(draws, subset).numpy(), log_q(draws).numpy()[[5, 0, 5]])
+    np.testing.assert_allclose(got, want, rtol=0.05)
+    assert got[0] == pytest.approx(1 + negatives / n, rel=1e-6)  # always a target: once per batch
+    assert got[-1] == pytest.approx(negatives / n, rel=1e-6)  # never a target: the uniform draws only
+    # a rare item: about T · p, the linear approximation
+    p = counts[5] / counts.sum()
+    assert got[5] - negatives / n == pytest.approx(draws * p, rel=0.05)
 
 
 def test_uniform_sampler_covers_the_catalogue_evenly():

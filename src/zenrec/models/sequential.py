@@ -30,7 +30,7 @@ from zenrec.models.explain import Contribution, Explanation, own_scores, popular
 from zenrec.models.neural import TorchRecommender
 from zenrec.models.query import Query
 from zenrec.train.losses import bce_loss, bpr_loss, sampled_softmax_loss, softmax_loss
-from zenrec.train.negatives import NegativeSampler, in_batch_candidates
+from zenrec.train.negatives import MixtureLogQ, NegativeSampler, in_batch_candidates
 from zenrec.train.params import BatchSize, Epochs, LearningRate, Optimizer, OptimizerWeightDecay, Patience
 from zenrec.train.privacy import DPParams
 from zenrec.train.sequences import Windows
@@ -115,8 +115,8 @@ class SequentialRecommender(TorchRecommender):
             windows = self._training_windows(train)
         self._windows = tuple(torch.as_tensor(a, device=device) for a in windows)
         self._gen = torch.Generator(device=device).manual_seed(seed)
-        self._log_q = torch.log(torch.as_tensor(self.popularity_ + 1e-6, device=device))
         self._sampler = NegativeSampler(train.n_items, "uniform", device=device)
+        self._log_q = MixtureLogQ(self.popularity_, self.config.negatives, device)
         return net
 
     def _batches(self, epoch: int) -> Iterator[Any]:
@@ -201,10 +201,10 @@ class SequentialRecommender(TorchRecommender):
             pos_s = (h * emb[tgt]).sum(-1)
             neg_s = (h * emb[neg]).sum(-1)
             return bce_loss(pos_s, neg_s) if c.loss == "bce" else bpr_loss(pos_s, neg_s)
-        # sampled softmax: the batch's targets plus uniform negatives; in-batch targets are drawn about in
-        # proportion to popularity, so the logQ correction subtracts log popularity
+        # sampled softmax: the batch's distinct targets plus uniform negatives, corrected by how often each item
+        # is a candidate (train/negatives.MixtureLogQ)
         cand = in_batch_candidates(tgt, self._sampler, c.negatives)
-        return sampled_softmax_loss(h, emb, tgt, cand, self._log_q)
+        return sampled_softmax_loss(h, emb, tgt, cand, self._log_q(len(tgt), cand))
 
     def item_embeddings(self) -> np.ndarray:
         """The output item embeddings (pad and special tokens left out)."""

@@ -208,7 +208,7 @@ class TwoTower(TorchRecommender):
     def _build(self, train: Interactions, device: Any, seed: int) -> Any:
         import torch
 
-        from zenrec.train.negatives import mixture_log_q
+        from zenrec.train.negatives import MixtureLogQ
         from zenrec.train.sequences import last_items
 
         c = self.config
@@ -225,7 +225,7 @@ class TwoTower(TorchRecommender):
         self._seqs = torch.as_tensor(self.sequences_, dtype=torch.long, device=device)
         self._csr = (torch.as_tensor(csr.indptr, dtype=torch.long, device=device),
                      torch.as_tensor(csr.indices, dtype=torch.long, device=device))
-        self._log_q = mixture_log_q(self.popularity_, c.batch_size, c.negatives, device)  # targets + uniform
+        self._log_q = MixtureLogQ(self.popularity_, c.negatives, device)  # distinct targets + uniform
         self._gen = torch.Generator(device=device).manual_seed(seed)
         self._dp_users = torch.as_tensor(np.flatnonzero(np.diff(csr.indptr) > 0), dtype=torch.long, device=device)
         return net
@@ -269,7 +269,8 @@ class TwoTower(TorchRecommender):
         if c.loss == "softmax":
             return torch.nn.functional.cross_entropy(logits, tgt)
         labels = (cand[None, :] == tgt[:, None]).float()
-        logp = torch.log_softmax(logits - self._log_q[cand], dim=1).masked_fill(labels == 0, 0.0)  # no 0 · -inf
+        logp = torch.log_softmax(logits - self._log_q(len(tgt), cand), dim=1)
+        logp = logp.masked_fill(labels == 0, 0.0)  # no 0 · -inf
         return -((labels / labels.sum(1, keepdim=True)) * logp).sum(1).mean()
 
     # ------------------------------------------------ differential privacy

@@ -110,19 +110,20 @@ def _fused_softmax_loss() -> Any:
     return _FusedSoftmaxLoss
 
 
-def sampled_softmax_loss(h: Any, item_vectors: Any, targets: Any, candidates: Any, log_q: Any | None) -> Any:
-    """Softmax cross-entropy over ``candidates`` only, logits corrected by ``-log_q[candidates]``.
+def sampled_softmax_loss(h: Any, item_vectors: Any, targets: Any, candidates: Any, candidate_log_q: Any | None) -> Any:
+    """Softmax cross-entropy over ``candidates`` only, each logit corrected by ``-candidate_log_q``: the log of
+    how often that candidate is drawn (one value per candidate, :class:`~zenrec.train.negatives.MixtureLogQ`).
 
     A candidate equal to an example's target is a positive (several equal
     candidates share the label mass); every other candidate is a negative.
-    With every item as a candidate once and ``log_q`` constant this equals
-    :func:`softmax_loss`.
+    With every item as a candidate once and ``candidate_log_q`` constant this
+    equals :func:`softmax_loss`.
     """
     import torch
 
     logits = h @ item_vectors[candidates].T
-    if log_q is not None:
-        logits = logits - log_q[candidates]
+    if candidate_log_q is not None:
+        logits = logits - candidate_log_q
     labels = (candidates[None, :] == targets[:, None]).float()
     labels = labels / labels.sum(1, keepdim=True)
     return torch.nn.functional.cross_entropy(logits, labels)

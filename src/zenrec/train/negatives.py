@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-__all__ = ["NegativeSampler", "SamplerKind", "in_batch_candidates"]
+__all__ = ["MixtureLogQ", "NegativeSampler", "SamplerKind", "in_batch_candidates"]
 
 #: ``uniform``: every item alike; ``popularity``: in proportion to count^power.
 SamplerKind = Literal["uniform", "popularity"]
@@ -76,13 +76,29 @@ def in_batch_candidates(targets: Any, sampler: NegativeSampler | None = None, n_
     return cand
 
 
-def mixture_log_q(popularity: np.ndarray, target_draws: int, negatives: int, device: Any = "cpu") -> Any:
-    """log of how often each item is a candidate of a sampled softmax whose candidates are a batch's targets
-    (``target_draws`` of them, drawn in proportion to ``popularity``) plus ``negatives`` uniform items:
-    ``log(target_draws · p_i + negatives / n)``, the logQ correction of that mixture."""
-    import torch
+class MixtureLogQ:
+    """How often each item is a candidate of :func:`in_batch_candidates` (log): the distinct targets of ``T``
+    draws in proportion to ``popularity`` plus ``negatives`` uniform items.
 
-    pop = np.asarray(popularity, dtype=np.float64)
-    share = pop / max(float(pop.sum()), 1e-12)
-    expected = target_draws * share + negatives / len(pop)
-    return torch.log(torch.as_tensor(expected, dtype=torch.float32, device=device))
+    An item is among the distinct targets with probability ``1 - (1 - p_i)^T`` (about ``T · p_i`` for a
+    rare item, 1 for one that is in nearly every batch) and is drawn ``negatives / n`` times on average
+    besides, so the logQ correction subtracts ``log(1 - (1 - p_i)^T + negatives / n)``.  Counting the
+    targets as ``T · p_i`` instead would over-correct the head of a small catalogue, whose items are
+    candidates once per batch however often they are targets.
+    """
+
+    def __init__(self, popularity: np.ndarray, negatives: int, device: Any = "cpu") -> None:
+        import torch
+
+        pop = np.asarray(popularity, dtype=np.float64)
+        share = np.clip(pop / max(float(pop.sum()), 1e-12), 0.0, 1.0 - 1e-12)
+        self._log_miss = torch.as_tensor(np.log1p(-share), dtype=torch.float32, device=device)  # log(1 - p_i)
+        self._uniform = negatives / len(pop)
+
+    def __call__(self, target_draws: float, items: Any = None) -> Any:
+        """log q of ``items`` (every item when None) for a batch of ``target_draws`` targets."""
+        import torch
+
+        miss = self._log_miss if items is None else self._log_miss[items]
+        return torch.log(-torch.expm1(float(target_draws) * miss) + self._uniform)
+
