@@ -77,7 +77,7 @@ def test_the_meter_catches_the_full_softmax(sparse_catalogue):
     ("twotower", "softmax", {"epochs": 15, "patience": 100, "history_len": 30}, 1.2),
 ])
 def test_sampled_softmax_keeps_most_of_the_full_softmax_quality(name, full, params, pop_floor, ml100k_small):
-    """On a 400-item slice of ml-100k, validation-stopped: sampled ≥ 0.85 × full test NDCG@10 (and the full
+    """On a 400-item slice of ml-100k, validation-stopped: sampled ≥ 0.95 × full test NDCG@10 (and the full
     softmax above popularity by the model's floor, so neither passes by being equally broken)."""
     from zenrec.evaluate.evaluator import evaluate_split
 
@@ -89,4 +89,5 @@ def test_sampled_softmax_keeps_most_of_the_full_softmax_quality(name, full, para
         got[loss] = evaluate_split(model, split, ks=(10,), beyond=False)["ndcg@10"]
     pop = evaluate_split(create_model("pop").fit(split.train), split, ks=(10,), beyond=False)["ndcg@10"]
     assert got[full] >= pop_floor * pop, (got, pop)
-    assert got["sampled"] >= 0.85 * got[full], (got, pop)
+    # measured with the candidate-count logQ: sasrec 0.1479 / 0.1506, twotower 0.3194 / 0.3222 (98-99 %)
+    assert got["sampled"] >= 0.95 * got[full], (got, pop)
