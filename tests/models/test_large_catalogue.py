@@ -91,3 +91,21 @@ def test_sampled_softmax_keeps_most_of_the_full_softmax_quality(name, full, para
     assert got[full] >= pop_floor * pop, (got, pop)
     # measured with the candidate-count logQ: sasrec 0.1479 / 0.1506, twotower 0.3194 / 0.3222 (98-99 %)
     assert got["sampled"] >= 0.95 * got[full], (got, pop)
+
+
+@pytest.mark.parametrize(("name", "full"), [("sasrec", "ce"), ("twotower", "softmax")])
+def test_a_full_softmax_on_a_large_catalogue_suggests_the_sampled_one(name, full, sparse_catalogue, caplog):
+    """100,000 items: the full softmax says on the zenrec.train logger that loss='sampled' exists; the sampled
+    softmax, and the full one on a small catalogue, say nothing of it."""
+    params = {"max_len": 10} if name == "sasrec" else {"history_len": 10, "hidden": 8}
+    with caplog.at_level("WARNING", logger="zenrec.train"):
+        largest_while_fitting(name, sparse_catalogue, loss=full, **params)
+    hints = [r.getMessage() for r in caplog.records if "loss='sampled'" in r.getMessage()]
+    assert len(hints) == 1 and "100,000 items" in hints[0] and f"loss={full!r}" in hints[0], hints
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="zenrec.train"):
+        largest_while_fitting(name, sparse_catalogue, loss="sampled", negatives=16, **params)
+        small = Interactions(sparse_catalogue.user, sparse_catalogue.item % 500, 150, 500,
+                             timestamp=sparse_catalogue.timestamp)
+        largest_while_fitting(name, small, loss=full, **params)
+    assert not [r for r in caplog.records if "loss='sampled'" in r.getMessage()]

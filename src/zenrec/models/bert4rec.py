@@ -70,6 +70,10 @@ class BERT4Rec(SequentialRecommender):
     def _n_examples(self) -> None:
         return None  # masked-item training: no differential privacy (see docs/guide/privacy.md)
 
+    def _full_softmax_rows(self) -> int | None:
+        c = self.config  # only the masked positions are scored
+        return max(1, round(c.batch_size * c.max_len * c.mask_prob)) if c.loss == "ce" else None
+
     def _training_windows(self, train: Interactions) -> Windows:
         """Windows of ``max_len`` items, the length the network reads at scoring time (not overlapping)."""
         from zenrec.train.sequences import training_windows

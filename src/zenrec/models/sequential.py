@@ -119,6 +119,10 @@ class SequentialRecommender(TorchRecommender):
         self._log_q = MixtureLogQ(self.popularity_, self.config.negatives, device)
         return net
 
+    def _full_softmax_rows(self) -> int | None:
+        c = self.config
+        return c.batch_size * c.max_len if c.loss == "ce" else None
+
     def _batches(self, epoch: int) -> Iterator[Any]:
         """Every training window once, in random order (under DP: Poisson-sampled users' windows)."""
         windows, first = self._windows

@@ -230,6 +230,9 @@ class TwoTower(TorchRecommender):
         self._dp_users = torch.as_tensor(np.flatnonzero(np.diff(csr.indptr) > 0), dtype=torch.long, device=device)
         return net
 
+    def _full_softmax_rows(self) -> int | None:
+        return self.config.batch_size if self.config.loss == "softmax" else None
+
     def _batches(self, epoch: int) -> Iterator[Any]:
         """Every training pair once, in random order (under DP: Poisson-sampled users, :meth:`_user_rows`)."""
         if self.config.dp_epsilon is not None:
