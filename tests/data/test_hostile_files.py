@@ -225,6 +225,20 @@ CASES = [
          says=("cannot decode", "not utf-16")),
     Case("a byte --encoding ascii cannot decode", LATIN1, args=("--time", "ts", "--encoding", "ascii"),
          says=("cannot decode", "byte 0xe9 on line 2 is not ascii")),
+    # ---------------------------------------------------------------- delimiters
+    Case("semicolon CSV without --delimiter", "user_id;item_id;ts\n1;2;100\n",
+         says=("log.csv", "row 1", "looks ';'-separated", "--delimiter ';'")),
+    Case("semicolon CSV with --delimiter ';', a quoted ; inside an id",
+         'user_id;item_id;ts\n1;"a;1";100\n2;b;200\n2;"a;1";300\n', args=("--time", "ts", "--delimiter", ";"),
+         code=0, check=_items("a;1", "b")),
+    Case("pipe CSV without --delimiter", "user_id|item_id|ts\n1|2|100\n", says=("looks '|'-separated",)),
+    Case("tab-separated file named .csv", "user_id\titem_id\tts\n1\t2\t100\n",
+         says=("looks tab-separated", "--format tsv")),
+    Case("--delimiter of two characters", _rows("1,2,100"), args=("--delimiter", ";;"),
+         says=("one character", "got ';;'")),
+    Case("--delimiter that is a quote", _rows("1,2,100"), args=("--delimiter", '"'), says=("one character",)),
+    Case("--delimiter on Parquet", _parquet_bytes(), file="log.parquet", args=("--delimiter", ";"),
+         says=("applies to csv and tsv",)),
     # ---------------------------------------------------------------- JSON Lines
     Case("JSON nested 100,000 deep", _deep(100_000), file="log.jsonl", process=True,
          says=("line 1 is nested 100,001 levels deep", "at most 100")),
@@ -297,7 +311,7 @@ def _snapshot(path: Path) -> object:
 
 
 def test_the_corpus_has_every_case_once():
-    assert len(CASES) == 65 and len({c.id for c in CASES}) == len(CASES)
+    assert len(CASES) == 72 and len({c.id for c in CASES}) == len(CASES)
     assert len(SMALL) > 45
 
 

@@ -38,6 +38,22 @@ def test_delimited(write, name, sep):
     assert ds.name == "log"
 
 
+@pytest.mark.parametrize("sep", [";", "|"])
+@pytest.mark.parametrize("chunk_rows", [None, 1])
+def test_other_delimiters_read_the_same_events_in_memory_and_streamed(write, sep, chunk_rows):
+    ds = Dataset.from_file(write("log.csv", _delimited(sep)), CM, delimiter=sep, chunk_rows=chunk_rows)
+    assert _events(ds) == set(ROWS)
+    assert read_table(write("log2.csv", _delimited(sep)), delimiter=sep).shape == (3, 4)
+
+
+def test_an_item_table_with_semicolons_attaches_each_title_to_its_item(write):
+    ds = Dataset.from_file(write("log.csv", _delimited(";")), CM, delimiter=";")
+    items = write("items.csv", 'item_id;title\ni2;"Zwei; das Buch"\ni1;Eins\n')
+    ds = ds.with_item_file(items, "item_id", delimiter=";")
+    titles = dict(zip(map(str, ds.items.all_ids), ds.item_table["title"], strict=True))
+    assert titles == {"i1": "Eins", "i2": "Zwei; das Buch"}
+
+
 def test_parquet(tmp_path):
     path = tmp_path / "log.parquet"
     cols = list(zip(*ROWS, strict=False))

@@ -202,6 +202,9 @@ def ingest(
     encoding: Annotated[
         str | None, typer.Option(help="text encoding of the file (and --items) when not UTF-8: latin-1, cp1252, utf-16…")
     ] = None,
+    delimiter: Annotated[
+        str | None, typer.Option(help="field delimiter of a CSV log (and a CSV --items table) when not a comma: ';', '|'")
+    ] = None,
     event_weight: Annotated[
         list[str] | None, typer.Option(help="NAME=WEIGHT for an event type (repeatable)")
     ] = None,
@@ -245,10 +248,12 @@ def ingest(
     from pydantic import ValidationError
 
     from zenrec.data.dataset import Dataset
-    from zenrec.data.readers import check_encoding
+    from zenrec.data.readers import check_encoding, delimiter_of, guess_format
     from zenrec.data.schema import DEFAULT_EVENT_WEIGHTS, CleaningConfig, ColumnMap
 
     check_encoding(encoding)  # an unknown name fails before anything is read
+    if delimiter is not None:
+        delimiter_of(format or guess_format(file), delimiter)
     if chunk_rows is not None and chunk_rows < 1:
         raise ConfigError(f"--chunk-rows must be a positive number of rows; got {chunk_rows}")
     pseudonym_key = None
@@ -276,10 +281,11 @@ def ingest(
     columns = ColumnMap(user=user, item=item, timestamp=time, event=event, value=value)
     with err.status(f"reading and cleaning {file}"):
         ds = Dataset.from_file(file, columns, cleaning, format=format, encoding=encoding,  # type: ignore[arg-type]
-                               chunk_rows=chunk_rows)
+                               chunk_rows=chunk_rows, delimiter=delimiter)
         if items is not None:
             # with declared features, the table's items without events join the catalogue (cold items)
-            ds.with_item_file(items, item_key, item_columns, encoding=encoding)
+            items_sep = delimiter if guess_format(items) == "csv" else None
+            ds.with_item_file(items, item_key, item_columns, encoding=encoding, delimiter=items_sep)
         if pseudonym_key is not None:
             from zenrec.store.erasure import pseudonymise_users as pseudonymise
 

@@ -20,7 +20,7 @@ from zenrec.data.events import EventTypes
 from zenrec.data.ingest import STREAMED_FORMATS, clean_file
 from zenrec.data.interactions import Interactions
 from zenrec.data.items import ItemColumns, check_item_table
-from zenrec.data.readers import Format, _base_suffix, _guess_format, read_table, record_lines
+from zenrec.data.readers import Format, _base_suffix, guess_format, read_table, record_lines
 from zenrec.data.schema import DEFAULT_EVENT_WEIGHTS, CleaningConfig, ColumnMap
 from zenrec.data.vocab import Vocabulary
 from zenrec.errors import ArtifactError, DataError
@@ -102,20 +102,23 @@ class Dataset:
         name: str | None = None,
         encoding: str | None = None,
         chunk_rows: int | None = None,
+        delimiter: str | None = None,
     ) -> Dataset:
         """Read and clean a log file (CSV/TSV/Parquet/JSON Lines/RecBole/MovieLens); ``encoding``
-        names a text file's encoding when it is not UTF-8 (``latin-1``, ``cp1252``, ``utf-16``...).
+        names a text file's encoding when it is not UTF-8 (``latin-1``, ``cp1252``, ``utf-16``...),
+        ``delimiter`` a CSV file's field delimiter when it is not a comma (``";"``, ``"|"``).
 
         CSV, TSV and Parquet files are read and cleaned ``chunk_rows`` rows at a
         time (default :data:`~zenrec.data.ingest.CHUNK_ROWS`; see
         :func:`~zenrec.data.ingest.clean_file`): memory grows with the events
         kept, not with the size of the file.  The other formats are read whole."""
         path = Path(path)
-        fmt = format or _guess_format(path)
+        fmt = format or guess_format(path)
         name = name or path.name.split(".")[0]
         if fmt in STREAMED_FORMATS:
-            return cls._from_cleaned(clean_file(path, columns, cleaning, fmt, encoding, chunk_rows), cleaning, name)
-        df = read_table(path, fmt, encoding=encoding)
+            return cls._from_cleaned(clean_file(path, columns, cleaning, fmt, encoding, chunk_rows, delimiter),
+                                     cleaning, name)
+        df = read_table(path, fmt, encoding=encoding, delimiter=delimiter)
         # rows are named by their line in text files (1 = first line)
         if fmt == "jsonl" or (fmt == "movielens" and _base_suffix(path) in (".dat", ".data")):
             first_line = 1
@@ -186,12 +189,13 @@ class Dataset:
         cold_items: bool | None = None,
         format: Format | None = None,
         encoding: str | None = None,
+        delimiter: str | None = None,
     ) -> Dataset:
         """Read an item table (CSV/TSV/Parquet/JSON Lines) and attach it with :meth:`with_item_table`;
         errors name the file and the line (the row, in Parquet)."""
         path = Path(path)
-        fmt = format or _guess_format(path)
-        table = read_table(path, fmt, encoding=encoding)
+        fmt = format or guess_format(path)
+        table = read_table(path, fmt, encoding=encoding, delimiter=delimiter)
         label = None
         if fmt != "parquet":
             first = 1 if fmt == "jsonl" else 2

@@ -45,7 +45,7 @@ from zenrec.data.readers import (
     STREAMED_FORMATS,
     Format,
     ReadAgain,
-    _guess_format,
+    guess_format,
     read_batches,
     record_lines,
 )
@@ -120,8 +120,10 @@ def clean_file(
     format: Format | None = None,
     encoding: str | None = None,
     chunk_rows: int | None = None,
+    delimiter: str | None = None,
 ) -> CleanedEvents:
-    """Read and clean a CSV/TSV/Parquet log ``chunk_rows`` rows at a time (default :data:`CHUNK_ROWS`).
+    """Read and clean a CSV/TSV/Parquet log ``chunk_rows`` rows at a time (default :data:`CHUNK_ROWS`);
+    ``delimiter``: a CSV file's field delimiter when it is not a comma.
 
     The result, the report and every error are those of reading the whole file
     and calling :func:`~zenrec.data.clean.clean_events` on it: rows are named by
@@ -131,7 +133,7 @@ def clean_file(
     with a row longer than a block with larger blocks (:class:`~zenrec.data.readers.ReadAgain`).
     """
     path = Path(path)
-    fmt = format or _guess_format(path)
+    fmt = format or guess_format(path)
     if fmt not in STREAMED_FORMATS:
         raise ConfigError(f"clean_file reads {', '.join(STREAMED_FORMATS)}; got {fmt!r} (use Dataset.from_file)")
     columns = columns or ColumnMap()
@@ -142,7 +144,7 @@ def clean_file(
         cleaner = EventCleaner(columns, config, str(path), "row" if fmt == "parquet" else "line", labels)
         try:
             for table in _read_ahead(read_batches(path, fmt, columns.required(), encoding, chunk_rows or CHUNK_ROWS,
-                                                  types, block)):
+                                                  types, block, delimiter)):
                 cleaner.add(table)
                 del table
         except ReadAgain as again:

@@ -29,6 +29,7 @@ import pyarrow.parquet as pq
 from zenrec.errors import ConfigError, DataError, EmptyDataError
 
 __all__ = ["read_table", "read_batches", "read_movielens", "read_recbole", "record_lines", "check_encoding", "Format",
+           "delimiter_of", "guess_format",
            "ReadAgain", "BATCH_ROWS", "STREAMED_FORMATS", "MAX_COLUMNS", "MAX_HEADER_CHARS", "MAX_JSON_DEPTH"]
 
 #: most columns a header may name: an interaction log has a handful, a wider file is not one
@@ -59,7 +60,8 @@ _SUFFIXES: dict[str, Format] = {
 }
 
 
-def _guess_format(path: Path) -> Format:
+def guess_format(path: Path) -> Format:
+    """The format a log's file name says (``events.csv.gz``: csv); an error naming the formats when it says none."""
     suffix = _base_suffix(path)
     if suffix in _SUFFIXES:
         return _SUFFIXES[suffix]
@@ -198,6 +200,21 @@ def _first_line(path: Path, encoding: str | None, data: bytes | None = None,
 
 
 _LINE_BREAK = re.compile("[\r\n]")
+#: what a header that is one column with the default delimiter is split on, to say which delimiter the file uses
+_OTHER_DELIMITERS = (";", "\t", "|")
+
+
+def delimiter_of(fmt: str, delimiter: str | None) -> str:
+    """The field delimiter of a ``csv`` (default ``,``) or ``tsv`` (default tab) file; ``delimiter`` must be one
+    character other than a quote or a line break, and applies to those two formats only."""
+    if delimiter is None:
+        return "\t" if fmt == "tsv" else ","
+    if fmt not in ("csv", "tsv"):
+        raise ConfigError(f"a delimiter applies to csv and tsv files; this one is read as {fmt}")
+    if len(delimiter) != 1 or delimiter in '"\r\n':
+        raise ConfigError(f"the delimiter must be one character other than a quote or a line break, such as ';' "
+                          f"or '|'; got {delimiter!r}")
+    return delimiter
 
 
 def _check_first_line(path: Path, delimiter: str, header: bool, encoding: str | None,
@@ -227,7 +244,19 @@ def _check_first_line(path: Path, delimiter: str, header: bool, encoding: str | 
         raise EmptyDataError(
             "the first line is empty; expected a header line with the column names", source=str(path), row=1
         )
-    return [h.strip() for h in line.split(delimiter)] if header else None
+    if header and delimiter == "," and n_cols == 1:
+        other = next((d for d in _OTHER_DELIMITERS if len(_split_header(line, d)) > 1), None)
+        if other is not None:
+            shown = {"\t": "tab"}.get(other, repr(other))
+            flag = "--format tsv (format='tsv' in Python)" if other == "\t" else \
+                f"--delimiter {other!r} (delimiter={other!r} in Python)"
+            raise DataError(f"the header is one column, {line.strip()[:80]!r}, and looks {shown}-separated; "
+                            f"expected comma-separated values: read it with {flag}", source=str(path), row=1)
+    return _split_header(line, delimiter) if header else None
+
+
+def _split_header(line: str, delimiter: str) -> list[str]:
+    return [h.strip() for h in line.split(delimiter)]
 
 
 _MAGIC = {b"\x1f\x8b": "gzip-compressed (name it .csv.gz, or decompress it)", b"PK\x03\x04": "a zip archive",
@@ -459,6 +488,7 @@ def read_batches(
     batch_rows: int = BATCH_ROWS,
     column_types: dict[str, pa.DataType] | None = None,
     block_size: int | None = None,
+    delimiter: str | None = None,
 ) -> Iterator[pa.Table]:
     """Read a CSV/TSV/Parquet log a chunk at a time: tables of ``batch_rows`` rows, in file order.
 
@@ -468,20 +498,22 @@ def read_batches(
     when the file has them all.  A CSV column whose values change kind after the
     first block, or a row longer than a block, raises :class:`ReadAgain`: read again
     with the ``column_types`` and ``block_size`` it names (``block_size``: bytes
-    pyarrow parses at a time, default 1 MiB).
+    pyarrow parses at a time, default 1 MiB).  ``delimiter``: a CSV file's field delimiter when it is not a
+    comma (:func:`delimiter_of`).
     """
     path = Path(path)
     if batch_rows < 1:
         raise ConfigError(f"the 'batch_rows' parameter must be a positive number of rows; got {batch_rows}")
     enc = check_encoding(encoding)
     _check_file(path)
-    fmt = format or _guess_format(path)
+    fmt = format or guess_format(path)
+    sep = delimiter_of(fmt, delimiter)
     if fmt == "parquet":
         if enc is not None:
             raise ConfigError(f"--encoding {encoding} does not apply to Parquet, whose text is always UTF-8")
         yield from _parquet_batches(path, columns, batch_rows)
     elif fmt in ("csv", "tsv"):
-        yield from _delimited_batches(path, "," if fmt == "csv" else "\t", columns, enc, batch_rows,
+        yield from _delimited_batches(path, sep, columns, enc, batch_rows,
                                       column_types or {}, block_size or _STREAM_BLOCK)
     else:
         raise ConfigError(f"read_batches reads {', '.join(STREAMED_FORMATS)}; got {fmt!r} (use read_table)")
@@ -544,26 +576,29 @@ def _parquet_batches(path: Path, columns: list[str] | None, batch_rows: int) -> 
 
 
 def read_table(
-    path: str | Path, format: Format | None = None, columns: list[str] | None = None, encoding: str | None = None
+    path: str | Path, format: Format | None = None, columns: list[str] | None = None, encoding: str | None = None,
+    delimiter: str | None = None,
 ) -> pd.DataFrame:
     """Read an interaction log into a DataFrame (format guessed from the suffix).
 
     ``columns`` restricts CSV/TSV/Parquet reads to those columns (names
     missing from the file are ignored here and reported by cleaning).
     ``encoding`` names the text encoding of a CSV/TSV/JSON Lines/MovieLens/RecBole
-    file (default UTF-8, e.g. ``latin-1``, ``cp1252``, ``utf-16``).
+    file (default UTF-8, e.g. ``latin-1``, ``cp1252``, ``utf-16``).  ``delimiter``: a CSV file's field
+    delimiter when it is not a comma (:func:`delimiter_of`).
     """
     path = Path(path)
     enc = check_encoding(encoding)
     _check_file(path)
-    fmt = format or _guess_format(path)
+    fmt = format or guess_format(path)
+    sep = delimiter_of(fmt, delimiter)
     if fmt == "recbole":
         return read_recbole(path, encoding=encoding)
     if fmt == "movielens":
         return read_movielens(path, encoding=encoding)
     try:
         if fmt in ("csv", "tsv"):
-            table = _read_delimited(path, "," if fmt == "csv" else "\t", encoding=enc)
+            table = _read_delimited(path, sep, encoding=enc)
             if columns and set(columns) <= set(table.column_names):
                 table = table.select([c for c in table.column_names if c in set(columns)])
         elif fmt == "parquet":
@@ -717,7 +752,7 @@ def record_lines(path: str | Path, format: Format | None = None, encoding: str |
     the lines of a stretch without quotes, carriage returns or blank lines
     without looking at each byte.  ``None`` also when the file has fewer rows."""
     path = Path(path)
-    fmt = format or _guess_format(path)
+    fmt = format or guess_format(path)
     enc = check_encoding(encoding)
     if enc is not None and '\n\r"'.encode(enc, "replace") != b'\n\r"':  # UTF-16 and the like
         return None
