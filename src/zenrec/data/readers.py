@@ -248,8 +248,8 @@ def _check_first_line(path: Path, delimiter: str, header: bool, encoding: str | 
         other = next((d for d in _OTHER_DELIMITERS if len(_split_header(line, d)) > 1), None)
         if other is not None:
             shown = {"\t": "tab"}.get(other, repr(other))
-            flag = "--format tsv (format='tsv' in Python)" if other == "\t" else \
-                f"--delimiter {other!r} (delimiter={other!r} in Python)"
+            flag = "--format tsv (zenrec ingest; format='tsv' in Python)" if other == "\t" else \
+                f"--delimiter {other!r} (zenrec ingest; delimiter={other!r} in Python)"
             raise DataError(f"the header is one column, {line.strip()[:80]!r}, and looks {shown}-separated; "
                             f"expected comma-separated values: read it with {flag}", source=str(path), row=1)
     return _split_header(line, delimiter) if header else None
