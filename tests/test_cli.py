@@ -62,6 +62,12 @@ def test_ingest_train_recommend_flow(events_csv, tmp_path):
     r = run("recommend", model, "--users", listed, "-k", "3", "-o", recs)
     assert r.exit_code == 0, r.output
     assert pd.read_csv(recs)["user_id"].drop_duplicates().tolist() == ["u2", "u1", "nobody"]
+    # on the terminal a list of users is one table with a user column; the unknown one is marked on its rows
+    r = run("recommend", model, "--users", listed, "-k", "3")
+    assert r.exit_code == 0, r.output
+    assert "top-3 for 3 users (1 unknown: popular items)" in r.output
+    rows = [line.split("│")[1].strip() for line in r.output.splitlines() if line.count("│") > 2]
+    assert rows == ["u2"] * 3 + ["u1"] * 3 + ["nobody (unknown)"] * 3
     (tmp_path / "empty.txt").write_text("\n \n")
     r = run("recommend", model, "--users", tmp_path / "empty.txt")
     assert r.exit_code == 2 and "no user ids (expected one id per line)" in r.output

@@ -692,7 +692,7 @@ def recommend(
     reasons: Annotated[bool, typer.Option("--reasons", help="explain each item by the user's items behind it "
                                           "(a 'because' column; a JSON 'reasons' column in the CSV)")] = False,
 ) -> None:
-    """Top-k items for one user (a table) or many users (a CSV)."""
+    """Top-k items for one user or a list of users: a table, or a CSV with -o."""
     from zenrec._io import atomic_file
     from zenrec.models.bundle import ModelBundle
     from zenrec.retrieval.base import check_k
@@ -721,12 +721,21 @@ def recommend(
             recs.to_csv(tmp, index=False)
         out.print(f"wrote {len(recs):,} rows for {len(raw):,} users to {output}")
         return
-    fallback = bool(len(recs)) and recs["fallback"].iloc[0] != ""
-    t = Table(title=f"top-{k} for user {user}" + (" (unknown user: popular items)" if fallback else ""))
-    for col in ("rank", "item", "title", "score") + (("because",) if reasons else ()):
+    many = users is not None  # a list of users: a user column, and each unknown user marked on its rows
+    if many:
+        n_unknown = int(recs.loc[recs["fallback"] != "", "user_id"].nunique()) if len(recs) else 0
+        title = f"top-{k} for {len(raw):,} users" + (f" ({n_unknown:,} unknown: popular items)" if n_unknown else "")
+    else:
+        fallback = bool(len(recs)) and recs["fallback"].iloc[0] != ""
+        title = f"top-{k} for user {user}" + (" (unknown user: popular items)" if fallback else "")
+    t = Table(title=title)
+    cols = (("user",) if many else ()) + ("rank", "item", "title", "score") + (("because",) if reasons else ())
+    for col in cols:
         t.add_column(col, justify="right" if col in ("rank", "score") else "left")
     for j, r in enumerate(recs.itertuples()):
         row = [str(r.rank), str(r.item_id), str(getattr(r, "title", "")), f"{r.score:.4f}"]
+        if many:
+            row.insert(0, f"{r.user_id}" + (" (unknown)" if r.fallback else ""))
         if reasons:
             row.append(", ".join(str(x.get("title") or x["item"]) for x in why[j]) or "-")
         t.add_row(*row)
