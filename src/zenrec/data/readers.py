@@ -245,18 +245,14 @@ def _check_first_line(path: Path, delimiter: str, header: bool, encoding: str | 
             "the first line is empty; expected a header line with the column names", source=str(path), row=1
         )
     if header and delimiter == "," and n_cols == 1:
-        other = next((d for d in _OTHER_DELIMITERS if len(_split_header(line, d)) > 1), None)
+        other = next((d for d in _OTHER_DELIMITERS if d in line), None)
         if other is not None:
             shown = {"\t": "tab"}.get(other, repr(other))
             flag = "--format tsv (zenrec ingest; format='tsv' in Python)" if other == "\t" else \
                 f"--delimiter {other!r} (zenrec ingest; delimiter={other!r} in Python)"
             raise DataError(f"the header is one column, {line.strip()[:80]!r}, and looks {shown}-separated; "
                             f"expected comma-separated values: read it with {flag}", source=str(path), row=1)
-    return _split_header(line, delimiter) if header else None
-
-
-def _split_header(line: str, delimiter: str) -> list[str]:
-    return [h.strip() for h in line.split(delimiter)]
+    return [h.strip() for h in line.split(delimiter)] if header else None
 
 
 _MAGIC = {b"\x1f\x8b": "gzip-compressed (name it .csv.gz, or decompress it)", b"PK\x03\x04": "a zip archive",

@@ -208,7 +208,7 @@ class TwoTower(TorchRecommender):
     def _build(self, train: Interactions, device: Any, seed: int) -> Any:
         import torch
 
-        from zenrec.train.negatives import MixtureLogQ
+        from zenrec.train.negatives import MixtureLogQ, NegativeSampler
         from zenrec.train.sequences import last_items
 
         c = self.config
@@ -227,6 +227,7 @@ class TwoTower(TorchRecommender):
                      torch.as_tensor(csr.indices, dtype=torch.long, device=device))
         self._log_q = MixtureLogQ(self.popularity_, c.negatives, device)  # distinct targets + uniform
         self._gen = torch.Generator(device=device).manual_seed(seed)
+        self._sampler = NegativeSampler(train.n_items, "uniform", device=device, generator=self._gen)
         self._dp_users = torch.as_tensor(np.flatnonzero(np.diff(csr.indptr) > 0), dtype=torch.long, device=device)
         return net
 
@@ -250,6 +251,7 @@ class TwoTower(TorchRecommender):
         import torch
 
         from zenrec.models.nets.twotower import in_rows
+        from zenrec.train.negatives import in_batch_candidates
 
         c, net, gen = self.config, self.net_, self._gen
         u, tgt = batch
@@ -262,8 +264,7 @@ class TwoTower(TorchRecommender):
         if c.loss == "softmax":
             cand = torch.arange(self.n_items_, device=device)
         else:
-            cand = torch.cat([tgt.unique(),
-                              torch.randint(0, self.n_items_, (c.negatives,), device=device, generator=gen)])
+            cand = in_batch_candidates(tgt, self._sampler, c.negatives)
         keep = (torch.rand(len(cand), device=device, generator=gen) >= c.id_dropout).float()
         logits = uv @ net.items(cand, keep).T
         # the user's other training items are positives too, not negatives: they leave the softmax
@@ -332,7 +333,7 @@ class TwoTower(TorchRecommender):
         return len(self._dp_users)  # under DP the unit of privacy: one user with training events
 
     def _after_fit(self) -> None:
-        del self._pairs, self._seqs, self._csr, self._log_q, self._gen, self._dp_users
+        del self._pairs, self._seqs, self._csr, self._log_q, self._gen, self._sampler, self._dp_users
 
     def _remember(self, full: Interactions) -> None:
         """Score from every event: the stored histories end with the held-out validation items too (which items
